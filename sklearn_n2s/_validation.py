@@ -1,0 +1,159 @@
+"""Input validation shared by every estimator.
+
+One place decides what an image stack is, which dtypes are accepted and how integer
+images become floats, so every estimator fails the same way on bad input.
+"""
+
+import numbers
+
+import numpy as np
+from skimage.util import img_as_float
+
+MAX_SPATIAL_DIMS = 3
+
+
+def check_channel_axis(channel_axis):
+    """Return ``channel_axis`` if it is None or -1, else raise a ValueError."""
+    if channel_axis is None or (
+        isinstance(channel_axis, numbers.Integral) and not isinstance(channel_axis, bool)
+        and channel_axis == -1
+    ):
+        return channel_axis
+    raise ValueError(f"channel_axis must be None or -1, got {channel_axis!r}.")
+
+
+def _as_array(X):
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            "Sparse input is not supported by image denoisers: pass a dense array "
+            "(sparse matrices are for the table estimators)."
+        )
+    try:
+        return np.asarray(X)
+    except ValueError as exc:  # numpy refuses ragged nested sequences
+        raise ValueError(
+            f"X is ragged: its rows have different lengths and cannot form an array ({exc})."
+        ) from None
+
+
+def _check_dtype(X):
+    if X.dtype == object:
+        raise TypeError(
+            "X has dtype object (a ragged list or mixed types?); expected a numeric array."
+        )
+    if np.iscomplexobj(X):
+        raise TypeError("X is complex; denoisers expect real-valued images.")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X has unsupported dtype {X.dtype}; expected a numeric array.")
+
+
+def intensity_scale(dtype):
+    """Factor that maps intensities of ``dtype`` to the float units used internally.
+
+    Integer images are converted with :func:`skimage.util.img_as_float` (uint8 0..255 to
+    0..1, for example), so an intensity-valued parameter given in the input's units
+    (a wavelet ``sigma``, a noise variance) is multiplied by this factor, exactly as
+    scikit-image's ``rescale_sigma=True`` does. Floats are used as they are (factor 1).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "f":
+        return 1.0
+    if dtype.kind == "b":
+        return 1.0
+    pair = np.array([0, 1], dtype=dtype)
+    converted = img_as_float(pair)
+    return float(converted[1] - converted[0])
+
+
+def to_float(X):
+    """Convert to the float dtype used for computation; never returns the input itself.
+
+    float32 and float64 are kept, float16 becomes float32; integers and booleans go
+    through ``img_as_float`` (uint8 0..255 becomes 0..1, int16 becomes -1..1).
+    """
+    if X.dtype.kind == "f":
+        dtype = np.float32 if X.dtype.itemsize <= 4 else np.float64
+        return np.array(X, dtype=dtype, copy=True)
+    if X.dtype.kind == "b":
+        return X.astype(np.float64)
+    out = img_as_float(X)
+    return np.array(out, dtype=np.float64, copy=out is X)
+
+
+def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X"):
+    """Validate an image stack and return a float copy of it.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, *spatial[, n_channels])
+        One to three spatial axes; a trailing channel axis when ``channel_axis=-1``.
+    channel_axis : None or -1
+    min_spatial_size : int
+        Smallest length allowed along every spatial axis (an image smaller than the
+        filter cannot be filtered meaningfully).
+
+    Returns
+    -------
+    X_float : ndarray
+        A new float32/float64 array (the caller's array is never modified).
+    """
+    channel_axis = check_channel_axis(channel_axis)
+    X = _as_array(X)
+    _check_dtype(X)
+    n_extra = 1 + (channel_axis is not None)
+    if X.ndim == 0:
+        raise ValueError(f"{name} is 0-d (a scalar); expected an image stack.")
+    n_spatial = X.ndim - n_extra
+    if n_spatial < 1:
+        raise ValueError(
+            f"{name} has {X.ndim} dimension(s); expected (n_samples, *spatial"
+            f"{', n_channels' if channel_axis is not None else ''}) with 1 to "
+            f"{MAX_SPATIAL_DIMS} spatial axes. Reshape a single image as X[np.newaxis]; "
+            "a 1-d signal as X.reshape(1, -1)."
+        )
+    if n_spatial > MAX_SPATIAL_DIMS:
+        raise ValueError(
+            f"{name} has {X.ndim} dimensions, i.e. {n_spatial} spatial axes; at most "
+            f"{MAX_SPATIAL_DIMS} spatial axes are supported"
+            f"{'' if channel_axis is not None else ' (set channel_axis=-1 for a trailing channel axis)'}."
+        )
+    if X.size == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape}).")
+    spatial = X.shape[1:1 + n_spatial]
+    if min(spatial) < min_spatial_size:
+        raise ValueError(
+            f"{name} has spatial shape {spatial}, smaller than the filter needs: every "
+            f"spatial axis must have at least {min_spatial_size} pixels."
+        )
+    Xf = to_float(X)
+    finite = np.isfinite(Xf)
+    if not finite.all():
+        kind = "NaN" if np.isnan(Xf).any() else "infinity"
+        raise ValueError(f"{name} contains {kind}; denoisers need finite values.")
+    return Xf
+
+
+def spatial_axes(ndim, channel_axis):
+    """Axes of a stack that are spatial: all but the sample axis and the channel axis."""
+    last = ndim - (channel_axis is not None)
+    return tuple(range(1, last))
+
+
+def check_positive(value, name, *, allow_zero=False, integer=False):
+    """Raise a clear error unless ``value`` is a positive (or non-negative) number."""
+    kinds = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(
+            f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}."
+        )
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}.")
+    return value
+
+
+def check_option(value, name, options):
+    """Raise a ValueError naming the allowed options when ``value`` is not one of them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}.")
+    return value

@@ -1,0 +1,226 @@
+"""The contract every image denoiser keeps, and what ``transform`` returns.
+
+Subclasses implement two steps on a validated float stack (``scale`` converts
+intensity-valued parameters to the float units of integer input, see
+:func:`sklearn_n2s._validation.intensity_scale`):
+
+- ``_denoise(X, scale)``: the ordinary filter at the set parameters;
+- ``_invariant(X, scale)``: a J-invariant prediction of X (optionally
+  ``_invariant_covered``, returning also which coordinates an approximate prediction
+  covered).
+
+The base class adds validation, ``fit``, ``transform``, ``invariant_transform``,
+``score`` and the self-supervised loss.
+
+Why ``transform`` shrinks by default
+------------------------------------
+The self-supervised loss ``L = mean((f_inv(x) - x)**2)`` ranks J-invariant outputs
+exactly, but the invariant output throws the centre pixel away, and the ordinary filter
+at the parameter chosen for the invariant one can be far from the best (a 1-pixel donut
+median calibrates well yet the ordinary 1-pixel median barely denoises). The output
+
+    out = x + lam * (f_inv(x) - x),   lam = sigma**2 / L   (clipped to [0, 1])
+
+is the combination of ``f_inv(x)`` and ``x`` with the lowest expected error against the
+clean image (Batson & Royer 2019, section 4): the noise is independent of ``f_inv(x)``
+for a J-invariant f, so the error of the mix is ``lam**2 (L - sigma**2) +
+(1 - lam)**2 sigma**2``, smallest at ``lam = sigma**2 / L``. ``sigma**2`` is the noise
+variance, given by ``noise_variance`` or estimated per sample with
+:func:`skimage.restoration.estimate_sigma` (and capped at ``L``, since
+``L = MSE(f_inv, clean) + sigma**2 >= sigma**2``). ``benchmarks/transform_quality.py``
+measures this choice against the best output on the searched grid.
+"""
+
+import numbers
+
+import numpy as np
+from skimage.restoration import estimate_sigma
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._validation import check_channel_axis, check_option, check_stack, intensity_scale
+from .losses import get_loss
+
+OUTPUTS = ("shrink", "ordinary", "invariant")
+
+
+def estimate_noise_variance(X, *, channel_axis=None):
+    """Per-sample noise variance from the finest wavelet coefficients (MAD estimate).
+
+    Returns an array of shape (n_samples,): the square of
+    :func:`skimage.restoration.estimate_sigma`, averaged over channels.
+    """
+    variances = np.empty(X.shape[0])
+    for i, sample in enumerate(X):
+        sigma = estimate_sigma(sample, average_sigmas=True, channel_axis=channel_axis)
+        variances[i] = float(sigma) ** 2
+    return variances
+
+
+def shrink_towards_data(invariant, X, noise_variance):
+    """Optimal per-sample mix of a J-invariant prediction and the data.
+
+    Returns ``(output, lam)`` with ``output = X + lam * (invariant - X)`` and
+    ``lam = noise_variance / L`` per sample, clipped to [0, 1].
+    """
+    axes = tuple(range(1, X.ndim))
+    diff = invariant - X
+    loss = np.mean(np.square(diff, dtype=np.float64), axis=axes)
+    noise_variance = np.minimum(np.broadcast_to(noise_variance, loss.shape), loss)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lam = np.where(loss > 0, noise_variance / np.where(loss > 0, loss, 1), 1.0)
+    lam = np.clip(lam, 0.0, 1.0)
+    shape = (-1,) + (1,) * (X.ndim - 1)
+    output = X + lam.reshape(shape).astype(X.dtype) * diff
+    return output, lam
+
+
+class JInvariantDenoiserMixin:
+    """Validation, ``fit``, ``transform``, ``invariant_transform`` and ``score``."""
+
+    #: Smallest number of pixels along every spatial axis the filter accepts.
+    def _min_spatial_size(self):
+        return 1
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self):
+        check_channel_axis(self.channel_axis)
+        check_option(self.output, "output", OUTPUTS)
+        nv = self.noise_variance
+        if nv is not None and (
+            isinstance(nv, bool) or not isinstance(nv, numbers.Real) or not nv >= 0
+            or not np.isfinite(nv)
+        ):
+            raise ValueError(f"noise_variance must be None or a number >= 0, got {nv!r}.")
+
+    def _validate(self, X, *, reset):
+        X = check_stack(X, channel_axis=self.channel_axis,
+                        min_spatial_size=self._min_spatial_size())
+        n_spatial = X.ndim - 1 - (self.channel_axis is not None)
+        if reset:
+            self.n_spatial_dims_ = n_spatial
+            self.n_features_in_ = int(np.prod(X.shape[1:]))
+        elif n_spatial != self.n_spatial_dims_:
+            raise ValueError(
+                f"X has {n_spatial} spatial axes, but {type(self).__name__} was fitted on "
+                f"data with {self.n_spatial_dims_}."
+            )
+        return X
+
+    def _prepare(self, X):
+        """Check fitted and parameters; return the validated float stack and its scale."""
+        check_is_fitted(self)
+        self._check_params()
+        scale = intensity_scale(np.asarray(X).dtype) if hasattr(X, "dtype") else 1.0
+        return self._validate(X, reset=False), scale
+
+    # -------------------------------------------------------------------- contract
+    def fit(self, X, y=None):
+        """Validate the parameters and the data; nothing is learned by a fixed filter.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+        y : None
+            Ignored: the self-supervised setting has no targets.
+
+        Returns
+        -------
+        self : object
+        """
+        self._check_params()
+        self._validate(X, reset=True)
+        return self
+
+    def transform(self, X):
+        """Denoise X; what is returned depends on ``output``.
+
+        ``'shrink'`` (default) returns the optimal mix of the J-invariant prediction and
+        the data (see the module notes), ``'ordinary'`` the ordinary filter,
+        ``'invariant'`` the J-invariant prediction.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+
+        Returns
+        -------
+        X_denoised : ndarray of the same shape, float32 for float32 input, else float64
+        """
+        X, scale = self._prepare(X)
+        if self.output == "ordinary":
+            return self._denoise(X, scale)
+        invariant = self._invariant(X, scale)
+        if self.output == "invariant":
+            return invariant
+        return shrink_towards_data(invariant, X, self._noise_variance(X, scale))[0]
+
+    def invariant_transform(self, X):
+        """J-invariant prediction of X: the output at a pixel never looks at that pixel.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+
+        Returns
+        -------
+        X_invariant : ndarray of the same shape
+        """
+        X, scale = self._prepare(X)
+        return self._invariant(X, scale)
+
+    def shrinkage_weights(self, X):
+        """Per-sample weight ``lam`` that ``output='shrink'`` gives the invariant prediction."""
+        X, scale = self._prepare(X)
+        invariant = self._invariant(X, scale)
+        return shrink_towards_data(invariant, X, self._noise_variance(X, scale))[1]
+
+    def self_supervised_loss(self, X, loss="mse"):
+        """Loss of the J-invariant prediction against X itself (lower is better).
+
+        For an estimator set to an approximate loss (a subset of cosets), only the
+        coordinates those cosets predict are compared.
+        """
+        X, scale = self._prepare(X)
+        prediction, covered = self._invariant_covered(X, scale)
+        loss_fn = get_loss(loss)
+        if covered is None:
+            return loss_fn(prediction, X)
+        return loss_fn(prediction[covered], X[covered])
+
+    def score(self, X, y=None):
+        """Minus the self-supervised mean squared error, so that greater is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        return -self.self_supervised_loss(X)
+
+    # ------------------------------------------------------------- overridable steps
+    def _invariant_covered(self, X, scale):
+        return self._invariant(X, scale), None
+
+    def _noise_variance(self, X, scale):
+        if self.noise_variance is not None:
+            return np.full(X.shape[0], float(self.noise_variance) * scale**2)
+        return estimate_noise_variance(X, channel_axis=self.channel_axis)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = False
+        tags.requires_fit = True
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class BaseImageDenoiser(JInvariantDenoiserMixin, TransformerMixin, BaseEstimator):
+    """Base class of the classical image denoisers (not for direct use)."""

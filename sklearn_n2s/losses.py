@@ -1,0 +1,27 @@
+"""Losses for the self-supervised comparison of a J-invariant prediction with the data."""
+
+import numpy as np
+
+
+def mean_squared_error(prediction, target):
+    """Mean of the squared differences (the Noise2Self loss)."""
+    diff = np.asarray(prediction, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    return float(np.mean(diff * diff))
+
+
+def mean_absolute_error(prediction, target):
+    """Mean of the absolute differences (robust to heavy-tailed noise)."""
+    diff = np.asarray(prediction, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    return float(np.mean(np.abs(diff)))
+
+
+LOSSES = {"mse": mean_squared_error, "mae": mean_absolute_error}
+
+
+def get_loss(loss):
+    """Return the loss callable for a name in :data:`LOSSES`, or ``loss`` if callable."""
+    if callable(loss):
+        return loss
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]
+    raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}.")
