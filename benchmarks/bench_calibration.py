@@ -1,6 +1,6 @@
 """Calibration speed: sklearn_n2s versus scikit-image, same image, same grids, same run.
 
-Run:  python benchmarks/bench_calibration.py [--repeats 3]
+Run:  python benchmarks/bench_calibration.py [--repeats 5]
 
 Prints a Markdown table of median wall-clock times and the ratios
 (peer time / our time, higher is better for us).
@@ -25,14 +25,17 @@ RADII = [1, 2, 3, 4, 5, 6]
 WAVELET_SIGMAS = list(np.linspace(0.02, 0.2, 8))
 
 
-def timed(fn, repeats):
-    times, result = [], None
+def timed_pair(ours, peer, repeats):
+    """Median times of two callables, run alternately so that load drifts hit both."""
+    times = {0: [], 1: []}
+    results = {}
     for _ in range(repeats):
-        DECOMPOSITIONS.clear()  # every run starts cold: no reuse from the previous one
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), result
+        for key, fn in ((0, ours), (1, peer)):
+            DECOMPOSITIONS.clear()  # every run starts cold: no reuse from the previous one
+            start = time.perf_counter()
+            results[key] = fn()
+            times[key].append(time.perf_counter() - start)
+    return float(np.median(times[0])), float(np.median(times[1])), results[0], results[1]
 
 
 def search(estimator, grid, X):
@@ -52,7 +55,7 @@ def donut_loop_uint8(image):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     r = args.repeats
 
@@ -62,8 +65,7 @@ def main():
     rows = []
 
     def row(name, ours, peer, peer_name):
-        t_ours, p_ours = timed(ours, r)
-        t_peer, p_peer = timed(peer, r)
+        t_ours, t_peer, p_ours, p_peer = timed_pair(ours, peer, r)
         rows.append((name, peer_name, t_ours, t_peer, t_peer / t_ours, p_ours, p_peer))
 
     row("JInvariantGaussian, 10 sigmas, exact loss",
@@ -87,7 +89,7 @@ def main():
         lambda: _skimage_best(noisy, denoise_wavelet, {"sigma": WAVELET_SIGMAS}, False),
         "calibrate_denoiser(denoise_wavelet, approximate_loss=False)")
 
-    print(f"512x512 camera + Gaussian noise 0.1; median of {r} runs; "
+    print(f"512x512 camera + Gaussian noise 0.1; median of {r} alternating runs; "
           f"{platform.processor() or platform.machine()}, numpy {np.__version__}\n")
     print("| case | peer | ours (s) | peer (s) | speed-up | our pick | peer pick |")
     print("|---|---|---|---|---|---|---|")

@@ -5,7 +5,7 @@ Every denoiser has ``fit``/``transform``, a J-invariant ``invariant_transform`` 
 :class:`~sklearn.model_selection.GridSearchCV` chooses hyperparameters without clean data.
 """
 
-from .base import estimate_noise_variance
+from .noise import estimate_noise_variance
 from .gaussian import JInvariantGaussian
 from .median import DonutMedian
 from .scoring import FullSplit, SelfSupervisedScorer, self_supervised_loss

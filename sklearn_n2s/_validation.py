@@ -37,14 +37,22 @@ def _as_array(X):
 
 
 def _check_dtype(X):
+    """Return X with a numeric dtype, or raise naming the problem."""
     if X.dtype == object:
-        raise TypeError(
-            "X has dtype object (a ragged list or mixed types?); expected a numeric array."
-        )
+        # An object array of numbers is accepted (as scikit-learn does); anything else
+        # (strings, None, nested sequences) is refused.
+        try:
+            return X.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                "X has dtype object and its values are not numbers (argument must be a "
+                "string or a number, not a sequence or None); expected a numeric array."
+            ) from None
     if np.iscomplexobj(X):
-        raise TypeError("X is complex; denoisers expect real-valued images.")
+        raise ValueError("Complex data not supported: denoisers expect real-valued images.")
     if X.dtype.kind not in "biuf":
         raise TypeError(f"X has unsupported dtype {X.dtype}; expected a numeric array.")
+    return X
 
 
 def intensity_scale(dtype):
@@ -56,9 +64,7 @@ def intensity_scale(dtype):
     scikit-image's ``rescale_sigma=True`` does. Floats are used as they are (factor 1).
     """
     dtype = np.dtype(dtype)
-    if dtype.kind in "f":
-        return 1.0
-    if dtype.kind == "b":
+    if dtype.kind not in "iu":
         return 1.0
     pair = np.array([0, 1], dtype=dtype)
     converted = img_as_float(pair)
@@ -66,18 +72,31 @@ def intensity_scale(dtype):
 
 
 def to_float(X):
-    """Convert to the float dtype used for computation; never returns the input itself.
+    """Convert to the float dtype used for computation.
 
-    float32 and float64 are kept, float16 becomes float32; integers and booleans go
-    through ``img_as_float`` (uint8 0..255 becomes 0..1, int16 becomes -1..1).
+    float32 and float64 are kept (without a copy: the estimators never write into their
+    input, which the tests check), float16 becomes float32, longdouble float64; integers
+    and booleans go through ``img_as_float`` (uint8 0..255 becomes 0..1, int16 becomes
+    -1..1).
     """
     if X.dtype.kind == "f":
         dtype = np.float32 if X.dtype.itemsize <= 4 else np.float64
-        return np.array(X, dtype=dtype, copy=True)
+        return np.asarray(X, dtype=dtype)
     if X.dtype.kind == "b":
         return X.astype(np.float64)
-    out = img_as_float(X)
-    return np.array(out, dtype=np.float64, copy=out is X)
+    return np.asarray(img_as_float(X), dtype=np.float64)
+
+
+def check_finite(X, name="X"):
+    """Raise a ValueError naming NaN or infinity if X holds any."""
+    # A finite sum proves every value finite without a boolean array the size of X;
+    # only when it is not (a NaN, an inf, or an overflow) look closer.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(X, dtype=np.float64)
+    if np.isfinite(total) or np.isfinite(X).all():
+        return
+    kind = "NaN" if np.isnan(X).any() else "infinity"
+    raise ValueError(f"{name} contains {kind}; denoisers need finite values.")
 
 
 def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X"):
@@ -95,11 +114,11 @@ def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X"):
     Returns
     -------
     X_float : ndarray
-        A new float32/float64 array (the caller's array is never modified).
+        float32/float64; the caller's array itself when it already is one, so callers
+        must treat it as read-only.
     """
     channel_axis = check_channel_axis(channel_axis)
-    X = _as_array(X)
-    _check_dtype(X)
+    X = _check_dtype(_as_array(X))
     n_extra = 1 + (channel_axis is not None)
     if X.ndim == 0:
         raise ValueError(f"{name} is 0-d (a scalar); expected an image stack.")
@@ -108,8 +127,8 @@ def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X"):
         raise ValueError(
             f"{name} has {X.ndim} dimension(s); expected (n_samples, *spatial"
             f"{', n_channels' if channel_axis is not None else ''}) with 1 to "
-            f"{MAX_SPATIAL_DIMS} spatial axes. Reshape a single image as X[np.newaxis]; "
-            "a 1-d signal as X.reshape(1, -1)."
+            f"{MAX_SPATIAL_DIMS} spatial axes. Reshape your data: a single image as "
+            "X[np.newaxis], a 1-d signal as X.reshape(1, -1)."
         )
     if n_spatial > MAX_SPATIAL_DIMS:
         raise ValueError(
@@ -117,19 +136,23 @@ def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X"):
             f"{MAX_SPATIAL_DIMS} spatial axes are supported"
             f"{'' if channel_axis is not None else ' (set channel_axis=-1 for a trailing channel axis)'}."
         )
+    if X.shape[0] == 0:
+        raise ValueError(
+            f"{name} is empty: 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
     if X.size == 0:
-        raise ValueError(f"{name} is empty (shape {X.shape}).")
+        raise ValueError(
+            f"{name} is empty: 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
     spatial = X.shape[1:1 + n_spatial]
     if min(spatial) < min_spatial_size:
+        features = f" (n_features = {spatial[0]})" if n_spatial == 1 else ""
         raise ValueError(
-            f"{name} has spatial shape {spatial}, smaller than the filter needs: every "
-            f"spatial axis must have at least {min_spatial_size} pixels."
+            f"{name} has spatial shape {spatial}{features}, smaller than the filter needs: "
+            f"every spatial axis must have at least {min_spatial_size} pixels."
         )
     Xf = to_float(X)
-    finite = np.isfinite(Xf)
-    if not finite.all():
-        kind = "NaN" if np.isnan(Xf).any() else "infinity"
-        raise ValueError(f"{name} contains {kind}; denoisers need finite values.")
+    check_finite(Xf, name)
     return Xf
 
 

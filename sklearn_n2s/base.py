@@ -25,8 +25,9 @@ is the combination of ``f_inv(x)`` and ``x`` with the lowest expected error agai
 clean image (Batson & Royer 2019, section 4): the noise is independent of ``f_inv(x)``
 for a J-invariant f, so the error of the mix is ``lam**2 (L - sigma**2) +
 (1 - lam)**2 sigma**2``, smallest at ``lam = sigma**2 / L``. ``sigma**2`` is the noise
-variance, given by ``noise_variance`` or estimated per sample with
-:func:`skimage.restoration.estimate_sigma` (and capped at ``L``, since
+variance, given by ``noise_variance`` or estimated per sample from blockwise robust
+wavelet statistics (:func:`sklearn_n2s.noise.estimate_noise_variance`), and capped at
+``L``, since
 ``L = MSE(f_inv, clean) + sigma**2 >= sigma**2``). ``benchmarks/transform_quality.py``
 measures this choice against the best output on the searched grid.
 """
@@ -34,27 +35,19 @@ measures this choice against the best output on the searched grid.
 import numbers
 
 import numpy as np
-from skimage.restoration import estimate_sigma
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_channel_axis, check_option, check_stack, intensity_scale
-from .losses import get_loss
+from .losses import RESIDUAL_LOSSES, get_loss
+from .noise import estimate_noise_variance
 
 OUTPUTS = ("shrink", "ordinary", "invariant")
 
 
-def estimate_noise_variance(X, *, channel_axis=None):
-    """Per-sample noise variance from the finest wavelet coefficients (MAD estimate).
-
-    Returns an array of shape (n_samples,): the square of
-    :func:`skimage.restoration.estimate_sigma`, averaged over channels.
-    """
-    variances = np.empty(X.shape[0])
-    for i, sample in enumerate(X):
-        sigma = estimate_sigma(sample, average_sigmas=True, channel_axis=channel_axis)
-        variances[i] = float(sigma) ** 2
-    return variances
+def _is_dask_array(X):
+    """True for a dask array, checked without importing dask."""
+    return type(X).__module__.startswith("dask.array")
 
 
 def shrink_towards_data(invariant, X, noise_variance):
@@ -147,6 +140,10 @@ class JInvariantDenoiserMixin:
         -------
         X_denoised : ndarray of the same shape, float32 for float32 input, else float64
         """
+        if _is_dask_array(X):
+            from .blockwise import blockwise_transform
+
+            return blockwise_transform(self, X, method="transform")
         X, scale = self._prepare(X)
         if self.output == "ordinary":
             return self._denoise(X, scale)
@@ -166,6 +163,10 @@ class JInvariantDenoiserMixin:
         -------
         X_invariant : ndarray of the same shape
         """
+        if _is_dask_array(X):
+            from .blockwise import blockwise_transform
+
+            return blockwise_transform(self, X, method="invariant_transform")
         X, scale = self._prepare(X)
         return self._invariant(X, scale)
 
@@ -182,6 +183,8 @@ class JInvariantDenoiserMixin:
         coordinates those cosets predict are compared.
         """
         X, scale = self._prepare(X)
+        if isinstance(loss, str) and loss in RESIDUAL_LOSSES:
+            return RESIDUAL_LOSSES[loss](self._invariant_residual(X, scale))
         prediction, covered = self._invariant_covered(X, scale)
         loss_fn = get_loss(loss)
         if covered is None:
@@ -206,6 +209,14 @@ class JInvariantDenoiserMixin:
     # ------------------------------------------------------------- overridable steps
     def _invariant_covered(self, X, scale):
         return self._invariant(X, scale), None
+
+    def _invariant_residual(self, X, scale):
+        """``prediction - X`` on the covered coordinates (flattened when partial)."""
+        prediction, covered = self._invariant_covered(X, scale)
+        if covered is None:
+            prediction -= X
+            return prediction
+        return prediction[covered] - X[covered]
 
     def _noise_variance(self, X, scale):
         if self.noise_variance is not None:

@@ -1,5 +1,6 @@
 """Gaussian filter made J-invariant in closed form."""
 
+import functools
 import numbers
 
 import numpy as np
@@ -11,6 +12,7 @@ from .base import BaseImageDenoiser
 MODES = ("reflect", "nearest", "mirror", "wrap", "constant")
 
 
+@functools.lru_cache(maxsize=64)
 def self_weights_1d(size, sigma, truncate, mode):
     """Weight that each position of a length-``size`` axis gives to itself.
 
@@ -26,6 +28,7 @@ def self_weights_1d(size, sigma, truncate, mode):
     response = ndi.gaussian_filter1d(impulses, sigma, axis=0, mode=mode, truncate=truncate)
     weights = np.full(size, response[size // 2, np.searchsorted(edge, size // 2)])
     weights[edge] = response[edge, np.arange(len(edge))]
+    weights.flags.writeable = False  # shared through the cache
     return weights
 
 
@@ -109,24 +112,38 @@ class JInvariantGaussian(BaseImageDenoiser):
         return ndi.gaussian_filter(X, sigmas, mode=self.mode, truncate=self.truncate,
                                    axes=axes)
 
-    def _self_weight(self, X):
-        axes, sigmas = self._sigmas(X)
-        weight = np.ones([1] * X.ndim)
-        for ax, s in zip(axes, sigmas):
-            w = self_weights_1d(X.shape[ax], s, self.truncate, self.mode)
-            shape = [1] * X.ndim
-            shape[ax] = X.shape[ax]
-            weight = weight * w.reshape(shape)
-        if np.any(weight > 1 - 1e-9):
-            raise ValueError(
-                f"X has spatial shape {tuple(X.shape[a] for a in axes)}: too small for a "
-                "J-invariant Gaussian, some pixels have no neighbours to predict them from."
-            )
-        return weight
-
     def _invariant(self, X, scale=1.0):
-        weight = self._self_weight(X)
-        out = self._denoise(X)
-        out -= (weight * X).astype(X.dtype, copy=False)
-        out *= (1.0 / (1.0 - weight)).astype(X.dtype, copy=False)
+        out = self._invariant_residual(X, scale)
+        out += X
         return out
+
+    def _invariant_residual(self, X, scale=1.0):
+        # f_inv - x = (g(x) - w x) / (1 - w) - x = (g(x) - x) / (1 - w): two in-place
+        # passes over the filtered image.
+        axes, sigmas = self._sigmas(X)
+        spatial_shape = tuple(X.shape[a] for a in axes)
+        out = self._denoise(X)
+        out -= X
+        out *= _residual_gain(spatial_shape, tuple(sigmas), float(self.truncate), self.mode,
+                              X.dtype.str).reshape(
+            tuple(X.shape[i] if i in axes else 1 for i in range(X.ndim)))
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _residual_gain(spatial_shape, sigmas, truncate, mode, dtype):
+    """``1 / (1 - w_ii)`` over the image, ``w_ii`` the weight a pixel gives itself.
+
+    The kernel is separable, so ``w_ii`` is the product of the 1-D self-weights.
+    """
+    weight = np.ones(())
+    for size, sigma in zip(spatial_shape, sigmas):
+        weight = np.multiply.outer(weight, self_weights_1d(size, sigma, truncate, mode))
+    if np.any(weight > 1 - 1e-9):
+        raise ValueError(
+            f"X has spatial shape {spatial_shape}: too small for a J-invariant Gaussian, "
+            "some pixels have no neighbours to predict them from."
+        )
+    gain = (1.0 / (1.0 - weight)).astype(dtype)
+    gain.flags.writeable = False  # shared through the cache
+    return gain

@@ -5,8 +5,8 @@ import numpy as np
 
 def mean_squared_error(prediction, target):
     """Mean of the squared differences (the Noise2Self loss)."""
-    diff = np.asarray(prediction, dtype=np.float64) - np.asarray(target, dtype=np.float64)
-    return float(np.mean(diff * diff))
+    diff = np.subtract(prediction, target, dtype=np.float64)
+    return float(np.vdot(diff, diff)) / max(diff.size, 1)
 
 
 def mean_absolute_error(prediction, target):
@@ -25,3 +25,16 @@ def get_loss(loss):
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]
     raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}.")
+
+
+def _mse_of_residual(residual):
+    residual = np.asarray(residual, dtype=np.float64)
+    return float(np.vdot(residual, residual)) / max(residual.size, 1)
+
+
+def _mae_of_residual(residual):
+    return float(np.mean(np.abs(residual), dtype=np.float64))
+
+
+#: The same losses as functions of the residual ``prediction - target`` (one pass less).
+RESIDUAL_LOSSES = {"mse": _mse_of_residual, "mae": _mae_of_residual}

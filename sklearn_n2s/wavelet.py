@@ -11,7 +11,14 @@ from skimage.restoration import denoise_wavelet
 
 from ._validation import check_option, check_positive, spatial_axes
 from .base import BaseImageDenoiser
-from .masking import FILLS, invariant_predict, iter_grid_masked, n_grid_cosets, select_cosets
+from .masking import (
+    FILLS,
+    grid_offsets,
+    invariant_predict,
+    iter_grid_masked,
+    n_grid_cosets,
+    select_cosets,
+)
 
 METHODS = ("BayesShrink", "VisuShrink")
 _MAD_TO_SIGMA = norm.ppf(0.75)  # the constant of scikit-image's robust noise estimate
@@ -46,6 +53,35 @@ def _estimate_sigma(finest_diagonal, n_spatial):
     return sigmas
 
 
+def _thresholds(details, variance, *, method, spatial_shape, dvars=None):
+    """Per-image threshold of every detail subband, as scikit-image chooses them.
+
+    ``dvars`` (the mean square of each subband, which does not depend on ``sigma``) can
+    be passed precomputed; it is computed here otherwise.
+    """
+    n_spatial = len(spatial_shape)
+    spatial = tuple(range(-n_spatial, 0))
+    thresholds = []
+    for depth, level in enumerate(details):
+        level_thr = {}
+        for key, d in level.items():
+            if method == "BayesShrink":
+                dvar = dvars[depth][key] if dvars is not None else np.mean(d * d, axis=spatial)
+                eps = np.finfo(d.dtype).eps
+                thr = variance / np.sqrt(np.maximum(dvar - variance, eps))
+            else:
+                thr = np.sqrt(variance) * np.sqrt(2 * np.log(np.prod(spatial_shape)))
+            level_thr[key] = _per_image(thr, n_spatial)
+        thresholds.append(level_thr)
+    return thresholds
+
+
+def _noise_variance(details, sigma, batch_shape, n_spatial):
+    if sigma is None:
+        sigma = _estimate_sigma(details[-1]["d" * n_spatial], n_spatial)
+    return np.broadcast_to(np.square(np.asarray(sigma, dtype=np.float64)), batch_shape)
+
+
 def shrink_and_reconstruct(coeffs, *, wavelet, method, sigma, mode, n_spatial,
                            spatial_shape):
     """Threshold decomposed images (a batch) and reconstruct them.
@@ -56,26 +92,73 @@ def shrink_and_reconstruct(coeffs, *, wavelet, method, sigma, mode, n_spatial,
     """
     details = coeffs[1:]
     batch_shape = coeffs[0].shape[:-n_spatial]
-    if sigma is None:
-        sigma = _estimate_sigma(details[-1]["d" * n_spatial], n_spatial)
-    variance = np.broadcast_to(np.square(np.asarray(sigma, dtype=np.float64)), batch_shape)
-    spatial = tuple(range(-n_spatial, 0))
-    shrunk = []
-    for level in details:
-        new_level = {}
-        for key, d in level.items():
-            if method == "BayesShrink":
-                dvar = np.mean(d * d, axis=spatial)
-                eps = np.finfo(d.dtype).eps
-                threshold = variance / np.sqrt(np.maximum(dvar - variance, eps))
-            else:
-                threshold = np.sqrt(variance) * np.sqrt(2 * np.log(np.prod(spatial_shape)))
-            new_level[key] = pywt.threshold(d, value=_per_image(threshold, n_spatial),
-                                            mode=mode)
-        shrunk.append(new_level)
+    variance = _noise_variance(details, sigma, batch_shape, n_spatial)
+    thresholds = _thresholds(details, variance, method=method, spatial_shape=spatial_shape)
+    shrunk = [
+        {key: pywt.threshold(d, value=thr[key], mode=mode) for key, d in level.items()}
+        for level, thr in zip(details, thresholds)
+    ]
     axes = tuple(range(len(batch_shape), len(batch_shape) + n_spatial))
     out = pywt.waverecn([coeffs[0]] + shrunk, wavelet, axes=axes)
     return out[(Ellipsis,) + tuple(slice(s) for s in spatial_shape)]
+
+
+def haar_outputs_on_cosets(coeffs, coset_offsets, *, stride, method, sigma, mode,
+                           spatial_shape, dvars):
+    """Haar shrinkage of a batch of masked images, evaluated only on their own cosets.
+
+    Batch entry ``k`` is the image masked on coset ``coset_offsets[k]`` (the leading
+    axis of every coefficient array). Only the pixels of that coset are needed, so the
+    finest level is not reconstructed in full: with the Haar wavelet a pixel at
+    position ``2m + p`` (per axis) is ``2**(-n/2) * sum_key c_key[m] * (-1)**(p * [key
+    is a detail along that axis])``. The coarser levels (a quarter of the data) go
+    through ``pywt.waverecn``. Returns one array per coset, shaped like the coset.
+    """
+    n_spatial = len(spatial_shape)
+    details = coeffs[1:]
+    batch_shape = coeffs[0].shape[:-n_spatial]
+    variance = _noise_variance(details, sigma, batch_shape, n_spatial)
+    thresholds = _thresholds(details, variance, method=method, spatial_shape=spatial_shape,
+                             dvars=dvars)
+    finest = details[-1]
+    if len(details) > 1:
+        coarse = [coeffs[0]] + [
+            {key: pywt.threshold(d, value=thr[key], mode=mode) for key, d in level.items()}
+            for level, thr in zip(details[:-1], thresholds[:-1])
+        ]
+        axes = tuple(range(len(batch_shape), len(batch_shape) + n_spatial))
+        approx = pywt.waverecn(coarse, "haar", axes=axes)
+    else:
+        approx = coeffs[0]
+    fine_shape = finest["d" * n_spatial].shape[-n_spatial:]
+    approx = approx[(Ellipsis,) + tuple(slice(s) for s in fine_shape)]
+    finest_thr = thresholds[-1]
+    scale = 2.0 ** (-n_spatial / 2)
+    outputs = []
+    for k, offsets in enumerate(coset_offsets):
+        positions = [np.arange(o, size, stride) for o, size in zip(offsets, spatial_shape)]
+        # Index the coset's batch entry first, then gather: numpy keeps the spatial axes
+        # in place only when the fancy indices are adjacent.
+        index = (Ellipsis,) + np.ix_(*(p // 2 for p in positions))
+        signs = [np.where(p % 2 == 1, -1.0, 1.0) for p in positions]
+        out = approx[k][index]
+        for key, d in finest.items():
+            value = pywt.threshold(d[k][index], value=finest_thr[key][k], mode=mode)
+            for axis, char in enumerate(key):
+                if char == "d":
+                    shape = [1] * value.ndim
+                    shape[value.ndim - n_spatial + axis] = -1
+                    value = value * signs[axis].reshape(shape)
+            out += value
+        outputs.append(out * scale)
+    return outputs
+
+
+def subband_mean_squares(details, n_spatial):
+    """Mean square of every detail subband, per image (BayesShrink's data term)."""
+    spatial = tuple(range(-n_spatial, 0))
+    return [{key: np.mean(d * d, axis=spatial) for key, d in level.items()}
+            for level in details]
 
 
 class _DecompositionCache:
@@ -254,6 +337,32 @@ class JInvariantWavelet(BaseImageDenoiser):
         spatial_shape = tuple(X.shape[a] for a in axes)
         chosen = select_cosets(n_grid_cosets(self.stride, n_spatial), cosets)
         levels = wavelet_levels_for(spatial_shape, self.wavelet, self.wavelet_levels)
+        slices, coeffs, dvars = self._masked_decomposition(X, chosen, levels, n_spatial)
+        prediction = np.array(X, copy=True)
+        covered = np.zeros(X.shape, dtype=bool)
+        if self.wavelet in ("haar", "db1") and self.stride % 2 == 0:
+            offsets = [grid_offsets(self.stride, n_spatial, c) for c in chosen]
+            per_coset = haar_outputs_on_cosets(
+                coeffs, offsets, stride=self.stride, method=self.method,
+                sigma=self._sigma(scale), mode=self.mode, spatial_shape=spatial_shape,
+                dvars=dvars,
+            )
+            for sl, out in zip(slices, per_coset):
+                prediction[sl] = _channels_last(out, self.channel_axis)
+                covered[sl] = True
+        else:
+            denoised = shrink_and_reconstruct(
+                coeffs, wavelet=self.wavelet, method=self.method, sigma=self._sigma(scale),
+                mode=self.mode, n_spatial=n_spatial, spatial_shape=spatial_shape,
+            )
+            for sl, out in zip(slices, denoised):
+                out = _channels_last(out, self.channel_axis)
+                prediction[sl] = out[sl]
+                covered[sl] = True
+        return prediction, (None if covered.all() else covered)
+
+    def _masked_decomposition(self, X, chosen, levels, n_spatial):
+        """Decompositions of every masked image, from the cache when X was seen before."""
         key = DECOMPOSITIONS.key(X, self.stride, self.fill, self.channel_axis,
                                  tuple(chosen), self.wavelet, levels)
         entry = DECOMPOSITIONS.get(key)
@@ -265,20 +374,9 @@ class JInvariantWavelet(BaseImageDenoiser):
                 slices.append(sl)
                 masked.append(_channels_first(Xm, self.channel_axis))
             coeffs = decompose(np.stack(masked), self.wavelet, levels, n_spatial)
-            entry = (slices, coeffs)
+            entry = (slices, coeffs, subband_mean_squares(coeffs[1:], n_spatial))
             DECOMPOSITIONS.put(key, entry, nbytes=2 * len(masked) * X.nbytes)
-        slices, coeffs = entry
-        denoised = shrink_and_reconstruct(
-            coeffs, wavelet=self.wavelet, method=self.method, sigma=self._sigma(scale),
-            mode=self.mode, n_spatial=n_spatial, spatial_shape=spatial_shape,
-        )
-        prediction = np.array(X, copy=True)
-        covered = np.zeros(X.shape, dtype=bool)
-        for sl, out in zip(slices, denoised):
-            out = _channels_last(out, self.channel_axis).astype(X.dtype, copy=False)
-            prediction[sl] = out[sl]
-            covered[sl] = True
-        return prediction, (None if covered.all() else covered)
+        return entry
 
 
 def _channels_first(X, channel_axis):
