@@ -50,19 +50,30 @@ def _is_dask_array(X):
     return type(X).__module__.startswith("dask.array")
 
 
+def shrink_weights(loss, noise_variance):
+    """``lam = noise_variance / loss`` per sample, the variance capped at the loss.
+
+    The self-supervised loss is the invariant output's error plus the noise variance,
+    so a variance estimate above the loss is an overestimate; ``lam`` lies in [0, 1]
+    (1, the invariant output, when the loss is 0).
+    """
+    loss = np.asarray(loss, dtype=np.float64)
+    noise_variance = np.minimum(np.broadcast_to(noise_variance, loss.shape), loss)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lam = np.where(loss > 0, noise_variance / np.where(loss > 0, loss, 1), 1.0)
+    return np.clip(lam, 0.0, 1.0)
+
+
 def shrink_towards_data(invariant, X, noise_variance):
     """Optimal per-sample mix of a J-invariant prediction and the data.
 
     Returns ``(output, lam)`` with ``output = X + lam * (invariant - X)`` and
-    ``lam = noise_variance / L`` per sample, clipped to [0, 1].
+    ``lam = noise_variance / L`` per sample, see :func:`shrink_weights`.
     """
     axes = tuple(range(1, X.ndim))
     diff = invariant - X
     loss = np.mean(np.square(diff, dtype=np.float64), axis=axes)
-    noise_variance = np.minimum(np.broadcast_to(noise_variance, loss.shape), loss)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lam = np.where(loss > 0, noise_variance / np.where(loss > 0, loss, 1), 1.0)
-    lam = np.clip(lam, 0.0, 1.0)
+    lam = shrink_weights(loss, noise_variance)
     shape = (-1,) + (1,) * (X.ndim - 1)
     output = X + lam.reshape(shape).astype(X.dtype) * diff
     return output, lam
@@ -122,6 +133,12 @@ class JInvariantDenoiserMixin:
         self : object
         """
         self._check_params()
+        if _is_dask_array(X):
+            # Nothing is learned: check the shape and dtype without loading the array.
+            self._validate(np.zeros((1,) + tuple(min(n, 8) for n in X.shape[1:]),
+                                    dtype=X.dtype), reset=True)
+            self.n_features_in_ = int(np.prod(X.shape[1:]))
+            return self
         self._validate(X, reset=True)
         return self
 

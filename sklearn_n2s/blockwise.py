@@ -95,7 +95,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import MAX_SPATIAL_DIMS, check_channel_axis, intensity_scale, to_float
-from .base import estimate_noise_variance
+from .base import shrink_weights
+from .noise import estimate_noise_variance
 from .scoring import FullSplit
 
 METHODS = ("transform", "invariant_transform")
@@ -346,15 +347,6 @@ def estimator_spatial_axes(X, channel_axis):
 
 
 # ----------------------------------------------------------------------- shrinkage
-def shrink_weights(loss, noise_variance):
-    """``lam = noise_variance / loss`` per sample, capped as :func:`shrink_towards_data` does."""
-    loss = np.asarray(loss, dtype=np.float64)
-    noise_variance = np.minimum(np.broadcast_to(noise_variance, loss.shape), loss)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lam = np.where(loss > 0, noise_variance / np.where(loss > 0, loss, 1), 1.0)
-    return np.clip(lam, 0.0, 1.0)
-
-
 def _float_blocks(X, dtype):
     """X converted block by block exactly as the in-memory estimators convert it."""
     return X.map_blocks(to_float, dtype=dtype, meta=np.empty((0,) * X.ndim, dtype=dtype))

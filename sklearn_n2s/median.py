@@ -96,13 +96,14 @@ def _median_by_histogram(X, footprint, axes, levels, codes):
 def neighbourhood_median(X, footprint, *, channel_axis=None):
     """Median of the in-image pixels of ``footprint`` around every pixel of a stack.
 
-    Exact for any data; data with at most 256 distinct values (8-bit images) go through
-    scikit-image's histogram rank filters, which give the same numbers faster.
+    Exact for any data; 1-D and 2-D data with at most 256 distinct values (8-bit images)
+    go through scikit-image's histogram rank filters, which give the same numbers faster.
     """
     axes = spatial_axes(X.ndim, channel_axis)
-    levels, codes = np.unique(X, return_inverse=True)
-    if len(levels) <= _MAX_LEVELS_FOR_RANK:
-        return _median_by_histogram(X, footprint, axes, levels.astype(np.float64), codes)
+    if len(axes) <= 2:  # scikit-image's percentile rank filter is 2-D only
+        levels, codes = np.unique(X, return_inverse=True)
+        if len(levels) <= _MAX_LEVELS_FOR_RANK:
+            return _median_by_histogram(X, footprint, axes, levels.astype(np.float64), codes)
     return _median_by_sorting(X, footprint, axes)
 
 

@@ -1,7 +1,7 @@
 """Wavelet denoising (scikit-image's ``denoise_wavelet``) made J-invariant by masking."""
 
 import hashlib
-import numbers
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -174,6 +174,8 @@ class _DecompositionCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries = OrderedDict()
+        # dask's threaded scheduler and joblib threads share this module-level cache.
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(X, *params):
@@ -181,20 +183,23 @@ class _DecompositionCache:
         return (digest.hexdigest(), X.shape, X.dtype.str) + params
 
     def get(self, key):
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
-        return None
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            return None
 
     def put(self, key, value, nbytes):
         if nbytes > self.max_bytes:
             return
-        self._entries[key] = value
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
     def clear(self):
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
 
 
 DECOMPOSITIONS = _DecompositionCache()
