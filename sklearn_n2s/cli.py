@@ -26,7 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("median", "gaussian", "wavelet", "net")
+IMAGE_METHODS = ("median", "gaussian", "wavelet", "net")
+TABLE_METHODS = ("lowrank",)
+METHODS = IMAGE_METHODS + TABLE_METHODS
+LOWRANK_COMPONENTS = [2, 5, 10, 20, 40]
 OUTPUTS = ("shrink", "ordinary", "invariant")
 GAUSSIAN_SIGMAS = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0]
 # Wavelet thresholds are set by the noise level: the grid spans multiples of the
@@ -121,7 +124,11 @@ def check_param_names(estimator, names, option):
 # ------------------------------------------------------------------------- estimators
 def make_estimator(method, *, channel_axis=None, output="shrink"):
     """A fresh estimator for a ``--method`` name."""
-    if method == "net":
+    if method == "lowrank":
+        from .io import optional_module
+
+        estimator = optional_module("lowrank", "--method lowrank").LowRankDenoiser()
+    elif method == "net":
         try:
             from .net import N2SNet
         except ImportError as exc:
@@ -136,15 +143,16 @@ def make_estimator(method, *, channel_axis=None, output="shrink"):
         estimator = {"median": DonutMedian, "gaussian": JInvariantGaussian,
                      "wavelet": JInvariantWavelet}[method]()
     settable = estimator.get_params()
-    wanted = {"channel_axis": channel_axis, "output": output}
+    # A seeded net, so the same command gives the same result.
+    wanted = {"channel_axis": channel_axis, "output": output, "random_state": 0}
     estimator.set_params(**{k: v for k, v in wanted.items() if k in settable})
     return estimator
 
 
 def noise_sigma(X, channel_axis):
     """Median over the stack of the estimated noise standard deviation, input units."""
+    from . import estimate_noise_variance
     from ._validation import intensity_scale, to_float
-    from .base import estimate_noise_variance
 
     variances = estimate_noise_variance(to_float(X), channel_axis=channel_axis)
     return float(np.sqrt(np.median(variances))) / intensity_scale(X.dtype)
@@ -159,6 +167,9 @@ def default_grid(method, X, channel_axis):
         return {"radius": radii}
     if method == "gaussian":
         return {"sigma": list(GAUSSIAN_SIGMAS)}
+    if method == "lowrank":
+        largest = min(X.shape) - 1
+        return {"n_components": [k for k in LOWRANK_COMPONENTS if k <= largest] or [1]}
     if method == "wavelet":
         sigma = noise_sigma(X, channel_axis)
         if not sigma > 0:
@@ -169,11 +180,13 @@ def default_grid(method, X, channel_axis):
 
 
 def cv_for(method, n_samples):
-    """FullSplit for the fixed filters; held-out images for a net that learns."""
+    """FullSplit for the fixed filters; held-out samples for what learns (net, lowrank)."""
     from sklearn.model_selection import KFold
 
     from . import FullSplit
 
+    if method == "lowrank":
+        return KFold(n_splits=min(3, n_samples), shuffle=True, random_state=0)
     if method != "net" or n_samples < 2:
         if method == "net":
             warnings.warn("one image only: the net is scored on the image it trained on",
@@ -325,23 +338,31 @@ def _print_search(search, report):
 def cmd_calibrate(args, report):
     from .io import is_chunked_path, is_table_path
 
-    if is_chunked_path(args.file) or is_table_path(args.file):
-        raise CommandLineError(f"{args.file}: calibrate reads image files; for .zarr and "
-                               ".h5ad use: n2s denoise IN OUT --calibrate")
+    if is_chunked_path(args.file):
+        raise CommandLineError(f"{args.file}: calibrate reads files that fit in memory; for "
+                               ".zarr use: n2s denoise IN.zarr OUT.zarr --grid ...")
+    resolve_method(args, args.file)
     grid = parse_grid(args.grid)  # a bad grid fails before any work
     check_param_names(make_estimator(args.method), grid, "--grid")
-    loaded, X, _ = load_stack(args.file, channel_axis_flag=args.channel_axis,
-                              volume=args.volume)
-    report.note(f"read {args.file}: {_describe(loaded, X)}")
-    search = _calibrated_search(args, X, loaded.channel_axis, report, grid)
+    if is_table_path(args.file):
+        _, X = load_table(args.file, args.layer)
+        loaded = None
+        report.note(f"read {args.file}: {X.shape[0]} cells x {X.shape[1]} genes")
+        search = _calibrated_search(args, X, None, report, grid)
+    else:
+        loaded, X, _ = load_stack(args.file, channel_axis_flag=args.channel_axis,
+                                  volume=args.volume)
+        report.note(f"read {args.file}: {_describe(loaded, X)}")
+        search = _calibrated_search(args, X, loaded.channel_axis, report, grid)
     plot = None if args.no_plot else (args.plot or f"{Path(args.file).stem}_calibration.png")
     plot = _write_plot(search, plot, report) if plot else None
     if args.json:
         report.table(json.dumps(_jsonable({
             "file": str(args.file), "method": args.method,
             "estimator": type(search.estimator).__name__,
-            "n_samples": X.shape[0], "shape": list(loaded.array.shape),
-            "dtype": str(loaded.array.dtype),
+            "n_samples": X.shape[0],
+            "shape": list((X if loaded is None else loaded.array).shape),
+            "dtype": str((X if loaded is None else loaded.array).dtype),
             "best_params": search.best_params_,
             "results": [{"params": p, "self_supervised_loss": loss, "chosen": c}
                         for p, loss, c in results_rows(search)],
@@ -381,25 +402,75 @@ def _denoise_stack(estimator, X, report):
 
 def _denoise_other(args, report):
     """``.zarr`` and ``.h5ad``: handed to the modules that know those formats."""
-    from .io import denoise_h5ad_file, denoise_zarr_store, is_chunked_path
+    from .io import is_chunked_path, is_table_path
 
-    if is_chunked_path(args.input) != is_chunked_path(args.output_file):
-        raise CommandLineError("a .zarr input needs a .zarr output (and the reverse)")
-    if is_chunked_path(args.input):
-        estimator = make_estimator(args.method, channel_axis=-1 if args.channel_axis else None,
-                                   output=args.output)
-        params = parse_params(args.param)
-        check_param_names(estimator, params, "--param")
-        estimator.set_params(**params)
-        report.note(f"denoising {args.input} blockwise with {type(estimator).__name__}")
-        grid = None if params else (parse_grid(args.grid) or _zarr_default_grid(args))
-        used = denoise_zarr_store(args.input, args.output_file, estimator, grid)
-        report.note(f"wrote {args.output_file}" + (f" with {used}" if used else ""))
-        return 0
-    denoise_h5ad_file(args.input, args.output_file, params=parse_params(args.param),
-                      param_grid=parse_grid(args.grid) or None)
-    report.note(f"wrote {args.output_file}")
+    for check, kind in ((is_chunked_path, ".zarr"), (is_table_path, ".h5ad")):
+        if check(args.input) != check(args.output_file):
+            raise CommandLineError(f"a {kind} input needs a {kind} output (and the reverse)")
+    resolve_method(args, args.input)
+    if is_table_path(args.input):
+        return _denoise_h5ad(args, report)
+    return _denoise_zarr(args, report)
+
+
+def _denoise_zarr(args, report):
+    from .io import denoise_zarr_store
+
+    estimator = make_estimator(args.method, channel_axis=-1 if args.channel_axis else None,
+                               output=args.output)
+    params = parse_params(args.param)
+    check_param_names(estimator, params, "--param")
+    estimator.set_params(**params)
+    report.note(f"denoising {args.input} blockwise with {type(estimator).__name__}")
+    grid = None if params else (parse_grid(args.grid) or _zarr_default_grid(args))
+    used = denoise_zarr_store(args.input, args.output_file, estimator, grid)
+    report.note(f"wrote {args.output_file}" + (f" with {used}" if used else ""))
     return 0
+
+
+def load_table(path, layer=None):
+    """``(adata, counts)`` of an ``.h5ad`` file, counts as anndata_io finds them."""
+    from .io import optional_module, read_h5ad
+
+    anndata_io = optional_module("anndata_io", "an .h5ad count table")
+    adata = read_h5ad(path)
+    try:
+        return adata, anndata_io.get_counts(adata, layer)
+    except KeyError as exc:
+        raise CommandLineError(f"{path} has no layer {_one_line(exc)}; its layers: "
+                               f"{', '.join(adata.layers) or 'none'} (and X)") from None
+
+
+def _denoise_h5ad(args, report):
+    """Counts in, a ``denoised`` layer out (scanpy's conventions, see anndata_io)."""
+    from .io import optional_module, write_h5ad
+
+    grid, params = parse_grid(args.grid), parse_params(args.param)
+    check_param_names(make_estimator(args.method), {**grid, **params}, "--grid/--param")
+    adata, counts = load_table(args.input, args.layer)
+    report.note(f"read {args.input}: {counts.shape[0]} cells x {counts.shape[1]} genes")
+    estimator = _fitted_estimator(args, counts, None, report, grid, params)
+    anndata_io = optional_module("anndata_io", "an .h5ad count table")
+    anndata_io.denoise_anndata(adata, estimator, layer=args.layer, fit=False)
+    write_h5ad(adata, args.output_file)
+    report.note(f"wrote {args.output_file}: layer 'denoised' from "
+                f"{type(estimator).__name__}({_params_text(estimator, args)})")
+    return 0
+
+
+def resolve_method(args, path):
+    """The default method for the file type, and a clear error for a mismatch."""
+    from .io import is_table_path
+
+    table = is_table_path(path)
+    if args.method is None:
+        args.method = TABLE_METHODS[0] if table else IMAGE_METHODS[0]
+    allowed = TABLE_METHODS if table else IMAGE_METHODS
+    if args.method not in allowed:
+        kind = ".h5ad count tables" if table else "images"
+        raise CommandLineError(f"--method {args.method} does not apply to {path}: for "
+                               f"{kind} use {' or '.join(allowed)}")
+    return args.method
 
 
 def _zarr_default_grid(args):
@@ -409,7 +480,8 @@ def _zarr_default_grid(args):
     try:
         import dask.array as da
     except ImportError:
-        raise MissingFeatureError("a .zarr store needs dask: pip install 'sklearn_n2s[dask]'") from None
+        raise MissingFeatureError(
+            "a .zarr store needs dask: pip install 'sklearn_n2s[dask]'") from None
     darr = da.from_zarr(str(args.input))
     first = np.asarray(darr.blocks[(0,) * darr.ndim])
     return default_grid(args.method, first, -1 if args.channel_axis else None)
@@ -420,6 +492,7 @@ def cmd_denoise(args, report):
 
     if any(is_chunked_path(p) or is_table_path(p) for p in (args.input, args.output_file)):
         return _denoise_other(args, report)
+    resolve_method(args, args.input)
     if args.param and args.grid:
         raise CommandLineError("give either --param (fixed values) or --grid (to calibrate)")
     grid, params = parse_grid(args.grid), parse_params(args.param)  # fail before any work
@@ -444,7 +517,7 @@ def cmd_denoise(args, report):
 
 def _params_text(estimator, args):
     names = list(parse_params(args.param)) or list(parse_grid(args.grid)) or [
-        n for n in ("radius", "sigma") if n in estimator.get_params()]
+        n for n in ("radius", "sigma", "n_components") if n in estimator.get_params()]
     return ", ".join(f"{n}={_fmt(estimator.get_params()[n])}" for n in names)
 
 
@@ -460,21 +533,26 @@ def _common_options():
 
 
 def _method_options(parser):
-    parser.add_argument("--method", choices=METHODS, default="median",
+    parser.add_argument("--method", choices=METHODS, default=None,
                         help="denoiser: median = DonutMedian (radius), gaussian = "
                              "JInvariantGaussian (sigma, pixels), wavelet = JInvariantWavelet "
                              "(sigma, noise level in the file's units), net = N2SNet "
-                             "(needs the torch extra); default: median")
+                             "(needs the torch extra), lowrank = LowRankDenoiser "
+                             "(n_components, .h5ad only); default: median for images, "
+                             "lowrank for .h5ad")
     parser.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
                         help="values to search (repeatable); default: radius 1..6, "
-                             "sigma 0.5..5 px, or wavelet sigma 0.25..1.5 x the estimated "
-                             "noise level")
+                             "sigma 0.5..5 px, wavelet sigma 0.25..1.5 x the estimated "
+                             "noise level, or n_components 2..40")
     parser.add_argument("--channel-axis", action="store_true",
                         help="the last axis holds colour channels (automatic for PNG/JPEG "
                              "colour images and RGB TIFFs)")
     parser.add_argument("--volume", action="store_true",
                         help="treat a 3-D array as one volume instead of a stack of 2-D "
                              "images")
+    parser.add_argument("--layer", default=None, metavar="NAME",
+                        help=".h5ad only: the layer holding the counts (default: "
+                             "layers['counts'] if present, else X)")
 
 
 def build_parser():
@@ -507,7 +585,7 @@ def build_parser():
                          help="find a denoiser's parameters for an image file",
                          description="Search parameters with the self-supervised loss; "
                                      "print the table and write a calibration plot.")
-    cal.add_argument("file", help="TIFF (page stack or 3-D), PNG, JPEG or .npy")
+    cal.add_argument("file", help="TIFF (page stack or 3-D), PNG, JPEG, .npy or .h5ad")
     _method_options(cal)
     cal.add_argument("--json", action="store_true", help="print the results as JSON")
     cal.add_argument("--plot", metavar="PNG",
@@ -521,8 +599,9 @@ def build_parser():
                                      "calibrated once and every image denoised with the "
                                      "result. Integer images come back in their dtype, "
                                      "floats as floats (see sklearn_n2s.io).")
-    den.add_argument("input", metavar="IN", help="TIFF, PNG, JPEG, .npy (.zarr, .h5ad "
-                                                 "where supported)")
+    den.add_argument("input", metavar="IN", help="TIFF, PNG, JPEG, .npy, .zarr (a stack "
+                                                 "larger than memory) or .h5ad (counts; "
+                                                 "the result goes to layers['denoised'])")
     den.add_argument("output_file", metavar="OUT", help="output file; format from its suffix")
     _method_options(den)
     how = den.add_mutually_exclusive_group()

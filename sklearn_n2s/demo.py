@@ -31,7 +31,7 @@ DENOISERS = (
 
 
 def noisy_camera(sigma=0.1, seed=0, size=None):
-    """``(clean, noisy)`` float images in [0, 1]: camera plus Gaussian noise.
+    """``(clean, noisy)`` float images: camera in [0, 1] plus Gaussian noise.
 
     ``size`` crops the central ``size x size`` pixels (for quick runs and tests).
     """
@@ -44,7 +44,9 @@ def noisy_camera(sigma=0.1, seed=0, size=None):
             raise ValueError(f"size must be between 16 and {clean.shape[0]}, got {size}.")
         top = (clean.shape[0] - size) // 2
         clean = clean[top:top + size, top:top + size]
-    noisy = random_noise(clean, mode="gaussian", var=sigma**2, rng=seed)
+    # Unclipped, so the noise is zero-mean everywhere as Noise2Self assumes (clipping
+    # at 0 and 1 would bias it in the darkest and brightest pixels).
+    noisy = random_noise(clean, mode="gaussian", var=sigma**2, rng=seed, clip=False)
     return clean, noisy
 
 
@@ -77,8 +79,8 @@ def _table(name, param, rows, chosen):
     return "\n".join([
         f"{name}: {param} chosen by the self-supervised loss (*), no clean image used",
         format_table(headers, cells, chosen),
-        f"  ground truth would pick {param}={rows[best_truth][param]:g} "
-        f"(best invariant PSNR {rows[best_truth]['psnr_invariant']:.2f} dB)",
+        (f"  ground truth would pick {param}={rows[best_truth][param]:g} "
+         f"(best invariant PSNR {rows[best_truth]['psnr_invariant']:.2f} dB)"),
     ])
 
 
@@ -90,15 +92,15 @@ def _save_png(path, image):
 
 
 def _save_figures(out, searches, X, clean, noisy, outputs):
-    from .plotting import plot_calibration, plot_comparison
-
     import matplotlib.pyplot as plt
+
+    from .plotting import plot_calibration, plot_comparison
 
     fig, axes = plt.subplots(1, len(searches), figsize=(6.0 * len(searches), 5.2))
     for ax, search in zip(np.atleast_1d(axes), searches):
         plot_calibration(search, clean=clean[np.newaxis], X=X, ax=ax)
-    fig.suptitle(f"Noise2Self calibration on camera + Gaussian noise: self-supervised loss "
-                 f"(no clean image) vs ground truth", fontsize="large")
+    fig.suptitle("Noise2Self calibration on camera + Gaussian noise: self-supervised loss "
+                 "(no clean image) vs ground truth", fontsize="large")
     fig.tight_layout()
     fig.savefig(out / "calibration.png", dpi=100)
     plt.close(fig)
@@ -155,12 +157,22 @@ def run_demo(out_dir="demo_out", *, sigma=0.1, seed=0, size=None, quiet=False, p
         summary[name] = {"best_params": dict(search.best_params_), "rows": rows}
         searches.append(search)
     files = _write_images(out, clean, noisy, outputs)
-    if plots:
+    if plots and _have_matplotlib(stream):
         _save_figures(out, searches, X, clean, noisy, outputs)
         files += [out / "calibration.png", out / "comparison.png"]
     print("wrote " + ", ".join(str(f) for f in files), file=stream)
     summary["files"] = [str(f) for f in files]
     return summary
+
+
+def _have_matplotlib(stream):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("no figures: matplotlib is not installed (pip install 'sklearn_n2s[cli]')",
+              file=stream)
+        return False
+    return True
 
 
 def _write_images(out, clean, noisy, outputs):

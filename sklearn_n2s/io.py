@@ -7,10 +7,11 @@ Formats
   RGB) is read with the channels last.
 - PNG and JPEG (via imageio): grey or colour (the last axis is the channels).
 - NumPy ``.npy``: any numeric array, read without pickles.
-- ``.h5ad`` (AnnData count tables) and ``.zarr`` (arrays larger than memory) are
-  handed to :mod:`sklearn_n2s.anndata_io` and :mod:`sklearn_n2s.zarr_io` /
-  :mod:`sklearn_n2s.blockwise` when those modules are present; otherwise a
-  :class:`MissingFeatureError` says what is missing.
+- ``.h5ad`` (AnnData count tables, read here with anndata and denoised by
+  :func:`sklearn_n2s.anndata_io.denoise_anndata`) and ``.zarr`` (arrays larger than
+  memory, handed to :mod:`sklearn_n2s.zarr_io` / :mod:`sklearn_n2s.blockwise`) work
+  when those modules and their optional dependencies are present; otherwise a
+  :class:`MissingFeatureError` says in one line what is missing.
 
 Shapes
 ------
@@ -142,7 +143,7 @@ def read_image(path, *, channel_axis=None):
         array, detected = reader(path)
     except (MissingFeatureError, ImageFileError):
         raise
-    except Exception as exc:  # every reader has its own error types; name the file once
+    except Exception as exc:  # noqa: BLE001 - every reader has its own error types
         raise ImageFileError(f"could not read {path} as {suffix[1:].upper()}: "
                              f"{_first_line(exc)}") from None
     if array.size == 0:
@@ -365,18 +366,22 @@ def denoise_zarr_store(src, dst, estimator, param_grid=None):
     return params
 
 
-def denoise_h5ad_file(src, dst, **options):
-    """``.h5ad`` in, ``.h5ad`` out, through :func:`sklearn_n2s.anndata_io.denoise_h5ad`.
+def read_h5ad(path):
+    """Read an AnnData ``.h5ad`` file (needs the ``single-cell`` extra)."""
+    anndata = _require("anndata", "single-cell")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return anndata.read_h5ad(path)
+    except Exception as exc:  # noqa: BLE001 - h5py and anndata raise many types
+        raise ImageFileError(f"could not read {path} as .h5ad: {_first_line(exc)}") from None
 
-    ``options`` are passed on (``param_grid``, ``params``). Returns what that returns.
-    """
-    if not Path(src).exists():
-        raise FileNotFoundError(f"no such file: {src}")
-    anndata_io = optional_module("anndata_io", "denoising an .h5ad count table")
-    denoise = getattr(anndata_io, "denoise_h5ad", None)
-    if denoise is None:
-        raise MissingFeatureError(
-            "sklearn_n2s.anndata_io has no denoise_h5ad(src, dst, ...): .h5ad files are "
-            "not supported by the command line yet"
-        )
-    return denoise(str(src), str(dst), **options)
+
+def write_h5ad(adata, path):
+    """Write an AnnData object to ``path`` (an ``.h5ad`` file)."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(f"no such directory: {path.parent}")
+    adata.write_h5ad(path)
+    return path

@@ -3,7 +3,6 @@
 Expected failures are listed once, here, each with its reason.
 """
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_n2s import DonutMedian, JInvariantGaussian, JInvariantWavelet
@@ -30,15 +29,12 @@ EXPECTED_FAILED_CHECKS = {
 
 ESTIMATORS = [DonutMedian(radius=1), JInvariantGaussian(), JInvariantWavelet()]
 
-
 def _expected(estimator):
     return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
-
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
-
 
 def test_every_public_estimator_is_checked():
     import sklearn_n2s
