@@ -76,9 +76,9 @@ class ColumnInvariantMixin:
 
     A subclass sets ``groups_`` in ``fit`` (with :meth:`_set_partition`) and implements
     ``_predict_group(X, group)``: the prediction of the columns ``group`` of a block of
-    rows X from the other columns of X only (X dense or CSR, the prediction dense). Estimators whose prediction for a row
-    depends on other rows (a kNN smoother) set ``_row_independent = False`` and are
-    given all rows in one block.
+    rows X (dense or CSR) from the other columns of X only, as a dense array.
+    Estimators whose prediction for a row depends on other rows (a kNN smoother) set
+    ``_row_independent = False`` and are given all rows in one block.
     """
 
     _row_independent = True

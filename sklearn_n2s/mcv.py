@@ -107,8 +107,8 @@ def convert_sqrt_expectation(values, from_fraction, to_fraction):
     Examples
     --------
     >>> from sklearn_n2s.mcv import convert_sqrt_expectation, expected_sqrt
-    >>> a = expected_sqrt(0.9 * 5.0)
-    >>> round(float(convert_sqrt_expectation(a, 0.9, 0.1)), 6) == round(float(expected_sqrt(0.5)), 6)
+    >>> converted = convert_sqrt_expectation(expected_sqrt(0.9 * 5.0), 0.9, 0.1)
+    >>> bool(abs(converted - expected_sqrt(0.1 * 5.0)) < 1e-6)
     True
     """
     values = np.asarray(values, dtype=np.float64)
@@ -198,14 +198,20 @@ def molecular_split(X, p=0.5, *, sample_ratio=0.0, random_state=None):
     X = check_counts(check_table_array(X), allow_empty_rows=True)
     p_a, p_b, overlap = overlap_correction(p, sample_ratio)
     rng = check_random_state(random_state)
+    # Draw for the non-zero entries in row-major order, dense or sparse alike, so that
+    # the same seed gives the same split for both.
     if sp.issparse(X):
-        a_values, b_values = _split_values(X.data, p_a, p_b, overlap, rng)
+        X = X.tocsr(copy=True)
+        X.sum_duplicates()  # on the copy: canonical, sorted row-major order
         A, B = X.copy(), X.copy()
-        A.data, B.data = a_values, b_values
+        A.data, B.data = _split_values(X.data, p_a, p_b, overlap, rng)
         A.eliminate_zeros()
         B.eliminate_zeros()
         return A, B
-    return _split_values(X, p_a, p_b, overlap, rng)
+    nonzero = np.nonzero(X)
+    A, B = np.zeros(X.shape), np.zeros(X.shape)
+    A[nonzero], B[nonzero] = _split_values(X[nonzero], p_a, p_b, overlap, rng)
+    return A, B
 
 
 def poisson_loss(prediction, target):

@@ -37,14 +37,15 @@ from ._validation import check_option, check_positive
 from .column_masking import ColumnInvariantMixin
 
 OUTPUTS = ("normalized", "counts")
+EMPTY_ROWS = ("raise", "zero")
 
 
 def _check_non_negative(X, name="X"):
     values = stored_values(X)
     if values.size and values.min() < 0:
         raise ValueError(
-            f"{name} has negative values (min {values.min():g}); library-size "
-            "normalisation needs non-negative counts."
+            f"Negative values in data passed to {name} (min {values.min():g}): "
+            "library-size normalisation needs non-negative counts."
         )
 
 
@@ -77,6 +78,9 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
         data (as scanpy does).
     log : bool, default=True
         Apply ``log1p`` after scaling.
+    empty_rows : {'raise', 'zero'}, default='raise'
+        What to do with a row whose total is 0: refuse it (it has no library size), or
+        leave it as zeros (what scanpy's ``normalize_total`` does).
 
     Attributes
     ----------
@@ -93,14 +97,15 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
            [2., 2.]])
     """
 
-    def __init__(self, target_sum=None, *, log=True):
+    def __init__(self, target_sum=None, *, log=True, empty_rows="raise"):
         self.target_sum = target_sum
         self.log = log
+        self.empty_rows = empty_rows
 
     def _library_sizes(self, X):
         sizes = row_sums(X)
         empty = np.flatnonzero(sizes == 0)
-        if empty.size:
+        if empty.size and self.empty_rows == "raise":
             raise ValueError(
                 f"X has {empty.size} row(s) with zero total (first: row {empty[0]}): they "
                 "cannot be normalised by library size; remove them first."
@@ -123,11 +128,12 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
         """
         if self.target_sum is not None:
             check_positive(self.target_sum, "target_sum")
+        check_option(self.empty_rows, "empty_rows", EMPTY_ROWS)
         X = check_table(self, X, reset=True)
         _check_non_negative(X)
         sizes = self._library_sizes(X)
-        self.target_sum_ = float(np.median(sizes) if self.target_sum is None
-                                 else self.target_sum)
+        median = float(np.median(sizes[sizes > 0])) if np.any(sizes > 0) else 1.0
+        self.target_sum_ = median if self.target_sum is None else float(self.target_sum)
         return self
 
     def transform(self, X, library_size=None):
@@ -198,6 +204,8 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         See :class:`LibrarySizeNormalizer`.
     log : bool, default=True
         See :class:`LibrarySizeNormalizer`.
+    empty_rows : {'raise', 'zero'}, default='raise'
+        See :class:`LibrarySizeNormalizer`.
     output : {'normalized', 'counts'}, default='normalized'
         Space of ``transform``, ``invariant_transform`` and the loss. ``'counts'`` maps
         the denoised values back to each row's library size (needed for a Poisson loss).
@@ -230,10 +238,12 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     {'denoiser__n_components': 3}
     """
 
-    def __init__(self, denoiser, *, target_sum=None, log=True, output="normalized"):
+    def __init__(self, denoiser, *, target_sum=None, log=True, empty_rows="raise",
+                 output="normalized"):
         self.denoiser = denoiser
         self.target_sum = target_sum
         self.log = log
+        self.empty_rows = empty_rows
         self.output = output
 
     @property
@@ -256,7 +266,8 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         """
         check_option(self.output, "output", OUTPUTS)
         X = check_table(self, X, reset=True)
-        self.normalizer_ = LibrarySizeNormalizer(self.target_sum, log=self.log).fit(X)
+        self.normalizer_ = LibrarySizeNormalizer(
+            self.target_sum, log=self.log, empty_rows=self.empty_rows).fit(X)
         self.denoiser_ = clone(self.denoiser).fit(self.normalizer_._normalize(X))
         if not hasattr(self.denoiser_, "_predict_group"):
             raise TypeError(
