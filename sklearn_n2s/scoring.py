@@ -100,7 +100,7 @@ class FullSplit:
     --------
     >>> import numpy as np
     >>> from sklearn_n2s import FullSplit
-    >>> [(list(tr), list(te)) for tr, te in FullSplit().split(np.zeros((3, 4)))]
+    >>> [(tr.tolist(), te.tolist()) for tr, te in FullSplit().split(np.zeros((3, 4)))]
     [([0, 1, 2], [0, 1, 2])]
     """
 

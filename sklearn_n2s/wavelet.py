@@ -2,6 +2,7 @@
 
 import hashlib
 import threading
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -53,6 +54,19 @@ def _estimate_sigma(finest_diagonal, n_spatial):
     return sigmas
 
 
+def _threshold(coeffs, value, mode):
+    """``pywt.threshold`` that leaves coefficients unchanged where the threshold is 0.
+
+    A zero threshold (no noise found: every finest coefficient is zero) makes pywt's
+    soft thresholding compute 0/0 on zero coefficients and return NaN.
+    """
+    if np.all(value > 0):
+        return pywt.threshold(coeffs, value=value, mode=mode)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = pywt.threshold(coeffs, value=value, mode=mode)
+    return np.where(value > 0, out, coeffs)
+
+
 def _thresholds(details, variance, *, method, spatial_shape, dvars=None):
     """Per-image threshold of every detail subband, as scikit-image chooses them.
 
@@ -95,7 +109,7 @@ def shrink_and_reconstruct(coeffs, *, wavelet, method, sigma, mode, n_spatial,
     variance = _noise_variance(details, sigma, batch_shape, n_spatial)
     thresholds = _thresholds(details, variance, method=method, spatial_shape=spatial_shape)
     shrunk = [
-        {key: pywt.threshold(d, value=thr[key], mode=mode) for key, d in level.items()}
+        {key: _threshold(d, thr[key], mode) for key, d in level.items()}
         for level, thr in zip(details, thresholds)
     ]
     axes = tuple(range(len(batch_shape), len(batch_shape) + n_spatial))
@@ -123,7 +137,7 @@ def haar_outputs_on_cosets(coeffs, coset_offsets, *, stride, method, sigma, mode
     finest = details[-1]
     if len(details) > 1:
         coarse = [coeffs[0]] + [
-            {key: pywt.threshold(d, value=thr[key], mode=mode) for key, d in level.items()}
+            {key: _threshold(d, thr[key], mode) for key, d in level.items()}
             for level, thr in zip(details[:-1], thresholds[:-1])
         ]
         axes = tuple(range(len(batch_shape), len(batch_shape) + n_spatial))
@@ -143,7 +157,7 @@ def haar_outputs_on_cosets(coeffs, coset_offsets, *, stride, method, sigma, mode
         signs = [np.where(p % 2 == 1, -1.0, 1.0) for p in positions]
         out = approx[k][index]
         for key, d in finest.items():
-            value = pywt.threshold(d[k][index], value=finest_thr[key][k], mode=mode)
+            value = _threshold(d[k][index], finest_thr[key][k], mode)
             for axis, char in enumerate(key):
                 if char == "d":
                     shape = [1] * value.ndim
@@ -316,11 +330,17 @@ class JInvariantWavelet(BaseImageDenoiser):
         sigma = self._sigma(scale)
         out = np.empty_like(X)
         for i, image in enumerate(X):
-            out[i] = denoise_wavelet(
-                image, sigma=sigma, wavelet=self.wavelet, mode=self.mode,
-                wavelet_levels=self.wavelet_levels, convert2ycbcr=self.convert2ycbcr,
-                method=self.method, rescale_sigma=False, channel_axis=self.channel_axis,
-            )
+            with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # handled just below
+                denoised = denoise_wavelet(
+                    image, sigma=sigma, wavelet=self.wavelet, mode=self.mode,
+                    wavelet_levels=self.wavelet_levels, convert2ycbcr=self.convert2ycbcr,
+                    method=self.method, rescale_sigma=False, channel_axis=self.channel_axis,
+                )
+            # scikit-image returns NaN when it finds no noise at all (every finest
+            # coefficient zero, so its estimate is a median of nothing): nothing to
+            # remove, the image is its own denoised version.
+            out[i] = image if np.isnan(denoised).any() else denoised
         return out
 
     def _invariant(self, X, scale=1.0):

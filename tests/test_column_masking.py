@@ -7,22 +7,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_n2s import SelfSupervisedScorer
 from sklearn_n2s.column_masking import ColumnMaskingDenoiser, elementwise_loss
 from sklearn_n2s.lowrank import LowRankDenoiser
-
-EXPECTED_FAILED_CHECKS = {}
-
-
-@parametrize_with_checks(
-    [ColumnMaskingDenoiser(PCA(1), n_groups=2),
-     ColumnMaskingDenoiser(TruncatedSVD(1), n_groups=2, fill="zero")],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def noisy_low_rank(n=300, g=40, rank=3, noise=0.5, seed=0):

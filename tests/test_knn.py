@@ -4,24 +4,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.model_selection import GridSearchCV
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_n2s import FullSplit, SelfSupervisedScorer
 from sklearn_n2s.knn import KNNSmoother
-
-EXPECTED_FAILED_CHECKS = {
-    "check_methods_subset_invariance":
-        "transductive: neighbours are searched among the rows given, so a row's output "
-        "depends on the other rows of the batch",
-}
-
-
-@parametrize_with_checks(
-    [KNNSmoother(n_neighbors=3, n_groups=2)],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def clustered(n_per=40, n_clusters=4, g=20, noise=1.0, seed=0):

@@ -8,22 +8,11 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from sklearn_n2s import SelfSupervisedScorer
 from sklearn_n2s.lowrank import LowRankDenoiser
 from sklearn_n2s.normalize import LibrarySizeNormalizer
-
-EXPECTED_FAILED_CHECKS = {}
-
-
-@parametrize_with_checks(
-    [LowRankDenoiser(n_components=1, n_groups=2)],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def low_rank_counts(n=200, g=30, rank=3, seed=0):

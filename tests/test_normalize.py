@@ -5,28 +5,12 @@ import pytest
 import scipy.sparse as sp
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_n2s import FullSplit, SelfSupervisedScorer
 from sklearn_n2s.column_masking import ColumnMaskingDenoiser
 from sklearn_n2s.knn import KNNSmoother
 from sklearn_n2s.lowrank import LowRankDenoiser
 from sklearn_n2s.normalize import LibrarySizeNormalizer, NormalizedDenoiser
-
-EXPECTED_FAILED_CHECKS = {}
-
-
-@parametrize_with_checks(
-    # empty_rows="zero": the common checks' random data has all-zero rows, which the
-    # default refuses by design (tested in test_bad_input).
-    [LibrarySizeNormalizer(empty_rows="zero"),
-     NormalizedDenoiser(LowRankDenoiser(1, n_groups=2), empty_rows="zero"),
-     NormalizedDenoiser(LowRankDenoiser(1, n_groups=2), empty_rows="zero",
-                        output="counts")],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def counts(n=200, g=30, rank=3, seed=0):
