@@ -15,7 +15,8 @@ import numpy as np
 import pywt
 from scipy.stats import norm
 
-_MAD_TO_SIGMA = norm.ppf(0.75)
+#: Median absolute value of a standard normal: scikit-image's robust noise constant.
+MAD_TO_SIGMA = norm.ppf(0.75)
 # Block side per number of spatial axes, about 256 coefficients per block.
 _BLOCK_SIDE = {1: 256, 2: 16, 3: 6}
 
@@ -49,7 +50,7 @@ def image_noise_variance(image, n_bins=8):
     side = _BLOCK_SIDE.get(image.ndim, 6)
     detail = _blocks(coeffs[key][crop], side)
     level = _blocks(coeffs["a" * image.ndim][crop], side).mean(axis=1)
-    variances = (np.median(np.abs(detail), axis=1) / _MAD_TO_SIGMA) ** 2
+    variances = (np.median(np.abs(detail), axis=1) / MAD_TO_SIGMA) ** 2
     n_bins = max(1, min(n_bins, len(variances) // 4))
     edges = np.quantile(level, np.linspace(0, 1, n_bins + 1)[1:-1])
     bins = np.searchsorted(edges, level, side="right")

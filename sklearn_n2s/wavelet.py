@@ -7,11 +7,11 @@ from collections import OrderedDict
 
 import numpy as np
 import pywt
-from scipy.stats import norm
 from skimage.restoration import denoise_wavelet
 
 from ._validation import check_option, check_positive, spatial_axes
 from .base import BaseImageDenoiser
+from .noise import MAD_TO_SIGMA
 from .masking import (
     FILLS,
     grid_offsets,
@@ -22,7 +22,6 @@ from .masking import (
 )
 
 METHODS = ("BayesShrink", "VisuShrink")
-_MAD_TO_SIGMA = norm.ppf(0.75)  # the constant of scikit-image's robust noise estimate
 
 
 # ------------------------------------------------------------ batched wavelet shrinkage
@@ -50,7 +49,7 @@ def _estimate_sigma(finest_diagonal, n_spatial):
     for index in np.ndindex(*sigmas.shape):
         coeffs = flat[index]
         coeffs = coeffs[np.nonzero(coeffs)]
-        sigmas[index] = np.median(np.abs(coeffs)) / _MAD_TO_SIGMA if coeffs.size else 0.0
+        sigmas[index] = np.median(np.abs(coeffs)) / MAD_TO_SIGMA if coeffs.size else 0.0
     return sigmas
 
 
