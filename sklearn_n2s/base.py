@@ -41,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._validation import check_channel_axis, check_option, check_stack, intensity_scale
 from .losses import RESIDUAL_LOSSES, get_loss
 from .noise import estimate_noise_variance
+from .scoring import SelfSupervisedScoreMixin
 
 OUTPUTS = ("shrink", "ordinary", "invariant")
 
@@ -79,7 +80,7 @@ def shrink_towards_data(invariant, X, noise_variance):
     return output, lam
 
 
-class JInvariantDenoiserMixin:
+class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
     """Validation, ``fit``, ``transform``, ``invariant_transform`` and ``score``."""
 
     #: Smallest number of pixels along every spatial axis the filter accepts.
@@ -207,21 +208,6 @@ class JInvariantDenoiserMixin:
         if covered is None:
             return loss_fn(prediction, X)
         return loss_fn(prediction[covered], X[covered])
-
-    def score(self, X, y=None):
-        """Minus the self-supervised mean squared error, so that greater is better.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, *spatial[, n_channels])
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        score : float
-        """
-        return -self.self_supervised_loss(X)
 
     # ------------------------------------------------------------- overridable steps
     def _invariant_covered(self, X, scale):

@@ -35,6 +35,7 @@ from ._table_validation import (
 from ._validation import check_option
 from .losses import get_loss
 from .masking import column_groups
+from .scoring import SelfSupervisedScoreMixin
 
 FILLS = ("mean", "zero")
 # Poisson predictions are clipped here: log(0) is undefined and a zero rate for an
@@ -71,7 +72,7 @@ def check_n_groups(n_groups, n_features):
         )
 
 
-class ColumnInvariantMixin:
+class ColumnInvariantMixin(SelfSupervisedScoreMixin):
     """``invariant_transform``, ``self_supervised_loss`` and ``score`` for tables.
 
     A subclass sets ``groups_`` in ``fit`` (with :meth:`_set_partition`) and implements
@@ -164,21 +165,6 @@ class ColumnInvariantMixin:
         for _, prediction, target in self._invariant_blocks(X):
             total += float(np.sum(elementwise_loss(loss, prediction, target)))
         return total / (X.shape[0] * X.shape[1])
-
-    def score(self, X, y=None):
-        """Minus the self-supervised mean squared error, so that greater is better.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        score : float
-        """
-        return -self.self_supervised_loss(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -42,6 +42,7 @@ from . import masking
 from ._validation import check_channel_axis, check_option, check_positive, check_stack
 from .babyunet import DOWNSAMPLING, BabyUnet
 from .losses import get_loss
+from .scoring import SelfSupervisedScoreMixin
 
 MASKINGS = ("grid", "random")
 NET_FILLS = ("interpolate", "zero", "median", "uniform")
@@ -227,7 +228,7 @@ def _accepts(module_cls, name):
 
 
 # ---------------------------------------------------------------------------- the net
-class N2SNet(TransformerMixin, NeuralNet):
+class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     """Noise2Self neural denoiser: masked self-supervised training of a U-Net.
 
     A :class:`skorch.NeuralNet` (parameters are routed the skorch way:
@@ -725,21 +726,6 @@ class N2SNet(TransformerMixin, NeuralNet):
         with self._threads():
             prediction = self._to_numpy(self._invariant_tensor(self._to_tensor(Xf)), Xf)
         return get_loss(loss)(prediction, Xf)
-
-    def score(self, X, y=None):
-        """Minus the self-supervised mean squared error (greater is better).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, height, width[, n_channels])
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        score : float
-        """
-        return -self.self_supervised_loss(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -44,6 +44,30 @@ def self_supervised_loss(estimator, X, loss="mse"):
     return get_loss(loss)(prediction, target)
 
 
+class SelfSupervisedScoreMixin:
+    """``score`` as minus the self-supervised loss, for every J-invariant estimator.
+
+    The estimator provides ``self_supervised_loss(X)``; with this ``score``,
+    ``GridSearchCV(scoring=None)`` ranks parameters by the Noise2Self loss.
+    """
+
+    def score(self, X, y=None):
+        """Minus the self-supervised mean squared error, so that greater is better.
+
+        Parameters
+        ----------
+        X : array-like
+            The data the estimator denoises (an image stack or a table).
+        y : None
+            Ignored: the self-supervised setting has no targets.
+
+        Returns
+        -------
+        score : float
+        """
+        return -self.self_supervised_loss(X)
+
+
 class SelfSupervisedScorer:
     """Scorer that returns minus the Noise2Self loss: ``(estimator, X, y=None) -> -loss``.
 
