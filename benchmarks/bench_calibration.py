@@ -84,8 +84,16 @@ def main():
         lambda: search(DonutMedian(), {"radius": RADII}, X_u8),
         lambda: donut_loop_uint8(noisy_u8),
         "skimage.filters.median loop on uint8, centre-less disk")
+    row("DonutMedian(n_jobs=2), radii 1..6, uint8 image",
+        lambda: search(DonutMedian(n_jobs=2), {"radius": RADII}, X_u8),
+        lambda: donut_loop_uint8(noisy_u8),
+        "skimage.filters.median loop on uint8, centre-less disk")
     row("DonutMedian, radii 1..6, float image",
         lambda: search(DonutMedian(), {"radius": RADII}, X),
+        lambda: donut_loop_uint8(noisy_u8),
+        "skimage.filters.median loop on uint8, centre-less disk")
+    row("DonutMedian(n_jobs=2), radii 1..6, float image",
+        lambda: search(DonutMedian(n_jobs=2), {"radius": RADII}, X),
         lambda: donut_loop_uint8(noisy_u8),
         "skimage.filters.median loop on uint8, centre-less disk")
     row("JInvariantWavelet, 8 sigmas, exact loss",

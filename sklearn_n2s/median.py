@@ -1,6 +1,9 @@
 """Donut median: the median of a pixel's neighbourhood without the pixel itself."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from joblib import effective_n_jobs
 from scipy import ndimage as ndi
 from skimage.filters import rank
 from skimage.morphology import ball, disk
@@ -39,18 +42,30 @@ def _edge_band(spatial_shape, radius):
     return band
 
 
-def _median_by_sorting(X, footprint, axes):
+def _run(calls, n_jobs):
+    """Results of independent zero-argument calls, in threads when ``n_jobs > 1``.
+
+    scipy.ndimage and scikit-image's rank filters release the GIL, so the two order
+    statistics of a median (and the images of a stack) run in parallel.
+    """
+    if n_jobs <= 1 or len(calls) == 1:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(min(n_jobs, len(calls))) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def _median_by_sorting(X, footprint, axes, n_jobs=1):
     """Median over the footprint of in-image pixels (float data, any number of values)."""
     n = int(footprint.sum())
     full_fp = footprint.reshape(tuple(footprint.shape[axes.index(i)] if i in axes else 1
                                       for i in range(X.ndim)))
     # Interior: the two middle order statistics (n is even for a centre-less footprint).
-    low = ndi.rank_filter(X, (n - 1) // 2, footprint=full_fp, mode="reflect")
-    if n % 2 == 0:
-        high = ndi.rank_filter(X, n // 2, footprint=full_fp, mode="reflect")
-        out = (low.astype(np.float64) + high) / 2
-    else:
-        out = low.astype(np.float64)
+    ranks = sorted({(n - 1) // 2, n // 2})
+    order_stats = _run([
+        (lambda r=r: ndi.rank_filter(X, r, footprint=full_fp, mode="reflect"))
+        for r in ranks
+    ], n_jobs)
+    out = sum(stat.astype(np.float64) for stat in order_stats) / len(order_stats)
     # Edge band: only the in-image part of the footprint counts (no mirrored copies,
     # which could bring the pixel itself back into its own prediction).
     radius = footprint.shape[0] // 2
@@ -73,27 +88,37 @@ def _median_by_sorting(X, footprint, axes):
     return out.astype(X.dtype)
 
 
-def _median_by_histogram(X, footprint, axes, levels, codes):
+def _image_slice(ndim, other_axes, index):
+    """Index of one image (one sample, one channel) of a stack."""
+    sl = [slice(None)] * ndim
+    for axis, value in zip(other_axes, index):
+        sl[axis] = value
+    return tuple(sl)
+
+
+def _median_by_histogram(X, footprint, axes, levels, codes, n_jobs=1):
     """Same median for data with few distinct values, via histogram rank filters."""
     out = np.empty(X.shape, dtype=np.float64)
     other = [i for i in range(X.ndim) if i not in axes]
     codes = codes.reshape(X.shape).astype(np.uint8)
-    # scikit-image's rank filters take 2-D or 3-D images: a 1-D signal becomes one row.
+    # scikit-image's rank filters take 2-D images: a 1-D signal becomes one row.
     fp = footprint[np.newaxis] if len(axes) == 1 else footprint
-    for index in np.ndindex(*(X.shape[i] for i in other)):
-        sl = [slice(None)] * X.ndim
-        for i, v in zip(other, index):
-            sl[i] = v
-        image = codes[tuple(sl)]
-        image2 = image[np.newaxis] if len(axes) == 1 else image
-        low = rank.percentile(image2, fp, p0=_LOWER_P0)
-        high = rank.percentile(image2, fp, p0=0.5)
-        med = (levels[low] + levels[high]) / 2
-        out[tuple(sl)] = med[0] if len(axes) == 1 else med
+    images = [_image_slice(X.ndim, other, index)
+              for index in np.ndindex(*(X.shape[i] for i in other))]
+
+    def order_statistic(sl, p0):
+        image = codes[sl]
+        return rank.percentile(image[np.newaxis] if image.ndim == 1 else image, fp, p0=p0)
+
+    stats = _run([(lambda sl=sl, p0=p0: order_statistic(sl, p0))
+                  for sl in images for p0 in (_LOWER_P0, 0.5)], n_jobs)
+    for k, sl in enumerate(images):
+        med = (levels[stats[2 * k]] + levels[stats[2 * k + 1]]) / 2
+        out[sl] = med.reshape(out[sl].shape)
     return out.astype(X.dtype)
 
 
-def neighbourhood_median(X, footprint, *, channel_axis=None):
+def neighbourhood_median(X, footprint, *, channel_axis=None, n_jobs=1):
     """Median of the in-image pixels of ``footprint`` around every pixel of a stack.
 
     Exact for any data; 1-D and 2-D data with at most 256 distinct values (8-bit images)
@@ -103,8 +128,9 @@ def neighbourhood_median(X, footprint, *, channel_axis=None):
     if len(axes) <= 2:  # scikit-image's percentile rank filter is 2-D only
         levels, codes = np.unique(X, return_inverse=True)
         if len(levels) <= _MAX_LEVELS_FOR_RANK:
-            return _median_by_histogram(X, footprint, axes, levels.astype(np.float64), codes)
-    return _median_by_sorting(X, footprint, axes)
+            return _median_by_histogram(X, footprint, axes, levels.astype(np.float64), codes,
+                                        n_jobs)
+    return _median_by_sorting(X, footprint, axes, n_jobs)
 
 
 class DonutMedian(BaseImageDenoiser):
@@ -126,6 +152,10 @@ class DonutMedian(BaseImageDenoiser):
     noise_variance : float or None, default=None
         Noise variance in the units of the input, for ``output='shrink'``; estimated
         per image when None.
+    n_jobs : int or None, default=None
+        Threads for the two middle order statistics of the median and the images of a
+        stack (the filters release the GIL). None means 1 unless in a
+        :func:`joblib.parallel_config` context; -1 means all processors.
 
     Attributes
     ----------
@@ -152,11 +182,13 @@ class DonutMedian(BaseImageDenoiser):
     True
     """
 
-    def __init__(self, radius=3, *, channel_axis=None, output="shrink", noise_variance=None):
+    def __init__(self, radius=3, *, channel_axis=None, output="shrink", noise_variance=None,
+                 n_jobs=None):
         self.radius = radius
         self.channel_axis = channel_axis
         self.output = output
         self.noise_variance = noise_variance
+        self.n_jobs = n_jobs
 
     def _check_params(self):
         super()._check_params()
@@ -173,7 +205,9 @@ class DonutMedian(BaseImageDenoiser):
         return neighbourhood(int(self.radius), n_spatial, centre=centre)
 
     def _denoise(self, X, scale=1.0):
-        return neighbourhood_median(X, self._footprint(X, True), channel_axis=self.channel_axis)
+        return neighbourhood_median(X, self._footprint(X, True), channel_axis=self.channel_axis,
+                                    n_jobs=effective_n_jobs(self.n_jobs))
 
     def _invariant(self, X, scale=1.0):
-        return neighbourhood_median(X, self._footprint(X, False), channel_axis=self.channel_axis)
+        return neighbourhood_median(X, self._footprint(X, False), channel_axis=self.channel_axis,
+                                    n_jobs=effective_n_jobs(self.n_jobs))

@@ -75,3 +75,13 @@ def test_uint8_and_float_paths_agree(rng):
     Xf = X8 / 255.0 + 1e-9 * rng.random((1, 20, 20))  # many levels: the sorting path
     est = DonutMedian(radius=2, output="invariant").fit(X8)
     np.testing.assert_allclose(est.transform(X8), est.transform(Xf), atol=1e-8)
+
+
+@pytest.mark.parametrize("levels", [None, 9], ids=["float", "few-levels"])
+def test_threads_give_the_same_result(levels, rng):
+    X = rng.random((3, 17, 19))
+    if levels:
+        X = np.round(X * levels) / levels
+    one = DonutMedian(radius=2, output="invariant").fit(X).transform(X)
+    two = DonutMedian(radius=2, output="invariant", n_jobs=2).fit(X).transform(X)
+    np.testing.assert_array_equal(one, two)
