@@ -27,9 +27,14 @@ for a J-invariant f, so the error of the mix is ``lam**2 (L - sigma**2) +
 (1 - lam)**2 sigma**2``, smallest at ``lam = sigma**2 / L``. ``sigma**2`` is the noise
 variance, given by ``noise_variance`` or estimated per sample from blockwise robust
 wavelet statistics (:func:`sklearn_n2s.noise.estimate_noise_variance`), and capped at
-``L``, since
-``L = MSE(f_inv, clean) + sigma**2 >= sigma**2``). ``benchmarks/transform_quality.py``
-measures this choice against the best output on the searched grid.
+``L``, since ``L = MSE(f_inv, clean) + sigma**2 >= sigma**2``.
+
+``benchmarks/transform_quality.py`` measures this choice on 84 cases (7 offline images,
+4 noises, 3 estimators): at the self-supervised pick the default output is a median
+0.00 dB from the best output of any kind on the grid, 1.1 dB at worst on noisy images
+(thin strokes, where masking hurts the invariant wavelet output), and up to 2 dB below
+it on a nearly noise-free image, where any noise estimate reads fine texture as noise;
+pass ``noise_variance`` when the noise level is known.
 """
 
 import numbers
