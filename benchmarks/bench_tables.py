@@ -8,6 +8,9 @@ per process; the RSS includes the data):
 - ``sklearn_n2s``: ``GridSearchCV(Pipeline([LibrarySizeNormalizer(1e4),
   LowRankDenoiser(randomized)]), grid, scoring=SelfSupervisedScorer(), cv=3 folds)``,
   refit on all rows included in the time;
+- ``sklearn_n2s`` path: ``Pipeline([LibrarySizeNormalizer(1e4),
+  LowRankDenoiserCV(grid, cv=<the same 3 folds>, randomized)])``: per fold one SVD at
+  the largest rank, every rank scored off it, then the chosen rank refitted on all rows;
 - ``scself.mcv(counts, n=1, n_pcs=max(grid), p=0.5)`` (log-normalisation, PCA, MCV by
   MSE; it evaluates every rank up to ``max(grid)`` from one PCA), rank = argmin on grid.
 
@@ -82,6 +85,20 @@ def run_n2s(X, grid, folds):
     return search.best_params_["pca__n_components"], losses
 
 
+def run_n2s_cv(X, grid, folds):
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import Pipeline
+
+    from sklearn_n2s.lowrank import LowRankDenoiserCV
+    from sklearn_n2s.normalize import LibrarySizeNormalizer
+
+    path = LowRankDenoiserCV(grid, cv=KFold(folds, shuffle=True, random_state=0),
+                             svd_solver="randomized", random_state=0)
+    Pipeline([("norm", LibrarySizeNormalizer(target_sum=TARGET_SUM)),
+              ("pca", path)]).fit(X)
+    return path.n_components_, path.mean_losses_.tolist()
+
+
 def run_scself(X, grid):
     import scself
 
@@ -125,6 +142,8 @@ def worker(args):
     try:
         if args.worker == "n2s":
             result["rank"], result["losses"] = run_n2s(X, grid, args.folds)
+        elif args.worker == "n2s_cv":
+            result["rank"], result["losses"] = run_n2s_cv(X, grid, args.folds)
         elif args.worker == "scself":
             result["rank"], result["losses"] = run_scself(X, grid)
         else:
@@ -168,6 +187,8 @@ def markdown(results, truth, args):
         "|---|---:|---:|---:|---:|---:|",
     ]
     names = {"n2s": f"sklearn_n2s GridSearchCV ({args.folds}-fold, {len(args.grid)} ranks)",
+             "n2s_cv": f"sklearn_n2s LowRankDenoiserCV ({args.folds}-fold, "
+                       f"{len(args.grid)} ranks)",
              "scself": "scself.mcv (p=0.5, one split)"}
     for r in results:
         if "error" in r:
@@ -183,6 +204,12 @@ def markdown(results, truth, args):
         if "losses" in r:
             lines.append(f"{names[r['method']]} loss by rank: " + ", ".join(
                 f"{k}: {v:.5f}" for k, v in zip(args.grid, r["losses"])))
+    by_method = {r["method"]: r for r in results if "losses" in r}
+    if "n2s" in by_method and "n2s_cv" in by_method:
+        grid_losses = np.array(by_method["n2s"]["losses"])
+        path_losses = np.array(by_method["n2s_cv"]["losses"])
+        lines.append("LowRankDenoiserCV vs GridSearchCV, largest relative loss difference "
+                     f"over the grid: {np.max(np.abs(path_losses / grid_losses - 1)):.2e}")
     return "\n".join(lines)
 
 
@@ -197,12 +224,16 @@ def main(argv=None):
     parser.add_argument("--grid", type=int, nargs="+", default=DEFAULT_GRID)
     parser.add_argument("--blas-threads", type=int, default=1)
     parser.add_argument("--skip-scself", action="store_true")
-    parser.add_argument("--worker", choices=["n2s", "scself", "truth"], help=argparse.SUPPRESS)
+    parser.add_argument("--skip-grid-search", action="store_true",
+                        help="leave out the GridSearchCV row (the slowest)")
+    parser.add_argument("--worker", choices=["n2s", "n2s_cv", "scself", "truth"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.truth_rows = min(args.truth_rows, args.n_cells)
     if args.worker:
         return worker(args)
-    methods = ["n2s"] + ([] if args.skip_scself else ["scself"])
+    methods = (([] if args.skip_grid_search else ["n2s"]) + ["n2s_cv"]
+               + ([] if args.skip_scself else ["scself"]))
     results = [launch(m, args) for m in methods]
     truth_result = launch("truth", args)
     truth = truth_result.get("truth")

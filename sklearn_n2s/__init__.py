@@ -11,7 +11,7 @@ Every denoiser has ``fit``/``transform``, a J-invariant ``invariant_transform`` 
 from .column_masking import ColumnMaskingDenoiser
 from .gaussian import JInvariantGaussian
 from .knn import KNNSmoother
-from .lowrank import LowRankDenoiser
+from .lowrank import LowRankDenoiser, LowRankDenoiserCV
 from .mcv import MolecularCrossValidationScorer, molecular_split
 from .median import DonutMedian
 from .noise import estimate_noise_variance
@@ -30,6 +30,7 @@ __all__ = [
     "KNNSmoother",
     "LibrarySizeNormalizer",
     "LowRankDenoiser",
+    "LowRankDenoiserCV",
     "MolecularCrossValidationScorer",
     "N2SNet",
     "NormalizedDenoiser",

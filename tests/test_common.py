@@ -14,6 +14,7 @@ from sklearn_n2s import (
     KNNSmoother,
     LibrarySizeNormalizer,
     LowRankDenoiser,
+    LowRankDenoiserCV,
     NormalizedDenoiser,
 )
 
@@ -75,6 +76,7 @@ ESTIMATORS = [
     JInvariantGaussian(),
     JInvariantWavelet(),
     LowRankDenoiser(n_components=1, n_groups=2),
+    LowRankDenoiserCV(n_components=2, n_groups=2),
     KNNSmoother(n_neighbors=3, n_groups=2),
     ColumnMaskingDenoiser(PCA(1), n_groups=2),
     ColumnMaskingDenoiser(TruncatedSVD(1), n_groups=2, fill="zero"),

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from sklearn_n2s import SelfSupervisedScorer
-from sklearn_n2s.lowrank import LowRankDenoiser
+from sklearn_n2s.lowrank import LowRankDenoiser, LowRankDenoiserCV
 from sklearn_n2s.normalize import LibrarySizeNormalizer
 
 
@@ -217,3 +217,192 @@ def test_example_runs_small(tmp_path):
                                  "--grid", "1", "3", "8", "--out", str(out)])
     assert out.stat().st_size > 0
     assert set(len(v) for v in losses.values()) == {3}
+
+
+# ------------------------------------------------------- LowRankDenoiserCV: rank path
+CV_GRID = [1, 2, 3, 5, 8, 12, 20]
+
+
+def gaussian_low_rank(n=400, g=60, rank=5, seed=0):
+    rng = np.random.default_rng(seed)
+    clean = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, g))
+    return clean + rng.normal(size=clean.shape)
+
+
+def grid_search(X, solver, grid=CV_GRID, estimator=None, param="n_components", cv=None):
+    estimator = estimator or LowRankDenoiser(svd_solver=solver, random_state=0)
+    return GridSearchCV(estimator, {param: grid}, scoring=SelfSupervisedScorer(),
+                        cv=cv or KFold(3)).fit(X)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
+def test_cv_equals_grid_search_with_full_svd(fmt):
+    X = gaussian_low_rank()
+    data = X if fmt == "dense" else sp.csr_matrix(X).asformat(fmt)
+    search = grid_search(X, "full")
+    path = LowRankDenoiserCV(CV_GRID, cv=KFold(3), svd_solver="full",
+                             random_state=0).fit(data)
+    assert path.n_components_ == search.best_params_["n_components"] == 5
+    for i in range(3):
+        np.testing.assert_allclose(path.cv_results_[f"split{i}_test_score"],
+                                   search.cv_results_[f"split{i}_test_score"], rtol=1e-10)
+        np.testing.assert_allclose(path.losses_[:, i],
+                                   -search.cv_results_[f"split{i}_test_score"], rtol=1e-10)
+    np.testing.assert_allclose(path.mean_losses_, -search.cv_results_["mean_test_score"],
+                               rtol=1e-10)
+    np.testing.assert_array_equal(path.cv_results_["rank_test_score"],
+                                  search.cv_results_["rank_test_score"])
+    np.testing.assert_array_equal(path.cv_results_["param_n_components"], CV_GRID)
+    # the refit is the same model as GridSearchCV's best_estimator_
+    best = search.best_estimator_
+    np.testing.assert_allclose(path.components_, best.components_, atol=1e-10)
+    np.testing.assert_allclose(path.transform(data), best.transform(X), atol=1e-10)
+    np.testing.assert_allclose(path.invariant_transform(data),
+                               best.invariant_transform(X), atol=1e-10)
+    assert path.score(data) == pytest.approx(best.score(X), rel=1e-10)
+
+
+def test_cv_in_pipeline_equals_grid_search_over_pipeline():
+    counts, _ = low_rank_counts(n=300, g=40, rank=3)
+    search = grid_search(
+        counts, None, grid=[1, 2, 3, 6], param="pca__n_components",
+        estimator=Pipeline([("norm", LibrarySizeNormalizer(target_sum=100.0)),
+                            ("pca", LowRankDenoiser(svd_solver="full", random_state=0))]),
+        cv=KFold(3, shuffle=True, random_state=1))
+    pipe = Pipeline([("norm", LibrarySizeNormalizer(target_sum=100.0)),
+                     ("pca", LowRankDenoiserCV([1, 2, 3, 6], svd_solver="full",
+                                               random_state=0,
+                                               cv=KFold(3, shuffle=True, random_state=1)))])
+    pipe.fit(sp.csr_matrix(counts))
+    path = pipe[-1]
+    assert path.n_components_ == search.best_params_["pca__n_components"]
+    np.testing.assert_allclose(path.mean_losses_, -search.cv_results_["mean_test_score"],
+                               rtol=1e-10)
+
+
+def test_cv_randomized_picks_the_grid_search_rank():
+    X = gaussian_low_rank()
+    search = grid_search(X, "randomized")
+    path = LowRankDenoiserCV(CV_GRID, cv=KFold(3), svd_solver="randomized",
+                             random_state=0).fit(sp.csr_matrix(X))
+    assert path.n_components_ == search.best_params_["n_components"] == 5
+    grid_losses = -search.cv_results_["mean_test_score"]
+    # up to the true rank (a spectral gap) and at the largest rank (the same fit) the
+    # randomized solver agrees; past the signal it differs by its own error
+    signal = [i for i, k in enumerate(CV_GRID) if k <= 5] + [len(CV_GRID) - 1]
+    np.testing.assert_allclose(path.mean_losses_[signal], grid_losses[signal], rtol=1e-8)
+    np.testing.assert_allclose(path.mean_losses_, grid_losses, rtol=1e-2)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cv_refitted_model_is_j_invariant(sparse):
+    X, _ = low_rank_counts()
+    wrap = sp.csr_matrix if sparse else np.asarray
+    model = LowRankDenoiserCV([1, 3, 6], n_groups=5, random_state=0).fit(wrap(X))
+    assert model.components_.shape == (model.n_components_, X.shape[1])
+    base = model.invariant_transform(wrap(X))
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        i, j = rng.integers(X.shape[0]), rng.integers(X.shape[1])
+        changed = X.copy()
+        changed[i, j] += 1000.0
+        assert abs(model.invariant_transform(wrap(changed))[i, j] - base[i, j]) < 1e-10
+
+
+def test_truncation_losses_equal_truncated_models():
+    X, _ = low_rank_counts()
+    model = LowRankDenoiser(8, svd_solver="full", random_state=0).fit(X)
+    for loss in ("mse", "mae", "poisson"):
+        losses = model.truncation_losses(sp.csr_matrix(X), [1, 4, 8], loss=loss)
+        for k, value in zip([1, 4, 8], losses):
+            direct = LowRankDenoiser(k, svd_solver="full", random_state=0).fit(X)
+            assert value == pytest.approx(direct.self_supervised_loss(X, loss=loss),
+                                          rel=1e-10)
+    with pytest.raises(ValueError, match="only 8 components"):
+        model.truncation_losses(X, [9])
+
+
+def test_cv_custom_scorer_and_mae_scorer():
+    X, _ = low_rank_counts()
+    fast = LowRankDenoiserCV([1, 3, 6], random_state=0,
+                             scoring=SelfSupervisedScorer(loss="mae")).fit(X)
+    generic = LowRankDenoiserCV(  # any callable: scored on each rank's truncated model
+        [1, 3, 6], random_state=0,
+        scoring=lambda est, X: -np.mean(np.abs(est.invariant_transform(X) - X))).fit(X)
+    np.testing.assert_allclose(fast.losses_, generic.losses_, rtol=1e-10)
+    assert fast.n_components_ == generic.n_components_
+    mse = LowRankDenoiserCV([1, 3, 6], random_state=0).fit(X)
+    assert not np.allclose(mse.losses_, fast.losses_)
+
+
+def test_cv_integer_grid_means_every_rank_up_to_it():
+    X = gaussian_low_rank(n=200, g=30)
+    model = LowRankDenoiserCV(8, random_state=0).fit(X)
+    np.testing.assert_array_equal(model.ranks_, np.arange(1, 9))
+    assert model.losses_.shape == (8, 3)
+    assert model.n_components_ == 5
+
+
+@pytest.mark.parametrize("grid, error, match", [
+    ([], ValueError, "n_components is empty"),
+    ((), ValueError, "n_components is empty"),
+    ([2, 4.0], TypeError, "n_components must hold integers, got 4.0"),
+    ([2, "4"], TypeError, "n_components must hold integers"),
+    ([True, 2], TypeError, "n_components must hold integers"),
+    ([0, 2], ValueError, "ranks >= 1, got 0"),
+    (0, ValueError, "n_components must be >= 1"),
+    (2.5, TypeError, "integer or a sequence of integers"),
+    ("24", TypeError, "integer or a sequence of integers"),
+    ([2, 14], ValueError, (r"largest rank in n_components=14 must be <= "
+                           r"min\(n_samples, n_features\) = 13")),
+    ([2, 31], ValueError, r"largest rank in n_components=31 must be <="),
+])
+def test_cv_bad_grid(grid, error, match):
+    X, _ = low_rank_counts(n=20, g=30)  # 3-fold training sets hold 13 rows
+    with pytest.raises(error, match=match):
+        LowRankDenoiserCV(grid, n_groups=2).fit(X)
+
+
+def test_cv_bad_input_and_parameters():
+    X, _ = low_rank_counts(n=30, g=6)
+    with pytest.raises(ValueError, match="NaN"):
+        LowRankDenoiserCV([1]).fit(np.array([[1.0, np.nan], [2.0, 3.0]]))
+    with pytest.raises(ValueError, match="COO format"):
+        LowRankDenoiserCV([1], n_groups=2).fit(sp.coo_matrix(X))
+    with pytest.raises(ValueError, match="n_groups=7 is more than n_features=6"):
+        LowRankDenoiserCV([1], n_groups=7).fit(X)
+    with pytest.raises(ValueError, match="svd_solver"):
+        LowRankDenoiserCV([1], n_groups=2, svd_solver="arpack").fit(X)
+    with pytest.raises(TypeError, match="scoring must be None or a callable"):
+        LowRankDenoiserCV([1], n_groups=2, scoring="mse").fit(X)
+    with pytest.raises(ValueError, match="n_splits=40"):
+        LowRankDenoiserCV([1], n_groups=2, cv=40).fit(X)
+
+
+def test_cv_never_modifies_input():
+    X, _ = low_rank_counts()
+    Xs = sp.csc_matrix(X)
+    before = (X.copy(), Xs.data.copy(), Xs.indices.copy(), Xs.indptr.copy())
+    for data in (X, Xs):
+        LowRankDenoiserCV([1, 3], random_state=0).fit(data).score(data)
+    assert Xs.format == "csc"
+    np.testing.assert_array_equal(X, before[0])
+    np.testing.assert_array_equal(Xs.data, before[1])
+    np.testing.assert_array_equal(Xs.indices, before[2])
+    np.testing.assert_array_equal(Xs.indptr, before[3])
+
+
+def test_cv_clone_and_pickle():
+    X, _ = low_rank_counts()
+    model = LowRankDenoiserCV([1, 3, 6], cv=KFold(3, shuffle=True, random_state=0),
+                              random_state=0).fit(X)
+    params = clone(model).get_params()
+    assert params["n_components"] == [1, 3, 6] and params["cv"].n_splits == 3
+    assert not hasattr(clone(model), "n_components_")
+    again = pickle.loads(pickle.dumps(model))
+    assert again.n_components_ == model.n_components_
+    np.testing.assert_array_equal(again.losses_, model.losses_)
+    np.testing.assert_array_equal(again.invariant_transform(X), model.invariant_transform(X))
+    refit = clone(model).fit(X)
+    np.testing.assert_allclose(refit.losses_, model.losses_, rtol=1e-12)
+    np.testing.assert_allclose(refit.transform(X), model.transform(X), atol=1e-10)
