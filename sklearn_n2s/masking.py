@@ -36,7 +36,9 @@ coordinates they cover (an approximate loss, ``k / s**ndim`` of the cost, with t
 variance of a smaller sample); scikit-image's default uses one coset.
 """
 
+import contextlib
 import numbers
+import warnings
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -213,11 +215,22 @@ def _expand_mask(mask, X, channel_axis):
     return np.broadcast_to(mask, X.shape)
 
 
+@contextlib.contextmanager
+def _all_nan_ok():
+    """Silence numpy's warnings for reductions over all-NaN (fully masked) slices.
+
+    Their NaN results are replaced by a fallback right after, by the caller.
+    """
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def _per_sample_channel_stat(X, keep, stat, channel_axis):
     """Reduce the kept coordinates of each sample (and channel) with ``stat``."""
     axes = spatial_axes(X.ndim, channel_axis)
     masked = np.where(keep, X, np.nan)
-    with np.errstate(all="ignore"):
+    with _all_nan_ok():
         values = stat(masked, axis=axes, keepdims=True)
     return np.nan_to_num(values, nan=0.0)
 
@@ -259,12 +272,8 @@ def fill_masked(X, mask, fill="interpolate", *, channel_axis=None, random_state=
         axes = spatial_axes(X.ndim, channel_axis)
         neighbours = _neighbour_stack(np.where(keep, X, np.nan), axes)
         fallback = _per_sample_channel_stat(X, keep, np.nanmedian, channel_axis)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                values = np.nanmedian(neighbours, axis=0)
+        with _all_nan_ok():
+            values = np.nanmedian(neighbours, axis=0)
         values = np.where(np.isnan(values), fallback, values)
     elif fill == "mean":
         values = np.broadcast_to(
