@@ -99,7 +99,7 @@ def check_finite(X, name="X"):
     raise ValueError(f"{name} contains {kind}; denoisers need finite values.")
 
 
-def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X"):
+def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X", return_scale=False):
     """Validate an image stack and return a float copy of it.
 
     Parameters
@@ -111,11 +111,16 @@ def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X"):
         Smallest length allowed along every spatial axis (an image smaller than the
         filter cannot be filtered meaningfully).
 
+    return_scale : bool
+        Also return :func:`intensity_scale` of the input's dtype.
+
     Returns
     -------
     X_float : ndarray
         float32/float64; the caller's array itself when it already is one, so callers
         must treat it as read-only.
+    scale : float
+        Only with ``return_scale=True``.
     """
     channel_axis = check_channel_axis(channel_axis)
     X = _check_dtype(_as_array(X))
@@ -153,7 +158,7 @@ def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X"):
         )
     Xf = to_float(X)
     check_finite(Xf, name)
-    return Xf
+    return (Xf, intensity_scale(X.dtype)) if return_scale else Xf
 
 
 def spatial_axes(ndim, channel_axis):

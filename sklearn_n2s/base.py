@@ -43,7 +43,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_channel_axis, check_option, check_stack, intensity_scale
+from ._validation import check_channel_axis, check_option, check_stack
 from .losses import RESIDUAL_LOSSES, get_loss
 from .noise import estimate_noise_variance
 from .scoring import SelfSupervisedScoreMixin
@@ -104,8 +104,9 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
             raise ValueError(f"noise_variance must be None or a number >= 0, got {nv!r}.")
 
     def _validate(self, X, *, reset):
-        X = check_stack(X, channel_axis=self.channel_axis,
-                        min_spatial_size=self._min_spatial_size())
+        """The float stack and the intensity scale of its original dtype."""
+        X, scale = check_stack(X, channel_axis=self.channel_axis,
+                               min_spatial_size=self._min_spatial_size(), return_scale=True)
         n_spatial = X.ndim - 1 - (self.channel_axis is not None)
         if reset:
             self.n_spatial_dims_ = n_spatial
@@ -115,14 +116,13 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
                 f"X has {n_spatial} spatial axes, but {type(self).__name__} was fitted on "
                 f"data with {self.n_spatial_dims_}."
             )
-        return X
+        return X, scale
 
     def _prepare(self, X):
         """Check fitted and parameters; return the validated float stack and its scale."""
         check_is_fitted(self)
         self._check_params()
-        scale = intensity_scale(np.asarray(X).dtype) if hasattr(X, "dtype") else 1.0
-        return self._validate(X, reset=False), scale
+        return self._validate(X, reset=False)
 
     # -------------------------------------------------------------------- contract
     def fit(self, X, y=None):
