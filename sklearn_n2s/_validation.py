@@ -29,11 +29,16 @@ def _as_array(X):
             "(sparse matrices are for the table estimators)."
         )
     try:
-        return np.asarray(X)
+        array = np.asarray(X)
     except ValueError as exc:  # numpy refuses ragged nested sequences
         raise ValueError(
             f"X is ragged: its rows have different lengths and cannot form an array ({exc})."
         ) from None
+    if array.dtype.kind in "iu" and not hasattr(X, "dtype"):
+        # Python ints carry no image dtype: numpy's int64 would make img_as_float
+        # divide them by 2**63. Take them at face value instead.
+        return array.astype(np.float64)
+    return array
 
 
 def _check_dtype(X):

@@ -143,3 +143,12 @@ def test_check_stack_accepts_object_array_of_numbers():
                                           (np.float32, 1.0), (bool, 1.0)])
 def test_intensity_scale(dtype, scale):
     assert intensity_scale(dtype) == pytest.approx(scale)
+
+
+def test_python_lists_of_ints_are_taken_at_face_value():
+    nested = [[[0, 10, 20, 30], [40, 50, 60, 70], [1, 2, 3, 4], [5, 6, 7, 8]]]
+    est = JInvariantGaussian(output="ordinary").fit(nested)
+    np.testing.assert_allclose(est.transform(nested), est.transform(np.asarray(nested, float)))
+    # An integer *array* keeps its image dtype: uint8 0..255 is scaled like img_as_float.
+    as_uint8 = np.asarray(nested, dtype=np.uint8)
+    np.testing.assert_allclose(est.transform(as_uint8) * 255, est.transform(nested), atol=1e-9)
