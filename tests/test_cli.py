@@ -410,7 +410,9 @@ def test_h5ad_calibrate_json_and_bad_method(counts_file, tmp_path, capsys):
                                "--grid", "n_components=1,2")
     assert code == 0
     report = json.loads(out)
-    assert report["estimator"] == "LowRankDenoiser" and report["shape"] == [60, 24]
+    # the rank path: every rank of the grid scored from one decomposition per fold
+    assert report["estimator"] == "LowRankDenoiserCV" and report["shape"] == [60, 24]
+    assert [r["params"]["n_components"] for r in report["results"]] == [1, 2]
     code, _, err = _in_process(capsys, "denoise", counts_file, tmp_path / "o.h5ad",
                                "--method", "median")
     assert code == 1 and "for .h5ad count tables use lowrank" in err
