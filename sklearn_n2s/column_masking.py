@@ -18,7 +18,6 @@ the training rows and its loss is measured on the held-out rows; the invariance 
 respect to the values of the row being predicted, not the fitted state.
 """
 
-import numbers
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,7 +33,7 @@ from ._table_validation import (
 )
 from ._validation import check_option
 from .losses import get_loss
-from .masking import column_groups
+from .masking import check_n_groups, column_groups
 from .scoring import SelfSupervisedScoreMixin
 
 FILLS = ("mean", "zero")
@@ -57,19 +56,6 @@ def elementwise_loss(name, prediction, target):
 
 
 ELEMENTWISE_LOSSES = ("mse", "mae", "poisson")
-
-
-def check_n_groups(n_groups, n_features):
-    """Raise a clear error unless ``2 <= n_groups <= n_features``."""
-    if isinstance(n_groups, bool) or not isinstance(n_groups, numbers.Integral):
-        raise TypeError(f"n_groups must be an integer, got {n_groups!r}.")
-    if n_groups < 2:
-        raise ValueError(f"n_groups must be >= 2, got {n_groups}.")
-    if n_groups > n_features:
-        raise ValueError(
-            f"n_groups={n_groups} is more than n_features={n_features}: every column "
-            "group needs at least one feature."
-        )
 
 
 class ColumnInvariantMixin(SelfSupervisedScoreMixin):

@@ -35,12 +35,8 @@ from ._table_validation import (
     to_dense,
 )
 from ._validation import check_option
-from .column_masking import (
-    ELEMENTWISE_LOSSES,
-    ColumnInvariantMixin,
-    check_n_groups,
-    elementwise_loss,
-)
+from .column_masking import ELEMENTWISE_LOSSES, ColumnInvariantMixin, elementwise_loss
+from .masking import check_n_groups
 from .scoring import SelfSupervisedScorer
 
 SOLVERS = ("auto", "full", "randomized")

@@ -110,6 +110,20 @@ def random_mask(shape, density, random_state=None):
     return rng.random_sample(shape) < density
 
 
+def check_n_groups(n_groups, n_features):
+    """Raise a clear error unless ``n_groups`` is an integer with ``2 <= n_groups <= n_features``."""
+    if isinstance(n_groups, bool) or not isinstance(n_groups, numbers.Integral):
+        raise TypeError(f"n_groups must be an integer, got {n_groups!r}.")
+    if n_groups < 2:
+        raise ValueError(f"n_groups must be >= 2, got {n_groups}.")
+    if n_groups > n_features:
+        raise ValueError(
+            f"n_groups={n_groups} is more than n_features={n_features}: every column group "
+            "needs at least one feature, so n_groups may not be more than the number of "
+            "features."
+        )
+
+
 def column_groups(n_features, n_groups, *, shuffle=True, random_state=None):
     """Split feature indices ``0..n_features-1`` into ``n_groups`` groups of near-equal size.
 
@@ -117,14 +131,7 @@ def column_groups(n_features, n_groups, *, shuffle=True, random_state=None):
     ``random_state``), so neighbouring columns (often correlated genes) do not land in
     the same group systematically.
     """
-    if isinstance(n_groups, bool) or not isinstance(n_groups, numbers.Integral):
-        raise TypeError(f"n_groups must be an integer, got {n_groups!r}.")
-    if n_groups < 2:
-        raise ValueError(f"n_groups must be >= 2, got {n_groups}.")
-    if n_groups > n_features:
-        raise ValueError(
-            f"n_groups={n_groups} is more than the number of features ({n_features})."
-        )
+    check_n_groups(n_groups, n_features)
     order = np.arange(n_features)
     if shuffle:
         order = check_random_state(random_state).permutation(n_features)
