@@ -9,11 +9,11 @@ left out rather than reported as errors.
 import importlib.util
 
 _NEEDS = {
-    "sklearn_n2s/net.py": ("torch", "skorch"),
-    "sklearn_n2s/babyunet.py": ("torch",),
-    "sklearn_n2s/blockwise.py": ("dask",),
-    "sklearn_n2s/zarr_io.py": ("dask", "zarr"),
-    "sklearn_n2s/anndata_io.py": ("anndata",),
+    "sklearn_n2s/neural": ("torch", "skorch"),
+    "sklearn_n2s/image/_blockwise.py": ("dask",),
+    "sklearn_n2s/blockwise/_calibration.py": ("dask",),
+    "sklearn_n2s/io/_zarr.py": ("dask", "zarr"),
+    "sklearn_n2s/io/_anndata.py": ("anndata",),
     "sklearn_n2s/plotting.py": ("matplotlib",),
 }
 

@@ -18,7 +18,7 @@ from skimage.util import random_noise
 from sklearn.model_selection import GridSearchCV
 
 from sklearn_n2s import DonutMedian, FullSplit, JInvariantGaussian, JInvariantWavelet
-from sklearn_n2s.wavelet import DECOMPOSITIONS
+from sklearn_n2s.image._wavelet import DECOMPOSITIONS
 
 GAUSS_SIGMAS = list(np.linspace(0.5, 5.0, 10))
 RADII = [1, 2, 3, 4, 5, 6]

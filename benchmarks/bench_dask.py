@@ -1,7 +1,7 @@
 """Denoise a 16384 x 16384 float32 image (1 GiB, generated lazily) through dask into zarr.
 
 Compares, in one run, the blockwise path (dask, threaded scheduler, ``--workers``
-threads, written to a zarr store on disk with :func:`sklearn_n2s.zarr_io.write_denoised`)
+threads, written to a zarr store on disk with :func:`sklearn_n2s.io.write_denoised`)
 with the in-memory path (numpy, one thread) on a ``--ref-size`` square crop of the same
 image, and reports throughput (pixels/s) and peak resident memory of each phase.
 
@@ -32,7 +32,7 @@ import numpy as np
 from dask.array.core import PerformanceWarning
 
 from sklearn_n2s import DonutMedian, JInvariantGaussian
-from sklearn_n2s.zarr_io import write_denoised
+from sklearn_n2s.io import write_denoised
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 GIB = 2**30

@@ -32,8 +32,8 @@ from reference_n2s_loop import (
 )
 from skorch.callbacks import Callback
 
-from sklearn_n2s.babyunet import BabyUnet
-from sklearn_n2s.net import N2SNet
+from sklearn_n2s.neural import BabyUnet
+from sklearn_n2s.neural._net import N2SNet
 
 SIGMA = 0.4
 #: The configuration benchmarked as "N2SNet": the estimator's defaults (lr 3e-3 with the

@@ -14,7 +14,7 @@ What github.com/czbiohub-sf/noise2self does in ``mask.py`` and the notebook
 - J-invariant inference ``Masker.infer_full_image``: one wasted pass on phase 0, then the
   16 masked passes, each accumulated on the CPU, with autograd left on.
 
-The only changes: the module is :class:`sklearn_n2s.babyunet.BabyUnet` (the same net for
+The only changes: the module is :class:`sklearn_n2s.neural.BabyUnet` (the same net for
 both loops, whose bottleneck block is used), and inference runs in eval mode (the notebook
 leaves batch norm in train mode, which uses batch statistics and is not J-invariant).
 """
@@ -26,7 +26,7 @@ import torch
 from torch.nn import MSELoss
 from torch.optim import Adam
 
-from sklearn_n2s.babyunet import BabyUnet
+from sklearn_n2s.neural import BabyUnet
 
 
 def pixel_grid_mask(shape, patch_size, phase_x, phase_y):

@@ -9,8 +9,8 @@ their depth, denoise the thinned counts with library-size normalisation + PCA, a
 choose the rank three ways:
 
 - Noise2Self: ``GridSearchCV`` with :class:`~sklearn_n2s.SelfSupervisedScorer`; each
-  gene group is predicted from the other genes (:class:`~sklearn_n2s.lowrank.LowRankDenoiser`);
-- molecular cross-validation (:class:`~sklearn_n2s.mcv.MolecularCrossValidationScorer`,
+  gene group is predicted from the other genes (:class:`~sklearn_n2s.table.LowRankDenoiser`);
+- molecular cross-validation (:class:`~sklearn_n2s.table._mcv.MolecularCrossValidationScorer`,
   Poisson loss, 90 % of the molecules for fitting);
 - the truth available only here: the full-depth data, normalised the same way.
 
@@ -33,10 +33,10 @@ from sklearn.model_selection import GridSearchCV, KFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
 from sklearn_n2s import FullSplit, SelfSupervisedScorer  # noqa: E402
-from sklearn_n2s.anndata_io import counts_from_log_normalized  # noqa: E402
-from sklearn_n2s.lowrank import LowRankDenoiser  # noqa: E402
-from sklearn_n2s.mcv import MolecularCrossValidationScorer  # noqa: E402
-from sklearn_n2s.normalize import LibrarySizeNormalizer, NormalizedDenoiser  # noqa: E402
+from sklearn_n2s.io import counts_from_log_normalized  # noqa: E402
+from sklearn_n2s.table import LowRankDenoiser  # noqa: E402
+from sklearn_n2s.model_selection import MolecularCrossValidationScorer  # noqa: E402
+from sklearn_n2s.table import LibrarySizeNormalizer, NormalizedDenoiser  # noqa: E402
 
 
 def load_counts(max_cells, max_genes):

@@ -1,5 +1,9 @@
 """Self-supervised denoising (Noise2Self, J-invariance) as scikit-learn estimators.
 
+The families live in subpackages (:mod:`~sklearn_n2s.image`, :mod:`~sklearn_n2s.table`,
+:mod:`~sklearn_n2s.neural`), the scorers in :mod:`~sklearn_n2s.model_selection`; the
+public names are re-exported here.
+
 Every denoiser has ``fit``/``transform``, a J-invariant ``invariant_transform`` and a
 ``score`` that is minus the self-supervised loss, so a plain
 :class:`~sklearn.model_selection.GridSearchCV` chooses hyperparameters without clean data.
@@ -8,16 +12,23 @@ Every denoiser has ``fit``/``transform``, a J-invariant ``invariant_transform`` 
 ``import sklearn_n2s`` works without torch.
 """
 
-from .column_masking import ColumnMaskingDenoiser
-from .gaussian import JInvariantGaussian
-from .knn import KNNSmoother
-from .lowrank import LowRankDenoiser, LowRankDenoiserCV
-from .mcv import MolecularCrossValidationScorer, molecular_split
-from .median import DonutMedian
-from .noise import estimate_noise_variance
-from .normalize import LibrarySizeNormalizer, NormalizedDenoiser
-from .scoring import FullSplit, SelfSupervisedScorer, self_supervised_loss
-from .wavelet import JInvariantWavelet
+from .image import DonutMedian, JInvariantGaussian, JInvariantWavelet
+from .model_selection import (
+    FullSplit,
+    MolecularCrossValidationScorer,
+    SelfSupervisedScorer,
+    self_supervised_loss,
+)
+from .table import (
+    ColumnMaskingDenoiser,
+    KNNSmoother,
+    LibrarySizeNormalizer,
+    LowRankDenoiser,
+    LowRankDenoiserCV,
+    NormalizedDenoiser,
+    molecular_split,
+)
+from .utils import estimate_noise_variance
 
 __version__ = "0.1.0"
 
@@ -44,7 +55,7 @@ __all__ = [
 def __getattr__(name):
     # The neural estimator pulls in torch and skorch: load it only when asked for.
     if name == "N2SNet":
-        from .net import N2SNet
+        from .neural import N2SNet
 
         return N2SNet
     raise AttributeError(f"module 'sklearn_n2s' has no attribute {name!r}")

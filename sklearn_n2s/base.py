@@ -1,16 +1,14 @@
-"""The contract every image denoiser keeps, and what ``transform`` returns.
+"""The contract every sklearn_n2s denoiser keeps, whatever its family.
 
-Subclasses implement two steps on a validated float stack (``scale`` converts
-intensity-valued parameters to the float units of integer input, see
-:func:`sklearn_n2s._validation.intensity_scale`):
+Every denoiser (image, table, neural) is a scikit-learn estimator whose
+``self_supervised_loss(X)`` compares a J-invariant prediction of X with X itself; its
+``score`` is minus that loss (:class:`SelfSupervisedScoreMixin`), so a plain
+:class:`~sklearn.model_selection.GridSearchCV` ranks parameters by the Noise2Self loss.
+The outputs a ``transform`` can keep are :data:`OUTPUTS`; the default mixes the invariant
+prediction with the data (:func:`shrink_towards_data`).
 
-- ``_denoise(X, scale)``: the ordinary filter at the set parameters;
-- ``_invariant(X, scale)``: a J-invariant prediction of X (optionally
-  ``_invariant_covered``, returning also which coordinates an approximate prediction
-  covered).
-
-The base class adds validation, ``fit``, ``transform``, ``invariant_transform``,
-``score`` and the self-supervised loss.
+This module is a leaf: it imports numpy only, so every family and every layer above it
+can use it.
 
 Why ``transform`` shrinks by default
 ------------------------------------
@@ -26,7 +24,7 @@ clean image (Batson & Royer 2019, section 4): the noise is independent of ``f_in
 for a J-invariant f, so the error of the mix is ``lam**2 (L - sigma**2) +
 (1 - lam)**2 sigma**2``, smallest at ``lam = sigma**2 / L``. ``sigma**2`` is the noise
 variance, given by ``noise_variance`` or estimated per sample from blockwise robust
-wavelet statistics (:func:`sklearn_n2s.noise.estimate_noise_variance`), and capped at
+wavelet statistics (:func:`sklearn_n2s.utils._noise.estimate_noise_variance`), and capped at
 ``L``, since ``L = MSE(f_inv, clean) + sigma**2 >= sigma**2``.
 
 ``benchmarks/transform_quality.py`` measures this choice on 84 cases (7 offline images,
@@ -37,23 +35,10 @@ it on a nearly noise-free image, where any noise estimate reads fine texture as 
 pass ``noise_variance`` when the noise level is known.
 """
 
-import numbers
-
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_channel_axis, check_option, check_stack
-from .losses import RESIDUAL_LOSSES, get_loss
-from .noise import estimate_noise_variance
-from .scoring import SelfSupervisedScoreMixin
-
+#: What ``transform`` returns, chosen by ``output=``.
 OUTPUTS = ("shrink", "ordinary", "invariant")
-
-
-def _is_dask_array(X):
-    """True for a dask array, checked without importing dask."""
-    return type(X).__module__.startswith("dask.array")
 
 
 def shrink_weights(loss, noise_variance):
@@ -85,161 +70,25 @@ def shrink_towards_data(invariant, X, noise_variance):
     return output, lam
 
 
-class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
-    """Validation, ``fit``, ``transform``, ``invariant_transform`` and ``score``."""
+class SelfSupervisedScoreMixin:
+    """``score`` as minus the self-supervised loss, for every J-invariant estimator.
 
-    #: Smallest number of pixels along every spatial axis the filter accepts.
-    def _min_spatial_size(self):
-        return 1
+    The estimator provides ``self_supervised_loss(X)``; with this ``score``,
+    ``GridSearchCV(scoring=None)`` ranks parameters by the Noise2Self loss.
+    """
 
-    # ------------------------------------------------------------------ validation
-    def _check_params(self):
-        check_channel_axis(self.channel_axis)
-        check_option(self.output, "output", OUTPUTS)
-        nv = self.noise_variance
-        if nv is not None and (
-            isinstance(nv, bool) or not isinstance(nv, numbers.Real) or not nv >= 0
-            or not np.isfinite(nv)
-        ):
-            raise ValueError(f"noise_variance must be None or a number >= 0, got {nv!r}.")
-
-    def _validate(self, X, *, reset):
-        """The float stack and the intensity scale of its original dtype."""
-        X, scale = check_stack(X, channel_axis=self.channel_axis,
-                               min_spatial_size=self._min_spatial_size(), return_scale=True)
-        n_spatial = X.ndim - 1 - (self.channel_axis is not None)
-        if reset:
-            self.n_spatial_dims_ = n_spatial
-            self.n_features_in_ = int(np.prod(X.shape[1:]))
-        elif n_spatial != self.n_spatial_dims_:
-            raise ValueError(
-                f"X has {n_spatial} spatial axes, but {type(self).__name__} was fitted on "
-                f"data with {self.n_spatial_dims_}."
-            )
-        return X, scale
-
-    def _prepare(self, X):
-        """Check fitted and parameters; return the validated float stack and its scale."""
-        check_is_fitted(self)
-        self._check_params()
-        return self._validate(X, reset=False)
-
-    # -------------------------------------------------------------------- contract
-    def fit(self, X, y=None):
-        """Validate the parameters and the data; nothing is learned by a fixed filter.
+    def score(self, X, y=None):
+        """Minus the self-supervised mean squared error, so that greater is better.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, *spatial[, n_channels])
+        X : array-like
+            The data the estimator denoises (an image stack or a table).
         y : None
             Ignored: the self-supervised setting has no targets.
 
         Returns
         -------
-        self : object
+        score : float
         """
-        self._check_params()
-        if _is_dask_array(X):
-            # Nothing is learned: check the shape and dtype without loading the array.
-            self._validate(np.zeros((1,) + tuple(min(n, 8) for n in X.shape[1:]),
-                                    dtype=X.dtype), reset=True)
-            self.n_features_in_ = int(np.prod(X.shape[1:]))
-            return self
-        self._validate(X, reset=True)
-        return self
-
-    def transform(self, X):
-        """Denoise X; what is returned depends on ``output``.
-
-        ``'shrink'`` (default) returns the optimal mix of the J-invariant prediction and
-        the data (see the module notes), ``'ordinary'`` the ordinary filter,
-        ``'invariant'`` the J-invariant prediction.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, *spatial[, n_channels])
-
-        Returns
-        -------
-        X_denoised : ndarray of the same shape, float32 for float32 input, else float64
-        """
-        if _is_dask_array(X):
-            from .blockwise import blockwise_transform
-
-            return blockwise_transform(self, X, method="transform")
-        X, scale = self._prepare(X)
-        if self.output == "ordinary":
-            return self._denoise(X, scale)
-        invariant = self._invariant(X, scale)
-        if self.output == "invariant":
-            return invariant
-        return shrink_towards_data(invariant, X, self._noise_variance(X, scale))[0]
-
-    def invariant_transform(self, X):
-        """J-invariant prediction of X: the output at a pixel never looks at that pixel.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, *spatial[, n_channels])
-
-        Returns
-        -------
-        X_invariant : ndarray of the same shape
-        """
-        if _is_dask_array(X):
-            from .blockwise import blockwise_transform
-
-            return blockwise_transform(self, X, method="invariant_transform")
-        X, scale = self._prepare(X)
-        return self._invariant(X, scale)
-
-    def shrinkage_weights(self, X):
-        """Per-sample weight ``lam`` that ``output='shrink'`` gives the invariant prediction."""
-        X, scale = self._prepare(X)
-        invariant = self._invariant(X, scale)
-        return shrink_towards_data(invariant, X, self._noise_variance(X, scale))[1]
-
-    def self_supervised_loss(self, X, loss="mse"):
-        """Loss of the J-invariant prediction against X itself (lower is better).
-
-        For an estimator set to an approximate loss (a subset of cosets), only the
-        coordinates those cosets predict are compared.
-        """
-        X, scale = self._prepare(X)
-        if isinstance(loss, str) and loss in RESIDUAL_LOSSES:
-            return RESIDUAL_LOSSES[loss](self._invariant_residual(X, scale))
-        prediction, covered = self._invariant_covered(X, scale)
-        loss_fn = get_loss(loss)
-        if covered is None:
-            return loss_fn(prediction, X)
-        return loss_fn(prediction[covered], X[covered])
-
-    # ------------------------------------------------------------- overridable steps
-    def _invariant_covered(self, X, scale):
-        return self._invariant(X, scale), None
-
-    def _invariant_residual(self, X, scale):
-        """``prediction - X`` on the covered coordinates (flattened when partial)."""
-        prediction, covered = self._invariant_covered(X, scale)
-        if covered is None:
-            prediction -= X
-            return prediction
-        return prediction[covered] - X[covered]
-
-    def _noise_variance(self, X, scale):
-        if self.noise_variance is not None:
-            return np.full(X.shape[0], float(self.noise_variance) * scale**2)
-        return estimate_noise_variance(X, channel_axis=self.channel_axis)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        tags.target_tags.required = False
-        tags.requires_fit = True
-        if tags.transformer_tags is not None:
-            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-
-class BaseImageDenoiser(JInvariantDenoiserMixin, TransformerMixin, BaseEstimator):
-    """Base class of the classical image denoisers (not for direct use)."""
+        return -self.self_supervised_loss(X)

@@ -44,7 +44,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from sklearn.utils import check_random_state
 
-from ._validation import check_option, spatial_axes
+from .utils._validation import check_option, spatial_axes
 
 FILLS = ("interpolate", "median", "zero", "mean", "uniform")
 

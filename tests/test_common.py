@@ -86,7 +86,7 @@ ESTIMATORS = [
 ]
 
 try:  # the neural extra is optional
-    from sklearn_n2s.net import N2SNet
+    from sklearn_n2s.neural._net import N2SNet
 except ImportError:
     pass
 else:

@@ -16,7 +16,7 @@ from sklearn_n2s import (
     SelfSupervisedScorer,
 )
 from sklearn_n2s.plotting import plot_calibration, plot_comparison
-from sklearn_n2s.progress import ProgressScorer, progress
+from sklearn_n2s.utils._progress import ProgressScorer, progress
 
 RADII = [1, 2, 3, 4]
 

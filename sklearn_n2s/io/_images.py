@@ -1,0 +1,387 @@
+"""Reading and writing image files for the command line, with a stated dtype policy.
+
+Formats
+-------
+- TIFF (``.tif``, ``.tiff``, via tifffile): single images, multi-page stacks, 3-D
+  volumes, RGB(A). A TIFF with a samples axis (``S`` in tifffile's series axes, i.e.
+  RGB) is read with the channels last.
+- PNG and JPEG (via imageio): grey or colour (the last axis is the channels).
+- NumPy ``.npy``: any numeric array, read without pickles.
+- ``.h5ad`` (AnnData count tables, read here with anndata and denoised by
+  :func:`sklearn_n2s.io.denoise_anndata`) and ``.zarr`` (arrays larger than
+  memory, handed to :mod:`sklearn_n2s.io` / :mod:`sklearn_n2s.blockwise`) work
+  when those modules and their optional dependencies are present; otherwise a
+  :class:`MissingFeatureError` says in one line what is missing.
+
+Shapes
+------
+:func:`as_stack` turns what a file holds into the estimators' stack
+``(n_samples, *spatial[, n_channels])``: a 2-D image becomes a stack of one; a 3-D
+array without channels is a stack of 2-D images (each page one sample, calibrated
+together) unless ``volume=True`` makes it one 3-D volume; a 1-D array is one signal.
+The denoised stack is reshaped back to the file's shape.
+
+Dtype and range policy
+----------------------
+The estimators compute in floating point; integer images are converted with
+:func:`skimage.util.img_as_float` (uint8 0..255 to 0..1, uint16 0..65535 to 0..1,
+int16 to -1..1), so parameters keep scikit-image's meaning. On output
+(:func:`restore_dtype`):
+
+- integer input gives the same integer dtype back: the exact inverse of that
+  conversion, rounded to the nearest integer and clipped to the dtype's range (a
+  signed dtype's minimum, which ``img_as_float`` sends to -1 like minimum + 1, comes
+  back as minimum + 1);
+- float input gives float back (float32 stays float32, float16 becomes float32),
+  neither clipped nor rescaled;
+- boolean input is thresholded at 0.5.
+
+PNG and JPEG hold only 8-bit (PNG also 16-bit) integers: float data are written as
+8-bit when they lie in [0, 1] (they are clipped to it after rounding noise) and refused
+otherwise; 16-bit data written as JPEG become 8-bit. TIFF and ``.npy`` store any dtype
+exactly.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sklearn_n2s.io import as_stack, restore_dtype
+>>> image = np.array([[0, 128], [255, 64]], dtype=np.uint8)
+>>> as_stack(image).shape
+(1, 2, 2)
+>>> restore_dtype(image / 255.0, np.uint8)
+array([[  0, 128],
+       [255,  64]], dtype=uint8)
+"""
+
+import importlib
+import os
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+from skimage.util import img_as_float
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
+ARRAY_SUFFIXES = (".npy",)
+TABLE_SUFFIXES = (".h5ad",)
+CHUNKED_SUFFIXES = (".zarr",)
+IMAGE_SUFFIXES = TIFF_SUFFIXES + RASTER_SUFFIXES + ARRAY_SUFFIXES
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + TABLE_SUFFIXES + CHUNKED_SUFFIXES
+
+#: What :func:`read_image` returns: the array, its channel axis (None or -1), the format.
+LoadedImage = namedtuple("LoadedImage", ["array", "channel_axis", "format"])
+
+
+class MissingFeatureError(ImportError):
+    """An optional part of sklearn_n2s (or its dependency) needed for a file is absent."""
+
+
+class ImageFileError(ValueError):
+    """A file that cannot be read or written as asked (the message says why)."""
+
+
+# ----------------------------------------------------------------------------- formats
+def file_format(path):
+    """Lower-case suffix of ``path`` if it is supported, else an :class:`ImageFileError`."""
+    suffix = Path(str(path).rstrip("/\\")).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        shown = suffix or "(no extension)"
+        raise ImageFileError(
+            f"unsupported file type {shown} for {path}; supported: "
+            f"{' '.join(SUPPORTED_SUFFIXES)}"
+        )
+    return suffix
+
+
+def optional_module(name, purpose):
+    """Import ``sklearn_n2s.<name>``, or raise a one-line :class:`MissingFeatureError`."""
+    try:
+        return importlib.import_module(f"sklearn_n2s.{name}")
+    except ImportError as exc:
+        raise MissingFeatureError(
+            f"{purpose} needs sklearn_n2s.{name}, which is not available here ({exc})"
+        ) from None
+
+
+def _require(package, extra):
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise MissingFeatureError(
+            f"this file type needs the optional package {package}: "
+            f"pip install 'sklearn_n2s[{extra}]'"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- reading
+def read_image(path, *, channel_axis=None):
+    """Read a TIFF, PNG, JPEG or ``.npy`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+    channel_axis : None or -1, default=None
+        -1 declares a trailing channel axis. PNG/JPEG colour images and RGB TIFFs are
+        detected without it.
+
+    Returns
+    -------
+    LoadedImage
+        ``(array, channel_axis, format)``, the array exactly as stored.
+    """
+    path = Path(path)
+    suffix = file_format(path)
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageFileError(f"{path} is a {suffix} file, not an image: use the matching command")
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        raise ImageFileError(f"{path} is a directory, not an image file")
+    reader = {".npy": _read_npy, ".tif": _read_tiff, ".tiff": _read_tiff}.get(suffix, _read_raster)
+    try:
+        array, detected = reader(path)
+    except (MissingFeatureError, ImageFileError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader has its own error types
+        raise ImageFileError(f"could not read {path} as {suffix[1:].upper()}: "
+                             f"{_first_line(exc)}") from None
+    if array.size == 0:
+        raise ImageFileError(f"{path} holds an empty array (shape {array.shape})")
+    if array.dtype.kind not in "biuf":
+        raise ImageFileError(f"{path} holds {array.dtype} data; expected a real-valued image")
+    return LoadedImage(array, -1 if (channel_axis == -1 or detected) else None, suffix)
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _read_npy(path):
+    return np.load(path, allow_pickle=False), False
+
+
+def _read_tiff(path):
+    tifffile = _require("tifffile", "cli")
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        array, axes = series.asarray(), series.axes
+    if "S" in axes:  # RGB stored planar (S before YX) or interleaved: channels last
+        array = np.moveaxis(array, axes.index("S"), -1)
+        return array, True
+    return array, False
+
+
+def _read_raster(path):
+    iio = _require("imageio.v3", "cli")
+    array = np.asarray(iio.imread(path, plugin="pillow"))
+    return array, array.ndim == 3
+
+
+# ------------------------------------------------------------------------------ shapes
+def as_stack(array, *, channel_axis=None, volume=False):
+    """View a file's array as a stack ``(n_samples, *spatial[, n_channels])``.
+
+    Parameters
+    ----------
+    array : ndarray
+    channel_axis : None or -1
+    volume : bool, default=False
+        Treat three spatial axes as one 3-D volume (or four as a stack of volumes)
+        rather than a stack of 2-D images.
+
+    Returns
+    -------
+    X : ndarray
+        A view of ``array``; reshape the output back with ``out.reshape(array.shape)``.
+    """
+    n_core = array.ndim - (channel_axis is not None)
+    if n_core < 1:
+        raise ImageFileError(f"the data has shape {array.shape}: no spatial axis to denoise")
+    if volume:
+        if n_core == 3:
+            return array[np.newaxis]
+        if n_core == 4:
+            return array
+        raise ImageFileError(
+            f"--volume needs 3-D data (or a stack of volumes); the data has shape "
+            f"{array.shape}"
+        )
+    if n_core in (1, 2):
+        return array[np.newaxis]
+    if n_core == 3:
+        return array
+    raise ImageFileError(
+        f"the data has shape {array.shape}: {n_core} axes besides the channels; pass "
+        "--volume to read it as a stack of 3-D volumes"
+    )
+
+
+def split_alpha(array, channel_axis):
+    """Separate an alpha channel (RGBA, grey+alpha) that must not be denoised."""
+    if channel_axis is None or array.shape[-1] not in (2, 4):
+        return array, None
+    return array[..., :-1], array[..., -1:]
+
+
+def join_alpha(array, alpha):
+    """Put back the alpha channel removed by :func:`split_alpha`."""
+    if alpha is None:
+        return array
+    return np.concatenate([array, alpha.astype(array.dtype)], axis=-1)
+
+
+# ------------------------------------------------------------------------------- dtype
+def _integer_affine(dtype):
+    """``(offset, step)`` with ``img_as_float(i) == offset + step * i`` for ``dtype``."""
+    pair = img_as_float(np.array([0, 1], dtype=dtype))
+    return float(pair[0]), float(pair[1] - pair[0])
+
+
+def restore_dtype(values, dtype):
+    """Convert denoised float values back to the dtype the input file had.
+
+    See the module notes for the policy: integers are the exact inverse of
+    ``img_as_float``, rounded and clipped; floats stay float, unclipped.
+    """
+    dtype = np.dtype(dtype)
+    values = np.asarray(values)
+    if dtype.kind == "b":
+        return values > 0.5
+    if dtype.kind == "f":
+        return values.astype(np.float64 if dtype.itemsize == 8 else np.float32, copy=False)
+    info = np.iinfo(dtype)
+    offset, step = _integer_affine(dtype)
+    integers = np.rint((values.astype(np.float64) - offset) / step)
+    return np.clip(integers, info.min, info.max).astype(dtype)
+
+
+def _to_raster(array, suffix, path):
+    """The array as 8-bit (or 16-bit PNG) integers, by the module's policy."""
+    if array.dtype == np.uint8 or (array.dtype == np.uint16 and suffix == ".png"):
+        return array
+    if array.dtype.kind == "b":
+        return array.astype(np.uint8) * 255
+    values = img_as_float(array) if array.dtype.kind in "iu" else array.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    slack = 1e-3
+    if low < -slack or high > 1 + slack:
+        raise ImageFileError(
+            f"cannot write {path}: values span [{low:.4g}, {high:.4g}], outside [0, 1], "
+            f"which {suffix[1:].upper()} cannot hold; write .tif or .npy instead"
+        )
+    return restore_dtype(np.clip(values, 0.0, 1.0), np.uint8)
+
+
+# ----------------------------------------------------------------------------- writing
+def write_image(path, array, *, channel_axis=None):
+    """Write ``array`` (as returned by :func:`read_image`'s reader) to a file.
+
+    The format follows the suffix. A PNG/JPEG holds one 2-D image (grey or colour);
+    stacks and volumes need TIFF or ``.npy``.
+    """
+    path = Path(path)
+    suffix = file_format(path)
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageFileError(f"{path} is a {suffix} file, not an image file")
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(f"no such directory: {path.parent}")
+    array = np.asarray(array)
+    if suffix == ".npy":
+        np.save(path, array, allow_pickle=False)
+    elif suffix in TIFF_SUFFIXES:
+        _write_tiff(path, array, channel_axis)
+    else:
+        _write_raster(path, array, channel_axis, suffix)
+    return path
+
+
+def _write_tiff(path, array, channel_axis):
+    tifffile = _require("tifffile", "cli")
+    colour = channel_axis is not None and array.shape[-1] in (3, 4)
+    extra = {"extrasamples": ["unassalpha"]} if colour and array.shape[-1] == 4 else {}
+    if array.dtype.kind == "b":
+        array = array.astype(np.uint8)
+    tifffile.imwrite(path, array, photometric="rgb" if colour else "minisblack", **extra)
+
+
+def _write_raster(path, array, channel_axis, suffix):
+    iio = _require("imageio.v3", "cli")
+    image = array
+    while image.ndim > 2 + (channel_axis is not None) and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 2 + (channel_axis is not None):
+        raise ImageFileError(
+            f"cannot write {path}: {suffix[1:].upper()} holds one 2-D image, the result has "
+            f"shape {array.shape}; write .tif or .npy instead"
+        )
+    image = _to_raster(image, suffix, path)
+    if suffix != ".png" and image.ndim == 3 and image.shape[-1] in (2, 4):
+        image = image[..., :-1]  # JPEG has no alpha channel
+        image = image[..., 0] if image.shape[-1] == 1 else image
+    iio.imwrite(path, image, plugin="pillow")
+
+
+def is_chunked_path(path):
+    """True for a ``.zarr`` store (a directory, possibly with a trailing slash)."""
+    return Path(os.fspath(path).rstrip("/\\")).suffix.lower() in CHUNKED_SUFFIXES
+
+
+def is_table_path(path):
+    """True for an AnnData ``.h5ad`` file."""
+    return Path(os.fspath(path)).suffix.lower() in TABLE_SUFFIXES
+
+
+# ------------------------------------------------------------------ other engineers' I/O
+def _best_params(result):
+    """Best parameters from whatever a calibration helper returns (a search or a dict)."""
+    if hasattr(result, "best_params_"):
+        return dict(result.best_params_)
+    if isinstance(result, dict):
+        return dict(result.get("best_params", result))
+    if isinstance(result, tuple) and result and isinstance(result[0], dict):
+        return dict(result[0])
+    raise ImageFileError(f"blockwise calibration returned {type(result).__name__}, "
+                         "expected a fitted search or a dict of parameters")
+
+
+def denoise_zarr_store(src, dst, estimator, param_grid=None):
+    """``.zarr`` in, ``.zarr`` out, through :mod:`sklearn_n2s.io` (and blockwise).
+
+    With ``param_grid``, the estimator is first calibrated on the whole array with
+    :func:`sklearn_n2s.blockwise.calibrate_blockwise`. Returns the parameters used.
+    """
+    if not Path(src).exists():
+        raise FileNotFoundError(f"no such zarr store: {src}")
+    zarr_io = optional_module("io._zarr", "denoising a .zarr store")
+    params = {}
+    if param_grid:
+        blockwise = optional_module("blockwise", "calibrating a .zarr store")
+        dask_array = _require("dask.array", "dask")
+        darr = dask_array.from_zarr(str(src))
+        params = _best_params(blockwise.calibrate_blockwise(estimator, param_grid, darr))
+        estimator.set_params(**params)
+    zarr_io.denoise_zarr(str(src), str(dst), estimator)
+    return params
+
+
+def read_h5ad(path):
+    """Read an AnnData ``.h5ad`` file (needs the ``single-cell`` extra)."""
+    anndata = _require("anndata", "single-cell")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return anndata.read_h5ad(path)
+    except Exception as exc:  # noqa: BLE001 - h5py and anndata raise many types
+        raise ImageFileError(f"could not read {path} as .h5ad: {_first_line(exc)}") from None
+
+
+def write_h5ad(adata, path):
+    """Write an AnnData object to ``path`` (an ``.h5ad`` file)."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(f"no such directory: {path.parent}")
+    adata.write_h5ad(path)
+    return path

@@ -1,0 +1,100 @@
+"""Molecular cross-validation as a scorer for scikit-learn's model selection.
+
+The split and its corrections are in :mod:`sklearn_n2s.table._mcv`; see there for when
+to use molecular cross-validation rather than the column partition.
+
+References
+----------
+Batson, J., Royer, L. & Webber, J. (2019). Molecular cross-validation for single-cell
+RNA-seq. bioRxiv 786269.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import clone
+
+from ..table._column_masking import elementwise_loss
+from ..table._mcv import (
+    MCV_LOSSES,
+    _check_fraction,
+    convert_sqrt_expectation,
+    molecular_split,
+    overlap_correction,
+)
+from ..utils._table_validation import to_dense
+from ..utils._validation import check_option
+
+
+class MolecularCrossValidationScorer:
+    """Scorer ``(estimator, X, y=None) -> -loss`` by molecular cross-validation.
+
+    Splits the counts X into A (share ``p``) and B, fits a clone of the estimator on A,
+    applies it to A and scores the output, brought to B's depth, against B:
+
+    - ``'sqrt_mse'``: the estimator is given ``sqrt(A)`` and returns denoised square-root
+      counts; they are converted to B's depth with :func:`convert_sqrt_expectation` (the
+      identity for ``p=0.5``) and compared with ``sqrt(B)`` by mean squared error.
+    - ``'poisson'``: the estimator is given A and returns expected counts; they are
+      scaled by ``p_b / p_a`` and compared with B by mean Poisson deviance.
+    - ``'mse'``: as ``'poisson'``, with the mean squared error.
+
+    Use it as ``GridSearchCV(..., scoring=MolecularCrossValidationScorer(),
+    cv=FullSplit())``: the estimator the search fits on X is ignored by the scorer,
+    which fits its own on A (so each candidate costs two fits); the split is the same
+    for every candidate (seeded by ``random_state``).
+
+    Parameters
+    ----------
+    p : float in (0, 1), default=0.5
+        Share of the counts used for fitting.
+    loss : {'sqrt_mse', 'poisson', 'mse'}, default='sqrt_mse'
+    sample_ratio : float in [0, 1), default=0.0
+        Captured fraction of the cell's molecules, for the overlap correction.
+    random_state : int, default=0
+        Seed of the split (an int, so every candidate sees the same split).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sklearn_n2s import FullSplit
+    >>> from sklearn_n2s.model_selection import MolecularCrossValidationScorer
+    >>> from sklearn_n2s.table import LowRankDenoiser
+    >>> rng = np.random.default_rng(0)
+    >>> rates = rng.gamma(2.0, 1.0, (300, 3)) @ rng.gamma(2.0, 1.0, (3, 40))
+    >>> X = rng.poisson(rates)
+    >>> search = GridSearchCV(LowRankDenoiser(random_state=0),
+    ...                       {"n_components": [1, 3, 10]},
+    ...                       scoring=MolecularCrossValidationScorer(), cv=FullSplit())
+    >>> search.fit(X).best_params_
+    {'n_components': 3}
+    """
+
+    def __init__(self, p=0.5, loss="sqrt_mse", sample_ratio=0.0, random_state=0):
+        _check_fraction(p, "p")
+        check_option(loss, "loss", MCV_LOSSES)
+        overlap_correction(p, sample_ratio)
+        self.p = p
+        self.loss = loss
+        self.sample_ratio = sample_ratio
+        self.random_state = random_state
+
+    def __call__(self, estimator, X, y=None, **kwargs):
+        return -self.loss_of(estimator, X)
+
+    def loss_of(self, estimator, X):
+        """The MCV loss (lower is better) of a clone of ``estimator`` on counts X."""
+        A, B = molecular_split(X, self.p, sample_ratio=self.sample_ratio,
+                               random_state=self.random_state)
+        p_a, p_b, _ = overlap_correction(self.p, self.sample_ratio)
+        if self.loss == "sqrt_mse":
+            A_in = A.sqrt() if sp.issparse(A) else np.sqrt(A)
+            output = to_dense(clone(estimator).fit(A_in).transform(A_in))
+            prediction = convert_sqrt_expectation(output, p_a, p_b)
+            return float(np.mean(elementwise_loss("mse", prediction, np.sqrt(to_dense(B)))))
+        output = to_dense(clone(estimator).fit(A).transform(A))
+        return float(np.mean(elementwise_loss(self.loss, output * (p_b / p_a), to_dense(B))))
+
+    def __repr__(self):
+        return (f"MolecularCrossValidationScorer(p={self.p!r}, loss={self.loss!r}, "
+                f"sample_ratio={self.sample_ratio!r}, random_state={self.random_state!r})")

@@ -1,0 +1,545 @@
+"""Low-rank (PCA) denoising of tables, with an exact J-invariant prediction.
+
+``transform`` is the rank-k PCA reconstruction ``mean + (X - mean) V V^T``.
+The J-invariant prediction of a column group J estimates each row's latent scores
+from the *other* columns only, by least squares on the fitted loadings,
+
+    z = argmin_z || (x - mean)_{-J} - V_{-J} z ||^2 = (V_{-J}^T V_{-J})^+ V_{-J}^T (x - mean)_{-J},
+
+and predicts ``mean_J + V_J z``. The loadings of group J enter as exact zeros in the
+projection (``V`` with the rows of J set to 0), so the prediction does not depend on
+``x_J`` even in floating point. Under :class:`~sklearn.model_selection.GridSearchCV`
+the loadings are learned on the training rows and the loss is measured on held-out rows.
+:class:`LowRankDenoiserCV` does the same search along a path of ranks: one decomposition
+per fold at the largest rank, every smaller rank read off it (see :class:`GroupProjection`).
+
+Sparse input is centred implicitly: the randomized SVD multiplies ``X - 1 mean^T`` by
+dense blocks as ``X @ Q - 1 (mean @ Q)``, never forming the dense centred matrix.
+"""
+
+import numbers
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import scipy.stats
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.model_selection import check_cv
+from sklearn.utils import check_random_state
+
+from ..utils._table_validation import (
+    check_dense_size,
+    check_table,
+    column_means,
+    row_chunks,
+    to_dense,
+)
+from ..utils._validation import check_option
+from ._column_masking import ELEMENTWISE_LOSSES, ColumnInvariantMixin, elementwise_loss
+from ..masking import check_n_groups
+
+SOLVERS = ("auto", "full", "randomized")
+# 'auto' takes the exact SVD for dense data up to this many rows or columns.
+_FULL_SVD_MAX_SIDE = 1000
+
+
+def check_rank(n_components, n_samples, n_features, name="n_components"):
+    """Raise unless ``n_components`` is an integer in ``[1, min(n_samples, n_features)]``."""
+    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {n_components!r}.")
+    if n_components < 1:
+        raise ValueError(f"{name} must be >= 1, got {n_components}.")
+    if n_components > min(n_samples, n_features):
+        raise ValueError(
+            f"{name}={n_components} must be <= min(n_samples, n_features)"
+            f" = {min(n_samples, n_features)}."
+        )
+
+
+def _flip_signs(components):
+    """Make the largest-magnitude loading of each component positive (deterministic)."""
+    largest = np.argmax(np.abs(components), axis=1)
+    signs = np.sign(components[np.arange(len(components)), largest])
+    signs[signs == 0] = 1.0
+    return components * signs[:, np.newaxis]
+
+
+def _qr_basis(A):
+    return scipy.linalg.qr(A, mode="economic", check_finite=False)[0]
+
+
+def randomized_centred_svd(X, mean, n_components, *, n_oversamples=10, n_iter=4,
+                           random_state=None):
+    """Top singular values and right vectors of ``X - mean`` without centring X.
+
+    Halko et al. (2011), algorithm 4.4 (subspace iteration with a QR at every step).
+    X may be dense or sparse; only products with dense blocks are formed.
+
+    Returns
+    -------
+    singular_values : ndarray of shape (n_components,)
+    components : ndarray of shape (n_components, n_features)
+    """
+    n_samples, n_features = X.shape
+    size = min(n_components + n_oversamples, n_samples, n_features)
+
+    def times(Q):  # (X - 1 mean^T) @ Q
+        return np.asarray(X @ Q) - mean @ Q
+
+    def transposed_times(Y):  # (X - 1 mean^T)^T @ Y
+        return np.asarray(X.T @ Y) - np.outer(mean, Y.sum(axis=0))
+
+    rng = check_random_state(random_state)
+    Q = _qr_basis(times(rng.standard_normal((n_features, size))))
+    for _ in range(n_iter):
+        Q = _qr_basis(times(_qr_basis(transposed_times(Q))))
+    _, s, Vt = scipy.linalg.svd(transposed_times(Q).T, full_matrices=False,
+                                check_finite=False)
+    return s[:n_components], Vt[:n_components]
+
+
+def full_centred_svd(X, mean, n_components):
+    """Same as :func:`randomized_centred_svd`, exactly, through a dense SVD."""
+    centred = to_dense(X) - mean
+    _, s, Vt = scipy.linalg.svd(centred, full_matrices=False, check_finite=False)
+    return s[:n_components], Vt[:n_components]
+
+
+class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
+    """PCA denoising of a table, dense or sparse, exactly J-invariant over column groups.
+
+    ``transform`` returns the rank-``n_components`` reconstruction. The J-invariant
+    prediction used for calibration predicts every column group from the other columns
+    only (see the module notes), so :class:`~sklearn_n2s.SelfSupervisedScorer` under
+    :class:`~sklearn.model_selection.GridSearchCV` (with an ordinary row split: the
+    loadings are learned on training rows) chooses the rank with no clean data.
+
+    Parameters
+    ----------
+    n_components : int, default=10
+        Rank of the reconstruction.
+    n_groups : int, default=10
+        Number of column groups of the J-invariant prediction (2 to n_features). More
+        groups leave more columns to estimate the scores from, at proportional cost.
+    svd_solver : {'auto', 'full', 'randomized'}, default='auto'
+        ``'full'``: exact SVD of the dense centred matrix (a sparse input is densified,
+        within the documented limit). ``'randomized'``: randomized subspace iteration,
+        implicitly centred, for sparse or large data. ``'auto'``: ``'full'`` for dense
+        data with at most 1000 rows or columns, else ``'randomized'``.
+    n_iter : int, default=4
+        Power iterations of the randomized solver.
+    n_oversamples : int, default=10
+        Extra random directions of the randomized solver.
+    random_state : int, RandomState or None, default=None
+        Seeds the randomized solver and the assignment of columns to groups.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,)
+        Column means of the training data.
+    components_ : ndarray of shape (n_components, n_features)
+        Loadings (right singular vectors of the centred data), signs fixed so that each
+        one's largest entry is positive.
+    singular_values_ : ndarray of shape (n_components,)
+    explained_variance_ : ndarray of shape (n_components,)
+    groups_ : list of ndarray
+        Column indices of each group.
+    n_features_in_ : int
+
+    See Also
+    --------
+    ColumnMaskingDenoiser : the same for any scikit-learn transformer, by masking.
+    sklearn_n2s.table._mcv.MolecularCrossValidationScorer : the alternative for raw counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sklearn_n2s import SelfSupervisedScorer
+    >>> from sklearn_n2s.table import LowRankDenoiser
+    >>> rng = np.random.default_rng(0)
+    >>> clean = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 40))
+    >>> X = clean + rng.normal(scale=0.5, size=clean.shape)
+    >>> search = GridSearchCV(LowRankDenoiser(random_state=0),
+    ...                       {"n_components": [1, 2, 4, 8, 16]},
+    ...                       scoring=SelfSupervisedScorer(), cv=3)
+    >>> search.fit(X).best_params_
+    {'n_components': 4}
+    """
+
+    def __init__(self, n_components=10, *, n_groups=10, svd_solver="auto", n_iter=4,
+                 n_oversamples=10, random_state=None):
+        self.n_components = n_components
+        self.n_groups = n_groups
+        self.svd_solver = svd_solver
+        self.n_iter = n_iter
+        self.n_oversamples = n_oversamples
+        self.random_state = random_state
+
+    def _check_params(self, n_samples, n_features):
+        self._check_solver_params()
+        check_rank(self.n_components, n_samples, n_features)
+
+    def _check_solver_params(self):
+        check_option(self.svd_solver, "svd_solver", SOLVERS)
+        for name in ("n_iter", "n_oversamples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r}.")
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}.")
+
+    def _solver(self, X):
+        if self.svd_solver != "auto":
+            return self.svd_solver
+        small = min(X.shape) <= _FULL_SVD_MAX_SIDE
+        return "full" if small and not sp.issparse(X) else "randomized"
+
+    def fit(self, X, y=None):
+        """Learn the column means and the loadings, and draw the column partition.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix (CSR or CSC)} of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        X = check_table(self, X, reset=True)
+        self._check_params(*X.shape)
+        self._set_partition(X.shape[1])
+        return self._fit_decomposition(X, self.n_components)
+
+    def _fit_decomposition(self, X, n_components):
+        """Set ``mean_`` and the top ``n_components`` loadings of the validated X."""
+        self.mean_ = column_means(X)
+        if self._solver(X) == "full":
+            check_dense_size(*X.shape, "the dense copy for svd_solver='full'")
+            s, Vt = full_centred_svd(X, self.mean_, n_components)
+        else:
+            s, Vt = randomized_centred_svd(
+                X, self.mean_, n_components, n_oversamples=self.n_oversamples,
+                n_iter=self.n_iter, random_state=self.random_state,
+            )
+        self.components_ = _flip_signs(Vt)
+        self.singular_values_ = s
+        self.explained_variance_ = s**2 / max(X.shape[0] - 1, 1)
+        return self
+
+    def transform(self, X):
+        """Rank-``n_components`` reconstruction ``mean + (X - mean) V V^T``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_denoised : ndarray of shape (n_samples, n_features)
+        """
+        X = self._check_input(X)
+        check_dense_size(*X.shape)
+        if sp.issparse(X):
+            X = X.tocsr()
+        V = self.components_.T
+        offset = self.mean_ @ V
+        out = np.empty(X.shape, dtype=np.float64)
+        for rows in row_chunks(*X.shape):
+            scores = np.asarray(X[rows] @ V) - offset
+            out[rows] = self.mean_ + scores @ self.components_
+        return out
+
+    def _predict_group(self, X, group):
+        projection = GroupProjection(self.mean_, self.components_, group,
+                                     [len(self.components_)])
+        return projection.predict(projection.scores(X), 0)
+
+    def truncation_losses(self, X, ranks, loss="mse"):
+        """Self-supervised loss of the rank-k truncation of this model, for each k in ranks.
+
+        The rank-k truncation keeps ``components_[:k]`` (and the same ``mean_`` and
+        ``groups_``): with ``svd_solver='full'`` it is exactly the model a fit with
+        ``n_components=k`` learns. Every rank is scored in one pass over X, from one
+        product of each block of rows with the loadings.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        ranks : sequence of int
+            Ranks, each at most ``len(components_)``.
+        loss : {'mse', 'mae', 'poisson'}, default='mse'
+
+        Returns
+        -------
+        losses : ndarray of shape (len(ranks),)
+            ``losses[i]`` equals ``self_supervised_loss(X, loss)`` of the rank
+            ``ranks[i]`` truncation (up to rounding).
+        """
+        X = self._check_input(X)
+        check_option(loss, "loss", ELEMENTWISE_LOSSES)
+        ranks = [int(k) for k in ranks]
+        if max(ranks) > len(self.components_):
+            raise ValueError(f"ranks go up to {max(ranks)}, but the model has only "
+                             f"{len(self.components_)} components.")
+        if sp.issparse(X):
+            X = X.tocsr()  # cheap row slices
+        projections = [GroupProjection(self.mean_, self.components_, group, ranks)
+                       for group in self.groups_]
+        totals = np.zeros(len(ranks))
+        for rows in row_chunks(*X.shape):
+            block = X[rows]
+            for projection in projections:
+                scores = projection.scores(block)
+                target = to_dense(block[:, projection.group])
+                for i in range(len(ranks)):
+                    totals[i] += np.sum(elementwise_loss(
+                        loss, projection.predict(scores, i), target))
+        return totals / (X.shape[0] * X.shape[1])
+
+    def _truncated(self, n_components):
+        """A plain :class:`LowRankDenoiser`, fitted: this model's rank-k truncation."""
+        model = LowRankDenoiser(
+            n_components, n_groups=self.n_groups, svd_solver=self.svd_solver,
+            n_iter=self.n_iter, n_oversamples=self.n_oversamples,
+            random_state=self.random_state,
+        )
+        for name, value in vars(self).items():
+            if name.endswith("_") and not name.startswith("_"):
+                setattr(model, name, value)
+        model.components_ = self.components_[:n_components]
+        model.singular_values_ = self.singular_values_[:n_components]
+        model.explained_variance_ = self.explained_variance_[:n_components]
+        return model
+
+
+class GroupProjection:
+    """The J-invariant least-squares prediction of one column group, at several ranks.
+
+    With ``V`` the loadings (columns = components) and ``V_rest`` the same with the rows
+    of the group set to exact zeros, the rank-k prediction of a row x is
+
+        mean_J + ((x - mean) V_rest)[:k] (V_rest[:, :k]^T V_rest[:, :k])^+ V[J, :k]^T.
+
+    The scores ``(x - mean) V_rest`` are computed once at the largest rank and the rank-k
+    prediction reads their first k columns: a rank-k model's ``V_rest`` is the first k
+    columns of the largest one's.
+    """
+
+    def __init__(self, mean, components, group, ranks):
+        self.group = group
+        self.mean_group = mean[group]
+        width = max(ranks)
+        # Rows of J are exact zeros, so x_J is multiplied by 0 and cannot move the scores.
+        self.loadings_rest = components[:width].T.copy()
+        self.loadings_rest[group] = 0.0
+        self.offset = mean @ self.loadings_rest
+        gram = self.loadings_rest.T @ self.loadings_rest
+        # Least-squares coefficients mapped straight to the group's columns, per rank.
+        self.weights = [
+            scipy.linalg.pinvh(gram[:k, :k]) @ components[:k, group] for k in ranks
+        ]
+        self.ranks = list(ranks)
+
+    def scores(self, X):
+        """``(X - mean) V_rest`` for a block of rows X (dense or CSR), at the largest rank."""
+        return np.asarray(X @ self.loadings_rest) - self.offset
+
+    def predict(self, scores, index):
+        """Prediction of the group's columns at ``ranks[index]`` from :meth:`scores`."""
+        k = self.ranks[index]
+        return self.mean_group + scores[:, :k] @ self.weights[index]
+
+
+def check_rank_grid(ranks):
+    """The candidate ranks as a list of ints; a clear error if the grid is unusable.
+
+    An integer k stands for every rank from 1 to k.
+    """
+    if isinstance(ranks, numbers.Integral) and not isinstance(ranks, bool):
+        if ranks < 1:
+            raise ValueError(f"n_components must be >= 1, got {ranks}.")
+        return list(range(1, int(ranks) + 1))
+    if isinstance(ranks, (str, bytes)) or not np.iterable(ranks):
+        raise TypeError(
+            f"n_components must be an integer or a sequence of integers, got {ranks!r}.")
+    ranks = list(ranks)
+    if not ranks:
+        raise ValueError("n_components is empty: give at least one rank to try.")
+    for k in ranks:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"n_components must hold integers, got {k!r}.")
+        if k < 1:
+            raise ValueError(f"n_components must hold ranks >= 1, got {k}.")
+    return [int(k) for k in ranks]
+
+
+def _fast_loss_name(scoring):
+    """The loss name when ``scoring`` is the self-supervised loss of one named loss."""
+    if scoring is None:
+        return "mse"
+    # A SelfSupervisedScorer names its loss; any other scorer takes the generic path.
+    # (Asked by attribute: the table family sits below model_selection.)
+    name = getattr(scoring, "self_supervised_loss_name", None)
+    return name if name in ELEMENTWISE_LOSSES else None
+
+
+class LowRankDenoiserCV(LowRankDenoiser):
+    """:class:`LowRankDenoiser` with the rank chosen by cross-validated Noise2Self loss.
+
+    The path idiom of :class:`~sklearn.linear_model.LassoCV`: in each cross-validation
+    fold, *one* decomposition at the largest candidate rank is learned on the training
+    rows, and every candidate rank's J-invariant prediction of the held-out rows is read
+    off it (the rank-k model keeps the first k loadings). The rank with the lowest mean
+    held-out loss is then fitted on all rows. Per fold that is one SVD instead of one per
+    rank.
+
+    With ``svd_solver='full'`` the first k loadings of the SVD are exactly the rank-k
+    fit, so the losses equal those of ``GridSearchCV(LowRankDenoiser(svd_solver='full'),
+    {'n_components': ...}, scoring=SelfSupervisedScorer(), cv=cv)`` up to rounding
+    (same folds, same column groups when ``random_state`` is fixed).
+
+    With the randomized solver the largest rank is the same fit as the grid search's,
+    but a smaller rank k is read off a rank-K randomized SVD (``K + n_oversamples``
+    random directions) instead of a rank-k one, which is at least as accurate. Where
+    the singular values have a gap (ranks up to the signal's) the two agree to
+    rounding; past it, among the flat noise singular values, they differ by the
+    randomized solver's error: 0.06-0.4 % of the loss at ranks 8 and 12 of a
+    400 x 60 rank-5 table (``tests/test_lowrank.py``), 0.16-0.19 % at ranks 10-20 of
+    the 100,000 x 2,000 rank-8 benchmark (``benchmarks/bench_tables.py``). The chosen
+    rank agrees when the loss curve has a clear minimum; ``svd_solver='full'`` removes
+    the difference.
+
+    Sparse input stays sparse: centring is implicit, as in :class:`LowRankDenoiser`.
+
+    Parameters
+    ----------
+    n_components : int or sequence of int, default=(2, 4, 8, 16, 32)
+        Candidate ranks; an int k means every rank from 1 to k (cheap: each extra rank
+        costs a small product per column group, no extra SVD). Each must be at most
+        ``min(n_train, n_features)`` for every training fold. Ties go to the first rank
+        in the sequence (as in GridSearchCV).
+    cv : int, cross-validation generator or iterable, default=3
+        Row splits, as in :func:`~sklearn.model_selection.check_cv`: an int gives
+        ``KFold(cv)`` (no shuffle).
+    scoring : callable or None, default=None
+        None: the self-supervised mean squared error (``SelfSupervisedScorer()``).
+        A :class:`~sklearn_n2s.SelfSupervisedScorer` with loss ``'mse'`` or ``'mae'`` is
+        computed in the same one pass over the held-out rows. Any
+        other ``scorer(estimator, X) -> score`` (greater is better) is called on a
+        fitted rank-k :class:`LowRankDenoiser` (the truncation) per rank and fold.
+    n_groups, svd_solver, n_iter, n_oversamples, random_state
+        As in :class:`LowRankDenoiser`. ``random_state`` also seeds every fold's fit
+        (each from the same state, as GridSearchCV's clones do).
+
+    Attributes
+    ----------
+    n_components_ : int
+        The chosen rank.
+    ranks_ : ndarray of shape (n_ranks,)
+        The candidate ranks, in the given order.
+    losses_ : ndarray of shape (n_ranks, n_splits)
+        Held-out loss of each rank in each fold (minus the score for a custom scorer).
+    mean_losses_ : ndarray of shape (n_ranks,)
+        ``losses_`` averaged over the folds; ``n_components_`` minimises it.
+    cv_results_ : dict of ndarray
+        The same in :class:`~sklearn.model_selection.GridSearchCV`'s format (scores are
+        minus the losses): ``param_n_components``, ``split{i}_test_score``,
+        ``mean_test_score``, ``std_test_score``, ``rank_test_score``.
+    mean_, components_, singular_values_, explained_variance_, groups_, n_features_in_
+        Of the model refitted on all rows at ``n_components_``, as in
+        :class:`LowRankDenoiser`.
+
+    See Also
+    --------
+    LowRankDenoiser : one rank; tune it with GridSearchCV for any other grid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_n2s.table import LowRankDenoiserCV
+    >>> rng = np.random.default_rng(0)
+    >>> clean = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 40))
+    >>> X = clean + rng.normal(scale=0.5, size=clean.shape)
+    >>> model = LowRankDenoiserCV(n_components=[1, 2, 4, 8, 16], random_state=0).fit(X)
+    >>> model.n_components_
+    4
+    >>> model.losses_.shape
+    (5, 3)
+    >>> model.transform(X).shape
+    (300, 40)
+    """
+
+    def __init__(self, n_components=(2, 4, 8, 16, 32), *, cv=3, scoring=None,
+                 n_groups=10, svd_solver="auto", n_iter=4, n_oversamples=10,
+                 random_state=None):
+        self.n_components = n_components
+        self.cv = cv
+        self.scoring = scoring
+        self.n_groups = n_groups
+        self.svd_solver = svd_solver
+        self.n_iter = n_iter
+        self.n_oversamples = n_oversamples
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Score every candidate rank by cross-validation, then refit the best on all rows.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix (CSR or CSC)} of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        X = check_table(self, X, reset=True)
+        ranks = check_rank_grid(self.n_components)
+        self._check_solver_params()
+        check_n_groups(self.n_groups, X.shape[1])
+        if self.scoring is not None and not callable(self.scoring):
+            raise TypeError(f"scoring must be None or a callable scorer, got "
+                            f"{self.scoring!r}.")
+        if sp.issparse(X):
+            X = X.tocsr()  # row slices for the folds; a CSC input is not modified
+        splits = list(check_cv(self.cv).split(X))
+        smallest_train = min(len(train) for train, _ in splits)
+        check_rank(max(ranks), smallest_train, X.shape[1],
+                   name="the largest rank in n_components")
+        losses = np.column_stack([self._fold_losses(X, train, test, ranks)
+                                  for train, test in splits])
+        self._record(ranks, losses)
+        self._set_partition(X.shape[1])
+        return self._fit_decomposition(X, self.n_components_)
+
+    def _fold_losses(self, X, train, test, ranks):
+        """Held-out loss of every rank, from one fit at the largest rank on ``train``."""
+        fold_model = clone(LowRankDenoiser(
+            max(ranks), n_groups=self.n_groups, svd_solver=self.svd_solver,
+            n_iter=self.n_iter, n_oversamples=self.n_oversamples,
+            random_state=self.random_state,
+        )).fit(X[train])
+        loss = _fast_loss_name(self.scoring)
+        if loss is not None:
+            return fold_model.truncation_losses(X[test], ranks, loss=loss)
+        return np.array([-self.scoring(fold_model._truncated(k), X[test]) for k in ranks])
+
+    def _record(self, ranks, losses):
+        self.ranks_ = np.asarray(ranks)
+        self.losses_ = losses
+        self.mean_losses_ = losses.mean(axis=1)
+        # argmin takes the first of equal losses: GridSearchCV's tie-break.
+        self.n_components_ = ranks[int(np.argmin(self.mean_losses_))]
+        scores = -losses
+        self.cv_results_ = {
+            "param_n_components": self.ranks_.copy(),
+            **{f"split{i}_test_score": scores[:, i] for i in range(scores.shape[1])},
+            "mean_test_score": scores.mean(axis=1),
+            "std_test_score": scores.std(axis=1),
+            "rank_test_score": scipy.stats.rankdata(
+                -scores.mean(axis=1), method="min").astype(np.int32),
+        }

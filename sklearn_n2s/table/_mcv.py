@@ -1,0 +1,222 @@
+"""Molecular cross-validation (MCV) for count data.
+
+Batson, Royer & Webber (2019), "Molecular cross-validation for single-cell RNA-seq".
+Each count is split binomially into two parts, ``A ~ Binomial(X, p)`` and ``B = X - A``.
+When the counts are Poisson, A and B are independent given the signal, with means ``p``
+and ``1 - p`` times the signal: a denoiser fitted on A and applied to A, with its output
+rescaled to B's depth, is scored against B — an ordinary held-out loss, with no clean
+data and no partition of the features.
+
+When to use which
+-----------------
+- The column partition (:class:`~sklearn_n2s.SelfSupervisedScorer` with
+  :class:`~sklearn_n2s.table.LowRankDenoiser` and friends) needs only independence
+  across features and works on any data: normalised, log-transformed, non-count.
+  It scores the J-invariant prediction (each gene group predicted from the others).
+- MCV needs raw counts with (close to) Poisson sampling noise, and scores the
+  *ordinary* output of any denoiser — one that is not J-invariant and has no
+  J-invariant form — at a depth ``p`` times the data's, so it tends to choose a
+  slightly simpler model than the full depth would support; ``p`` close to 1 reduces
+  that bias (and the square-root loss then needs :func:`convert_sqrt_expectation`).
+
+Square-root loss and the expectation correction
+-----------------------------------------------
+On square-root counts, ``E[sqrt(A)] = g(p * lam)`` with ``g(mu) = E[sqrt(Poisson(mu))]``,
+which is not proportional to ``sqrt(p)``; for ``p != 0.5`` the denoised ``sqrt(A)`` must
+be mapped to B's scale as ``g((1 - p) / p * g^-1(f))``. :func:`expected_sqrt` computes g
+exactly (a sum over the Poisson distribution) up to a mean of 100 and by its asymptotic
+series above.
+
+Overlap correction
+------------------
+If the captured counts are a sizeable fraction ``sample_ratio`` of the molecules in the
+cell, two independent experiments would have shared some molecules; passing
+``sample_ratio`` makes the two parts overlap by the expected amount (Batson et al.,
+2019, supplementary note), with effective split fractions returned by
+:func:`overlap_correction`.
+"""
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.stats import poisson
+from sklearn.utils import check_random_state
+
+from ..utils._table_validation import check_counts, check_table_array
+from ._column_masking import elementwise_loss
+
+MCV_LOSSES = ("sqrt_mse", "poisson", "mse")
+# Below this mean, E[sqrt(Poisson(mu))] is summed exactly; above, the asymptotic series
+# sqrt(mu) - 1/(8 sqrt(mu)) - 7/(128 mu^1.5) is accurate to about 1e-7.
+_EXACT_MAX_MEAN = 100.0
+_TABLE_STEP = 0.01
+
+
+def _exact_expected_sqrt(means):
+    k = np.arange(0, int(_EXACT_MAX_MEAN * 3 + 200))
+    return poisson.pmf(k[np.newaxis, :], means[:, np.newaxis]) @ np.sqrt(k)
+
+
+_TABLE_MEANS = np.arange(0.0, _EXACT_MAX_MEAN + _TABLE_STEP, _TABLE_STEP)
+_TABLE_VALUES = None  # filled on first use (about 50 ms)
+
+
+def _table():
+    global _TABLE_VALUES
+    if _TABLE_VALUES is None:
+        _TABLE_VALUES = np.concatenate(
+            [_exact_expected_sqrt(chunk) for chunk in np.array_split(_TABLE_MEANS, 20)]
+        )
+    return _TABLE_MEANS, _TABLE_VALUES
+
+
+def expected_sqrt(mean):
+    """``E[sqrt(Poisson(mean))]``, elementwise, for means >= 0.
+
+    Examples
+    --------
+    >>> from sklearn_n2s.table._mcv import expected_sqrt
+    >>> [round(float(v), 4) for v in expected_sqrt([0.0, 1.0, 400.0])]
+    [0.0, 0.7732, 19.9937]
+    """
+    mean = np.maximum(np.asarray(mean, dtype=np.float64), 0.0)
+    means, values = _table()
+    large = np.maximum(mean, _EXACT_MAX_MEAN)
+    series = np.sqrt(large) - 1 / (8 * np.sqrt(large)) - 7 / (128 * large**1.5)
+    return np.where(mean <= _EXACT_MAX_MEAN, np.interp(mean, means, values), series)
+
+
+def _inverse_expected_sqrt(values):
+    """The mean whose expected square root is ``values`` (monotone interpolation)."""
+    values = np.maximum(np.asarray(values, dtype=np.float64), 0.0)
+    top = max(float(values.max(initial=0.0)) ** 2 * 1.1 + 10.0, 2 * _EXACT_MAX_MEAN)
+    grid = np.concatenate([_TABLE_MEANS, np.geomspace(_EXACT_MAX_MEAN * 1.001, top, 4000)])
+    return np.interp(values, expected_sqrt(grid), grid)
+
+
+def convert_sqrt_expectation(values, from_fraction, to_fraction):
+    """Map expected square-root counts at depth ``from_fraction`` to ``to_fraction``.
+
+    ``values`` estimates ``E[sqrt(A)]`` for ``A ~ Poisson(from_fraction * lam)``; the
+    result estimates ``E[sqrt(B)]`` for ``B ~ Poisson(to_fraction * lam)``. The identity
+    when the fractions are equal.
+
+    Examples
+    --------
+    >>> from sklearn_n2s.table._mcv import convert_sqrt_expectation, expected_sqrt
+    >>> converted = convert_sqrt_expectation(expected_sqrt(0.9 * 5.0), 0.9, 0.1)
+    >>> bool(abs(converted - expected_sqrt(0.1 * 5.0)) < 1e-6)
+    True
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if from_fraction == to_fraction:
+        return values
+    return expected_sqrt(_inverse_expected_sqrt(values) * (to_fraction / from_fraction))
+
+
+def overlap_correction(p, sample_ratio):
+    """Split fractions and overlap that mimic two independent draws from the cell.
+
+    Parameters
+    ----------
+    p : float in (0, 1)
+        Intended share of the first part.
+    sample_ratio : float in [0, 1)
+        Captured counts divided by the molecules in the cell (capture efficiency).
+
+    Returns
+    -------
+    p_a, p_b, overlap : float
+        Each molecule lands in the first part with probability ``p_a``, in the second
+        with ``p_b``, in both with ``overlap = p_a + p_b - 1`` (0 when
+        ``sample_ratio`` is 0: the plain binomial split).
+
+    Examples
+    --------
+    >>> from sklearn_n2s.table._mcv import overlap_correction
+    >>> overlap_correction(0.5, 0.0)
+    (0.5, 0.5, 0.0)
+    >>> [round(v, 4) for v in overlap_correction(0.5, 0.2)]
+    [0.5279, 0.5279, 0.0557]
+    """
+    _check_fraction(p, "p")
+    if not 0 <= sample_ratio < 1:
+        raise ValueError(f"sample_ratio must be in [0, 1), got {sample_ratio!r}.")
+    if sample_ratio == 0:
+        return float(p), float(1 - p), 0.0
+    # Efficiencies a (first) and b = c a (second) of two independent experiments whose
+    # union captures sample_ratio: a + b - a b = sample_ratio.
+    c = (1 - p) / p
+    a = ((1 + c) - np.sqrt((1 + c) ** 2 - 4 * c * sample_ratio)) / (2 * c)
+    p_a, p_b = a / sample_ratio, c * a / sample_ratio
+    return float(p_a), float(p_b), float(p_a + p_b - 1)
+
+
+def _check_fraction(p, name):
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p < 1:
+        raise ValueError(f"{name} must be a number in (0, 1), got {p!r}.")
+
+
+def _split_values(values, p_a, p_b, overlap, rng):
+    counts = values.astype(np.int64)
+    both = rng.binomial(counts, overlap) if overlap > 0 else np.zeros_like(counts)
+    rest = counts - both
+    only_a = rng.binomial(rest, (1 - p_b) / (1 - overlap))
+    only_b = rest - only_a
+    return (only_a + both).astype(np.float64), (only_b + both).astype(np.float64)
+
+
+def molecular_split(X, p=0.5, *, sample_ratio=0.0, random_state=None):
+    """Split counts into two parts, binomially (optionally with the overlap correction).
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix (CSR or CSC)} of shape (n_samples, n_features)
+        Non-negative integer counts. Not modified.
+    p : float in (0, 1), default=0.5
+        Expected share of the first part.
+    sample_ratio : float in [0, 1), default=0.0
+        See :func:`overlap_correction`; 0 gives independent binomial parts.
+    random_state : int, RandomState or None, default=None
+
+    Returns
+    -------
+    A, B : ndarray or sparse matrix like X (float64)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_n2s.table._mcv import molecular_split
+    >>> X = np.array([[10, 0, 3], [4, 7, 1]])
+    >>> A, B = molecular_split(X, 0.5, random_state=0)
+    >>> bool(np.all(A + B == X))
+    True
+    """
+    X = check_counts(check_table_array(X), allow_empty_rows=True)
+    p_a, p_b, overlap = overlap_correction(p, sample_ratio)
+    rng = check_random_state(random_state)
+    # Draw for the non-zero entries in row-major order, dense or sparse alike, so that
+    # the same seed gives the same split for both.
+    if sp.issparse(X):
+        X = X.tocsr(copy=True)
+        X.sum_duplicates()  # on the copy: canonical, sorted row-major order
+        A, B = X.copy(), X.copy()
+        A.data, B.data = _split_values(X.data, p_a, p_b, overlap, rng)
+        A.eliminate_zeros()
+        B.eliminate_zeros()
+        return A, B
+    nonzero = np.nonzero(X)
+    A, B = np.zeros(X.shape), np.zeros(X.shape)
+    A[nonzero], B[nonzero] = _split_values(X[nonzero], p_a, p_b, overlap, rng)
+    return A, B
+
+
+def poisson_loss(prediction, target):
+    """Mean Poisson deviance of count predictions (clipped at 1e-6) against counts.
+
+    Usable as ``SelfSupervisedScorer(loss=poisson_loss)``.
+    """
+    prediction = np.asarray(prediction, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    return float(np.mean(elementwise_loss("poisson", prediction, target)))

@@ -1,0 +1,69 @@
+"""AnnData helpers: counts from a layer, the denoised matrix to a layer."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sklearn_n2s.table import LowRankDenoiser
+
+anndata = pytest.importorskip("anndata")
+from sklearn_n2s.io import (  # noqa: E402
+    counts_from_log_normalized,
+    denoise_anndata,
+    get_counts,
+)
+
+
+def make_adata(sparse=False):
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(2.0, (30, 12)).astype(np.float32)
+    adata = anndata.AnnData(np.log1p(counts))
+    adata.layers["counts"] = sp.csr_matrix(counts) if sparse else counts
+    return adata, counts
+
+
+def test_reads_counts_layer_by_default_and_writes_denoised():
+    adata, counts = make_adata()
+    est = LowRankDenoiser(2, n_groups=3, random_state=0)
+    assert denoise_anndata(adata, est) is None
+    expected = LowRankDenoiser(2, n_groups=3, random_state=0).fit(counts).transform(counts)
+    np.testing.assert_allclose(adata.layers["denoised"], expected)
+    assert adata.uns["denoised"]["layer"] == "counts"
+    assert "LowRankDenoiser" in adata.uns["denoised"]["estimator"]
+    assert not hasattr(est, "components_")  # the estimator passed in is not fitted
+
+
+def test_copy_layer_and_key_options():
+    adata, counts = make_adata(sparse=True)
+    out = denoise_anndata(adata, LowRankDenoiser(2, n_groups=3), layer="X",
+                          key_added="pca2", copy=True)
+    assert "pca2" in out.layers and "pca2" not in adata.layers
+    assert out.uns["pca2"]["layer"] == "X"
+    assert sp.issparse(get_counts(adata))
+
+
+def test_prefitted_estimator():
+    adata, counts = make_adata()
+    est = LowRankDenoiser(2, n_groups=3).fit(counts)
+    denoise_anndata(adata, est, fit=False)
+    np.testing.assert_allclose(adata.layers["denoised"], est.transform(counts))
+
+
+def test_errors():
+    adata, _ = make_adata()
+    with pytest.raises(ValueError, match="no layer 'raw_counts'"):
+        get_counts(adata, "raw_counts")
+    with pytest.raises(TypeError, match="expected an anndata.AnnData"):
+        get_counts(np.ones((3, 3)))
+    adata.obs["n_counts"] = 5e3
+    with pytest.raises(ValueError, match="away from integers"):
+        counts_from_log_normalized(adata, use_raw=False)
+
+
+def test_pbmc_counts_are_recovered():
+    sc = pytest.importorskip("scanpy")
+    adata = sc.datasets.pbmc68k_reduced()
+    counts = counts_from_log_normalized(adata)
+    assert counts.shape == (700, 765)
+    assert counts.min() == 0 and np.all(counts == np.round(counts))
+    assert counts.sum(1).min() > 0

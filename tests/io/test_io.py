@@ -1,0 +1,242 @@
+"""Image file I/O: formats, shapes, and the dtype/range policy of sklearn_n2s.io."""
+
+import numpy as np
+import pytest
+from skimage.util import img_as_float
+
+from sklearn_n2s.io import _images as n2s_io
+from sklearn_n2s.io import (
+    ImageFileError,
+    MissingFeatureError,
+    as_stack,
+    join_alpha,
+    read_image,
+    restore_dtype,
+    split_alpha,
+    write_image,
+)
+
+pytest.importorskip("tifffile")
+pytest.importorskip("imageio")
+
+RNG = np.random.default_rng(0)
+
+
+def _uint8(shape):
+    return RNG.integers(0, 256, shape, dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("n_pages", [1, 3, 4, 5])  # 3 and 4 once looked like RGB planes
+def test_tiff_stack_round_trip_keeps_pages(tmp_path, n_pages):
+    stack = _uint8((n_pages, 12, 10))
+    write_image(tmp_path / "s.tif", stack)
+    loaded = read_image(tmp_path / "s.tif")
+    assert loaded.channel_axis is None
+    np.testing.assert_array_equal(loaded.array.reshape(stack.shape), stack)
+    assert as_stack(loaded.array).shape[0] == n_pages
+
+
+def test_tiff_rgb_is_read_with_channels_last(tmp_path):
+    image = _uint8((9, 11, 3))
+    write_image(tmp_path / "c.tiff", image, channel_axis=-1)
+    loaded = read_image(tmp_path / "c.tiff")
+    assert loaded.channel_axis == -1
+    np.testing.assert_array_equal(loaded.array, image)
+
+
+def test_tiff_planar_rgb_is_moved_to_channels_last(tmp_path):
+    import tifffile
+
+    planar = _uint8((3, 8, 9))
+    tifffile.imwrite(tmp_path / "p.tif", planar, photometric="rgb", planarconfig="separate")
+    loaded = read_image(tmp_path / "p.tif")
+    assert loaded.channel_axis == -1
+    np.testing.assert_array_equal(loaded.array, np.moveaxis(planar, 0, -1))
+
+
+def test_tiff_float_volume_round_trip_is_exact(tmp_path):
+    volume = RNG.normal(size=(4, 6, 7)).astype(np.float32)
+    write_image(tmp_path / "v.tif", volume)
+    loaded = read_image(tmp_path / "v.tif")
+    assert loaded.array.dtype == np.float32
+    np.testing.assert_array_equal(loaded.array, volume)
+    assert as_stack(loaded.array, volume=True).shape == (1, 4, 6, 7)
+
+
+@pytest.mark.parametrize("shape", [(10, 12), (10, 12, 3), (10, 12, 4)])
+def test_png_round_trip(tmp_path, shape):
+    image = _uint8(shape)
+    write_image(tmp_path / "x.png", image, channel_axis=-1 if len(shape) == 3 else None)
+    loaded = read_image(tmp_path / "x.png")
+    np.testing.assert_array_equal(loaded.array, image)
+    assert loaded.channel_axis == (-1 if len(shape) == 3 else None)
+
+
+def test_png_16_bit_round_trip(tmp_path):
+    image = RNG.integers(0, 65536, (10, 12), dtype=np.uint16)
+    write_image(tmp_path / "x16.png", image)
+    loaded = read_image(tmp_path / "x16.png")
+    assert loaded.array.dtype == np.uint16
+    np.testing.assert_array_equal(loaded.array, image)
+
+
+def test_jpeg_is_8_bit_and_close(tmp_path):
+    image = np.tile(np.linspace(0, 1, 32), (32, 1))
+    write_image(tmp_path / "x.jpg", image)
+    loaded = read_image(tmp_path / "x.jpg")
+    assert loaded.array.dtype == np.uint8
+    assert np.abs(loaded.array / 255.0 - image).max() < 0.05
+
+
+def test_npy_round_trip_and_channel_flag(tmp_path):
+    image = RNG.normal(size=(5, 6, 3))
+    write_image(tmp_path / "a.npy", image)
+    assert read_image(tmp_path / "a.npy").channel_axis is None  # .npy: only when asked
+    loaded = read_image(tmp_path / "a.npy", channel_axis=-1)
+    assert loaded.channel_axis == -1
+    np.testing.assert_array_equal(loaded.array, image)
+
+
+# ------------------------------------------------------------------------------ shapes
+@pytest.mark.parametrize("shape, channel_axis, volume, expected", [
+    ((20,), None, False, (1, 20)),
+    ((8, 9), None, False, (1, 8, 9)),
+    ((3, 8, 9), None, False, (3, 8, 9)),
+    ((3, 8, 9), None, True, (1, 3, 8, 9)),
+    ((2, 3, 8, 9), None, True, (2, 3, 8, 9)),
+    ((8, 9, 3), -1, False, (1, 8, 9, 3)),
+    ((4, 8, 9, 3), -1, False, (4, 8, 9, 3)),
+])
+def test_as_stack_shapes(shape, channel_axis, volume, expected):
+    array = np.zeros(shape)
+    X = as_stack(array, channel_axis=channel_axis, volume=volume)
+    assert X.shape == expected
+    assert np.shares_memory(X, array)  # a view: no copy, caller's array untouched
+
+
+@pytest.mark.parametrize("shape, volume, words", [
+    ((2, 3, 8, 9), False, "--volume"),
+    ((8, 9), True, "--volume needs 3-D"),
+])
+def test_as_stack_refuses_ambiguous_shapes(shape, volume, words):
+    with pytest.raises(ImageFileError, match=words):
+        as_stack(np.zeros(shape), volume=volume)
+
+
+def test_alpha_is_split_and_joined_back():
+    rgba = _uint8((4, 5, 4))
+    colour, alpha = split_alpha(rgba, -1)
+    assert colour.shape == (4, 5, 3) and alpha.shape == (4, 5, 1)
+    np.testing.assert_array_equal(join_alpha(colour, alpha), rgba)
+    assert split_alpha(rgba[..., :3], -1)[1] is None
+    assert split_alpha(rgba, None)[1] is None
+
+
+# ------------------------------------------------------------------------------- dtype
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.uint32])
+def test_restore_dtype_inverts_img_as_float_exactly(dtype):
+    info = np.iinfo(dtype)
+    values = np.array([info.min + 1, info.min + 2, 0, 1, info.max - 1, info.max], dtype=dtype)
+    np.testing.assert_array_equal(restore_dtype(img_as_float(values), dtype), values)
+    # img_as_float sends a signed dtype's minimum and minimum + 1 both to -1.
+    lowest = restore_dtype(img_as_float(np.array([info.min], dtype=dtype)), dtype)
+    assert lowest[0] == (info.min if info.min == 0 else info.min + 1)
+
+
+def test_restore_dtype_rounds_and_clips_integers():
+    out = restore_dtype(np.array([-0.2, 0.4 / 255, 0.6 / 255, 1.3]), np.uint8)
+    np.testing.assert_array_equal(out, [0, 0, 1, 255])
+
+
+def test_restore_dtype_keeps_floats_unclipped():
+    values = np.array([-0.5, 2.0])
+    out32 = restore_dtype(values, np.float32)
+    assert out32.dtype == np.float32
+    np.testing.assert_array_equal(out32, values.astype(np.float32))
+    assert restore_dtype(values, np.float16).dtype == np.float32
+    assert restore_dtype(values, np.float64).dtype == np.float64
+
+
+def test_restore_dtype_bool_thresholds():
+    np.testing.assert_array_equal(restore_dtype(np.array([0.2, 0.7]), bool), [False, True])
+
+
+def test_float_in_unit_range_is_written_as_8_bit_png(tmp_path):
+    image = np.array([[0.0, 0.5], [1.0000001, -1e-7]])
+    write_image(tmp_path / "f.png", image)
+    np.testing.assert_array_equal(read_image(tmp_path / "f.png").array, [[0, 128], [255, 0]])
+
+
+# ------------------------------------------------------------------------------ errors
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_image(tmp_path / "missing.tif")
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "noext"])
+def test_unsupported_suffix_names_the_supported_ones(tmp_path, name):
+    (tmp_path / name).write_text("x")
+    with pytest.raises(ImageFileError, match=r"unsupported file type.*\.tif"):
+        read_image(tmp_path / name)
+
+
+@pytest.mark.parametrize("name", ["bad.tif", "bad.png", "bad.npy"])
+def test_corrupt_file_is_one_line_naming_the_file(tmp_path, name):
+    (tmp_path / name).write_text("this is not an image")
+    with pytest.raises(ImageFileError, match="could not read") as info:
+        read_image(tmp_path / name)
+    assert name in str(info.value) and "\n" not in str(info.value)
+
+
+def test_directory_is_refused(tmp_path):
+    (tmp_path / "dir.tif").mkdir()
+    with pytest.raises(ImageFileError, match="directory"):
+        read_image(tmp_path / "dir.tif")
+
+
+def test_non_numeric_npy_is_refused(tmp_path):
+    np.save(tmp_path / "s.npy", np.array(["a", "b"]))
+    with pytest.raises(ImageFileError, match="<U1"):
+        read_image(tmp_path / "s.npy")
+
+
+def test_float_out_of_range_to_png_is_refused(tmp_path):
+    with pytest.raises(ImageFileError, match=r"outside \[0, 1\].*\.tif or \.npy"):
+        write_image(tmp_path / "f.png", np.array([[0.0, 3.0]]))
+
+
+def test_stack_to_png_is_refused(tmp_path):
+    with pytest.raises(ImageFileError, match="one 2-D image"):
+        write_image(tmp_path / "s.png", np.zeros((3, 4, 4), np.uint8))
+
+
+def test_missing_output_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        write_image(tmp_path / "nope" / "x.npy", np.zeros((2, 2)))
+
+
+def test_missing_optional_module_is_one_clear_line():
+    with pytest.raises(MissingFeatureError, match="sklearn_n2s.no_such_module") as info:
+        n2s_io.optional_module("no_such_module", "testing")
+    assert "\n" not in str(info.value)
+
+
+def test_h5ad_round_trip_and_errors(tmp_path):
+    anndata = pytest.importorskip("anndata")
+    adata = anndata.AnnData(RNG.poisson(2.0, (6, 4)).astype(np.float32))
+    n2s_io.write_h5ad(adata, tmp_path / "t.h5ad")
+    np.testing.assert_array_equal(n2s_io.read_h5ad(tmp_path / "t.h5ad").X, adata.X)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        n2s_io.read_h5ad(tmp_path / "missing.h5ad")
+    (tmp_path / "bad.h5ad").write_text("not hdf5")
+    with pytest.raises(ImageFileError, match="could not read .*bad.h5ad"):
+        n2s_io.read_h5ad(tmp_path / "bad.h5ad")
+
+
+def test_reading_never_modifies_the_file(tmp_path):
+    stack = _uint8((3, 6, 6))
+    write_image(tmp_path / "s.tif", stack)
+    before = (tmp_path / "s.tif").read_bytes()
+    read_image(tmp_path / "s.tif").array[...] = 0
+    assert (tmp_path / "s.tif").read_bytes() == before

@@ -1,0 +1,136 @@
+"""Library-size normalisation: a Pipeline step, and an exactly J-invariant wrapper."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from sklearn_n2s import FullSplit, SelfSupervisedScorer
+from sklearn_n2s.table import ColumnMaskingDenoiser
+from sklearn_n2s.table import KNNSmoother
+from sklearn_n2s.table import LowRankDenoiser
+from sklearn_n2s.table import LibrarySizeNormalizer, NormalizedDenoiser
+
+
+def counts(n=200, g=30, rank=3, seed=0):
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0.5, 2.0, (n, 1))
+    rates = depth * (rng.gamma(2.0, 1.0, (n, rank)) @ rng.gamma(2.0, 1.0, (rank, g)))
+    return rng.poisson(rates).astype(np.float64)
+
+
+def test_normalizer_matches_scanpy_formula():
+    X = counts()
+    Z = LibrarySizeNormalizer(target_sum=1e4).fit_transform(X)
+    np.testing.assert_allclose(Z, np.log1p(X / X.sum(1, keepdims=True) * 1e4))
+    norm = LibrarySizeNormalizer(log=False).fit(X)
+    assert norm.target_sum_ == np.median(X.sum(1))
+    np.testing.assert_allclose(norm.transform(X).sum(1), norm.target_sum_)
+    # sparse stays sparse and agrees
+    Zs = LibrarySizeNormalizer(target_sum=1e4).fit_transform(sp.csr_matrix(X))
+    assert sp.issparse(Zs)
+    np.testing.assert_allclose(Zs.toarray(), Z)
+
+
+def test_inverse_transform_round_trip():
+    X = counts()
+    norm = LibrarySizeNormalizer().fit(X)
+    np.testing.assert_allclose(norm.inverse_transform(norm.transform(X), X.sum(1)), X,
+                               atol=1e-9)
+
+
+@pytest.mark.parametrize("inner", [LowRankDenoiser(3, n_groups=5, random_state=0),
+                                   KNNSmoother(5, n_groups=5, random_state=0),
+                                   ColumnMaskingDenoiser(LowRankDenoiser(3, n_groups=2),
+                                                         n_groups=5, random_state=0)])
+@pytest.mark.parametrize("output", ["normalized", "counts"])
+def test_wrapper_is_exactly_invariant(inner, output):
+    """The size factor is taken without the group: x_J cannot reach its prediction."""
+    X = counts()
+    est = NormalizedDenoiser(inner, output=output).fit(X)
+    base = est.invariant_transform(X)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        i, j = rng.integers(X.shape[0]), rng.integers(X.shape[1])
+        changed = X.copy()
+        changed[i, j] += 500.0
+        assert abs(est.invariant_transform(changed)[i, j] - base[i, j]) < 1e-10
+
+
+def test_pipeline_is_only_approximately_invariant():
+    """What the module notes say: in a Pipeline, x_J leaks through the library size."""
+    X = counts()
+    pipe = Pipeline([("norm", LibrarySizeNormalizer()),
+                     ("pca", LowRankDenoiser(3, n_groups=5, random_state=0))]).fit(X)
+    i, j = 0, 0
+    changed = X.copy()
+    changed[i, j] += 500.0
+    before = pipe[-1].invariant_transform(pipe[0].transform(X))[i]
+    after = pipe[-1].invariant_transform(pipe[0].transform(changed))[i]
+    group = next(g for g in pipe[-1].groups_ if j in g)
+    assert np.abs(after[group] - before[group]).max() > 1e-6
+
+
+def test_wrapper_calibrates_and_sparse_agrees():
+    rng = np.random.default_rng(0)
+    rates = rng.uniform(0.5, 2.0, (400, 1)) * (
+        rng.gamma(2.0, 1.0, (400, 4)) @ rng.gamma(0.5, 2.0, (4, 60)))
+    X = rng.poisson(rates).astype(float)
+    truth = np.log1p(rates / rates.sum(1, keepdims=True) * np.median(X.sum(1)))
+    grid = [1, 2, 4, 8, 16]
+    search = GridSearchCV(NormalizedDenoiser(LowRankDenoiser(random_state=0)),
+                          {"denoiser__n_components": grid},
+                          scoring=SelfSupervisedScorer(), cv=3).fit(X)
+    truth_loss = {k: np.mean((NormalizedDenoiser(LowRankDenoiser(k, random_state=0))
+                              .fit(X).transform(X) - truth) ** 2) for k in grid}
+    chosen = search.best_params_["denoiser__n_components"]
+    assert truth_loss[chosen] <= 1.05 * min(truth_loss.values())
+    est = NormalizedDenoiser(LowRankDenoiser(3, svd_solver="randomized", random_state=0))
+    dense, sparse = est.fit(X).invariant_transform(X), \
+        est.fit(sp.csr_matrix(X)).invariant_transform(sp.csr_matrix(X))
+    np.testing.assert_allclose(sparse, dense, atol=1e-8)
+
+
+def test_counts_output_and_knn_with_full_split():
+    X = counts()
+    est = NormalizedDenoiser(KNNSmoother(5, random_state=0), output="counts").fit(X)
+    out = est.transform(X)
+    assert out.min() >= 0
+    np.testing.assert_allclose(out.sum(1), X.sum(1), rtol=0.2)
+    search = GridSearchCV(NormalizedDenoiser(KNNSmoother(random_state=0)),
+                          {"denoiser__n_neighbors": [2, 10]}, cv=FullSplit())
+    assert search.fit(X).best_params_["denoiser__n_neighbors"] in (2, 10)
+
+
+def test_bad_input():
+    X = counts(n=20, g=6)
+    with pytest.raises(ValueError, match="Negative values"):
+        LibrarySizeNormalizer().fit(X - 1000)
+    zero_row = X.copy()
+    zero_row[3] = 0
+    with pytest.raises(ValueError, match="zero total"):
+        LibrarySizeNormalizer().fit(zero_row)
+    with pytest.raises(ValueError, match="target_sum must be > 0"):
+        LibrarySizeNormalizer(target_sum=0).fit(X)
+    with pytest.raises(ValueError, match="output must be one of"):
+        NormalizedDenoiser(LowRankDenoiser(1, n_groups=2), output="log").fit(X)
+    with pytest.raises(TypeError, match="not a column-partition table denoiser"):
+        from sklearn.decomposition import PCA
+
+        NormalizedDenoiser(PCA(1)).fit(X)
+    with pytest.raises(ValueError, match="COO format"):
+        LibrarySizeNormalizer().fit(sp.coo_matrix(X))
+
+
+def test_never_modifies_input():
+    X = counts()
+    Xs = sp.csr_matrix(X)
+    before = (X.copy(), Xs.data.copy())
+    for data in (X, Xs):
+        est = NormalizedDenoiser(LowRankDenoiser(2), output="counts").fit(data)
+        est.transform(data)
+        est.score(data)
+        LibrarySizeNormalizer().fit_transform(data)
+    np.testing.assert_array_equal(X, before[0])
+    np.testing.assert_array_equal(Xs.data, before[1])
