@@ -73,8 +73,7 @@ def run_n2s(X, grid, folds):
     from sklearn.pipeline import Pipeline
 
     from sklearn_n2s import SelfSupervisedScorer
-    from sklearn_n2s.table import LowRankDenoiser
-    from sklearn_n2s.table import LibrarySizeNormalizer
+    from sklearn_n2s.table import LibrarySizeNormalizer, LowRankDenoiser
 
     pipe = Pipeline([("norm", LibrarySizeNormalizer(target_sum=TARGET_SUM)),
                      ("pca", LowRankDenoiser(svd_solver="randomized", random_state=0))])
@@ -89,8 +88,7 @@ def run_n2s_cv(X, grid, folds):
     from sklearn.model_selection import KFold
     from sklearn.pipeline import Pipeline
 
-    from sklearn_n2s.table import LowRankDenoiserCV
-    from sklearn_n2s.table import LibrarySizeNormalizer
+    from sklearn_n2s.table import LibrarySizeNormalizer, LowRankDenoiserCV
 
     path = LowRankDenoiserCV(grid, cv=KFold(folds, shuffle=True, random_state=0),
                              svd_solver="randomized", random_state=0)
@@ -109,8 +107,7 @@ def run_scself(X, grid):
 
 def truth_curve(X, rates, grid):
     """Loss against the clean log-normalised rates of the first rows, for every rank."""
-    from sklearn_n2s.table import LowRankDenoiser
-    from sklearn_n2s.table import LibrarySizeNormalizer
+    from sklearn_n2s.table import LibrarySizeNormalizer, LowRankDenoiser
 
     norm = LibrarySizeNormalizer(target_sum=TARGET_SUM).fit(X)
     model = LowRankDenoiser(max(grid), svd_solver="randomized", random_state=0)

@@ -27,16 +27,19 @@ import warnings
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.model_selection import GridSearchCV, KFold  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import Pipeline
 
-from sklearn_n2s import FullSplit, SelfSupervisedScorer  # noqa: E402
-from sklearn_n2s.io import counts_from_log_normalized  # noqa: E402
-from sklearn_n2s.table import LowRankDenoiser  # noqa: E402
-from sklearn_n2s.model_selection import MolecularCrossValidationScorer  # noqa: E402
-from sklearn_n2s.table import LibrarySizeNormalizer, NormalizedDenoiser  # noqa: E402
+from sklearn_n2s import FullSplit, SelfSupervisedScorer
+from sklearn_n2s.io import counts_from_log_normalized
+from sklearn_n2s.model_selection import MolecularCrossValidationScorer
+from sklearn_n2s.table import (
+    LibrarySizeNormalizer,
+    LowRankDenoiser,
+    NormalizedDenoiser,
+)
 
 
 def load_counts(max_cells, max_genes):

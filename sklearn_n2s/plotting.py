@@ -16,8 +16,8 @@ import numbers
 import numpy as np
 from sklearn.base import clone
 
-from .utils._validation import to_float
 from .utils._losses import mean_squared_error
+from .utils._validation import to_float
 
 
 def _pyplot():

@@ -26,6 +26,7 @@ from ..utils._losses import RESIDUAL_LOSSES, get_loss
 from ..utils._noise import estimate_noise_variance
 from ..utils._validation import check_channel_axis, check_option, check_stack
 
+
 def _is_dask_array(X):
     """True for a dask array, checked without importing dask."""
     return type(X).__module__.startswith("dask.array")

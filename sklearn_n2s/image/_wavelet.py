@@ -9,9 +9,6 @@ import numpy as np
 import pywt
 from skimage.restoration import denoise_wavelet
 
-from ..utils._validation import check_option, check_positive, spatial_axes
-from ._base import BaseImageDenoiser
-from ..utils._noise import MAD_TO_SIGMA
 from ..masking import (
     FILLS,
     grid_offsets,
@@ -20,6 +17,9 @@ from ..masking import (
     n_grid_cosets,
     select_cosets,
 )
+from ..utils._noise import MAD_TO_SIGMA
+from ..utils._validation import check_option, check_positive, spatial_axes
+from ._base import BaseImageDenoiser
 
 METHODS = ("BayesShrink", "VisuShrink")
 

@@ -143,7 +143,7 @@ def read_image(path, *, channel_axis=None):
         array, detected = reader(path)
     except (MissingFeatureError, ImageFileError):
         raise
-    except Exception as exc:  # noqa: BLE001 - every reader has its own error types
+    except Exception as exc:
         raise ImageFileError(f"could not read {path} as {suffix[1:].upper()}: "
                              f"{_first_line(exc)}") from None
     if array.size == 0:
@@ -374,7 +374,7 @@ def read_h5ad(path):
         raise FileNotFoundError(f"no such file: {path}")
     try:
         return anndata.read_h5ad(path)
-    except Exception as exc:  # noqa: BLE001 - h5py and anndata raise many types
+    except Exception as exc:
         raise ImageFileError(f"could not read {path} as .h5ad: {_first_line(exc)}") from None
 
 

@@ -19,8 +19,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from ..image._blockwise import (
-    denoise_overlapping,
     _require_dask,
+    denoise_overlapping,
     global_shrink_weights,
     mix_with_data,
     prepare_blockwise,

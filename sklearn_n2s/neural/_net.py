@@ -39,10 +39,10 @@ from skorch.utils import to_tensor
 from torch.utils.data import DataLoader, Subset
 
 from .. import masking
+from ..base import SelfSupervisedScoreMixin
+from ..utils._losses import get_loss
 from ..utils._validation import check_channel_axis, check_option, check_positive, check_stack
 from ._babyunet import DOWNSAMPLING, BabyUnet
-from ..utils._losses import get_loss
-from ..base import SelfSupervisedScoreMixin
 
 MASKINGS = ("grid", "random")
 NET_FILLS = ("interpolate", "zero", "median", "uniform")

@@ -24,6 +24,9 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ..base import SelfSupervisedScoreMixin
+from ..masking import check_n_groups, column_groups
+from ..utils._losses import get_loss
 from ..utils._table_validation import (
     check_dense_size,
     check_table,
@@ -32,9 +35,6 @@ from ..utils._table_validation import (
     to_dense,
 )
 from ..utils._validation import check_option
-from ..utils._losses import get_loss
-from ..masking import check_n_groups, column_groups
-from ..base import SelfSupervisedScoreMixin
 
 FILLS = ("mean", "zero")
 # Poisson predictions are clipped here: log(0) is undefined and a zero rate for an

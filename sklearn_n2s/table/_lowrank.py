@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
 
+from ..masking import check_n_groups
 from ..utils._table_validation import (
     check_dense_size,
     check_table,
@@ -36,7 +37,6 @@ from ..utils._table_validation import (
 )
 from ..utils._validation import check_option
 from ._column_masking import ELEMENTWISE_LOSSES, ColumnInvariantMixin, elementwise_loss
-from ..masking import check_n_groups
 
 SOLVERS = ("auto", "full", "randomized")
 # 'auto' takes the exact SVD for dense data up to this many rows or columns.

@@ -8,15 +8,15 @@ from sklearn.model_selection import GridSearchCV
 from sklearn_n2s import DonutMedian, FullSplit, JInvariantGaussian, JInvariantWavelet
 
 da = pytest.importorskip("dask.array")
-import dask  # noqa: E402
+import dask
 
-from sklearn_n2s.blockwise import (  # noqa: E402
+from sklearn_n2s.blockwise import (
     calibrate_blockwise,
     plan_chunks,
     receptive_radius,
     representative_patches,
 )
-from sklearn_n2s.image._blockwise import global_shrink_weights  # noqa: E402
+from sklearn_n2s.image._blockwise import global_shrink_weights
 
 NOISE = 0.3
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from skimage.restoration import denoise_wavelet
 
 from sklearn_n2s import JInvariantWavelet
-from sklearn_n2s.masking import invariant_predict
 from sklearn_n2s.image._wavelet import DECOMPOSITIONS
+from sklearn_n2s.masking import invariant_predict
 
 
 def plain_invariant(est, X):

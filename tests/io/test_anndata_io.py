@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from sklearn_n2s.table import LowRankDenoiser
 
 anndata = pytest.importorskip("anndata")
-from sklearn_n2s.io import (  # noqa: E402
+from sklearn_n2s.io import (
     counts_from_log_normalized,
     denoise_anndata,
     get_counts,

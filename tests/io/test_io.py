@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from skimage.util import img_as_float
 
-from sklearn_n2s.io import _images as n2s_io
 from sklearn_n2s.io import (
     ImageFileError,
     MissingFeatureError,
@@ -15,6 +14,7 @@ from sklearn_n2s.io import (
     split_alpha,
     write_image,
 )
+from sklearn_n2s.io import _images as n2s_io
 
 pytest.importorskip("tifffile")
 pytest.importorskip("imageio")

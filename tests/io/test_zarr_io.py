@@ -5,10 +5,10 @@ import pytest
 
 zarr = pytest.importorskip("zarr")
 da = pytest.importorskip("dask.array")
-import dask  # noqa: E402
+import dask
 
-from sklearn_n2s import DonutMedian, JInvariantGaussian  # noqa: E402
-from sklearn_n2s.io import denoise_zarr  # noqa: E402
+from sklearn_n2s import DonutMedian, JInvariantGaussian
+from sklearn_n2s.io import denoise_zarr
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,8 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_n2s import SelfSupervisedScorer
-from sklearn_n2s.table import ColumnMaskingDenoiser
+from sklearn_n2s.table import ColumnMaskingDenoiser, LowRankDenoiser
 from sklearn_n2s.table._column_masking import elementwise_loss
-from sklearn_n2s.table import LowRankDenoiser
 
 
 def noisy_low_rank(n=300, g=40, rank=3, noise=0.5, seed=0):

@@ -11,8 +11,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from sklearn_n2s import SelfSupervisedScorer
-from sklearn_n2s.table import LowRankDenoiser, LowRankDenoiserCV
-from sklearn_n2s.table import LibrarySizeNormalizer
+from sklearn_n2s.table import LibrarySizeNormalizer, LowRankDenoiser, LowRankDenoiserCV
 
 
 def low_rank_counts(n=200, g=30, rank=3, seed=0):
@@ -206,7 +205,6 @@ def test_example_runs_small(tmp_path):
     pytest.importorskip("scanpy")
     pytest.importorskip("matplotlib")
     import runpy
-
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "examples" / "plot_single_cell_rank.py"

@@ -7,8 +7,8 @@ from sklearn.model_selection import GridSearchCV
 from threadpoolctl import threadpool_limits
 
 from sklearn_n2s import FullSplit
-from sklearn_n2s.table import LowRankDenoiser
 from sklearn_n2s.model_selection import MolecularCrossValidationScorer
+from sklearn_n2s.table import LowRankDenoiser, NormalizedDenoiser
 from sklearn_n2s.table._mcv import (
     convert_sqrt_expectation,
     expected_sqrt,
@@ -16,7 +16,6 @@ from sklearn_n2s.table._mcv import (
     overlap_correction,
     poisson_loss,
 )
-from sklearn_n2s.table import NormalizedDenoiser
 
 
 def poisson_counts(n=300, g=40, rank=3, seed=0):

@@ -7,10 +7,13 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from sklearn_n2s import FullSplit, SelfSupervisedScorer
-from sklearn_n2s.table import ColumnMaskingDenoiser
-from sklearn_n2s.table import KNNSmoother
-from sklearn_n2s.table import LowRankDenoiser
-from sklearn_n2s.table import LibrarySizeNormalizer, NormalizedDenoiser
+from sklearn_n2s.table import (
+    ColumnMaskingDenoiser,
+    KNNSmoother,
+    LibrarySizeNormalizer,
+    LowRankDenoiser,
+    NormalizedDenoiser,
+)
 
 
 def counts(n=200, g=30, rank=3, seed=0):
