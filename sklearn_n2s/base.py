@@ -24,7 +24,7 @@ clean image (Batson & Royer 2019, section 4): the noise is independent of ``f_in
 for a J-invariant f, so the error of the mix is ``lam**2 (L - sigma**2) +
 (1 - lam)**2 sigma**2``, smallest at ``lam = sigma**2 / L``. ``sigma**2`` is the noise
 variance, given by ``noise_variance`` or estimated per sample from blockwise robust
-wavelet statistics (:func:`sklearn_n2s.utils._noise.estimate_noise_variance`), and capped at
+wavelet statistics (:func:`sklearn_n2s.estimate_noise_variance`), and capped at
 ``L``, since ``L = MSE(f_inv, clean) + sigma**2 >= sigma**2``.
 
 ``benchmarks/transform_quality.py`` measures this choice on 84 cases (7 offline images,
@@ -33,6 +33,12 @@ wavelet statistics (:func:`sklearn_n2s.utils._noise.estimate_noise_variance`), a
 (thin strokes, where masking hurts the invariant wavelet output), and up to 2 dB below
 it on a nearly noise-free image, where any noise estimate reads fine texture as noise;
 pass ``noise_variance`` when the noise level is known.
+
+References
+----------
+Batson, J. & Royer, L. (2019). Noise2Self: Blind Denoising by Self-Supervision.
+Proceedings of the 36th International Conference on Machine Learning (ICML), PMLR 97,
+524-533. arXiv:1901.11365.
 """
 
 import numpy as np
@@ -47,6 +53,18 @@ def shrink_weights(loss, noise_variance):
     The self-supervised loss is the invariant output's error plus the noise variance,
     so a variance estimate above the loss is an overestimate; ``lam`` lies in [0, 1]
     (1, the invariant output, when the loss is 0).
+
+    Parameters
+    ----------
+    loss : array-like of shape (n_samples,)
+        Self-supervised loss of each sample.
+    noise_variance : float or array-like of shape (n_samples,)
+        Noise variance, in the same units as ``loss``.
+
+    Returns
+    -------
+    lam : ndarray of shape (n_samples,)
+        Weight of the invariant prediction, in [0, 1].
     """
     loss = np.asarray(loss, dtype=np.float64)
     noise_variance = np.minimum(np.broadcast_to(noise_variance, loss.shape), loss)
@@ -58,8 +76,21 @@ def shrink_weights(loss, noise_variance):
 def shrink_towards_data(invariant, X, noise_variance):
     """Optimal per-sample mix of a J-invariant prediction and the data.
 
-    Returns ``(output, lam)`` with ``output = X + lam * (invariant - X)`` and
-    ``lam = noise_variance / L`` per sample, see :func:`shrink_weights`.
+    Parameters
+    ----------
+    invariant : ndarray
+        A J-invariant prediction of X, same shape and dtype.
+    X : ndarray of shape (n_samples, ...)
+        The data.
+    noise_variance : float or array-like of shape (n_samples,)
+
+    Returns
+    -------
+    output : ndarray
+        ``X + lam * (invariant - X)``, X's dtype.
+    lam : ndarray of shape (n_samples,)
+        ``noise_variance / L`` per sample (see :func:`shrink_weights`), ``L`` the
+        mean squared difference between ``invariant`` and X.
     """
     axes = tuple(range(1, X.ndim))
     diff = invariant - X

@@ -33,7 +33,20 @@ def _patch_origin(X, chunk_index, halo, patch_shape):
 
 
 def stratified_choice(n_total, n_chosen, random_state=None):
-    """``n_chosen`` indices of ``range(n_total)``, one at random from each of as many strata."""
+    """``n_chosen`` indices of ``range(n_total)``, one at random from each of as many strata.
+
+    Parameters
+    ----------
+    n_total : int
+    n_chosen : int
+        At most ``n_total`` indices are returned.
+    random_state : int, RandomState or None, default=None
+
+    Returns
+    -------
+    indices : list of int
+        Increasing, one per stratum of ``np.array_split(range(n_total), n_chosen)``.
+    """
     rng = check_random_state(random_state)
     strata = np.array_split(np.arange(n_total), min(n_chosen, n_total))
     return [int(rng.choice(stratum)) for stratum in strata]
