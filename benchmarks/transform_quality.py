@@ -13,7 +13,8 @@ each noise (Gaussian 0.05 / 0.1 / 0.2, Poisson) and each classical estimator:
 5. calibration fidelity: the invariant output at the pick versus the best invariant
    output on the grid.
 
-Run:  python benchmarks/transform_quality.py [--size 256] [--out benchmarks/results/transform_quality.md]
+Run:  python benchmarks/transform_quality.py [--size 256]
+      [--out benchmarks/results/transform_quality.md]
 """
 
 import argparse
@@ -33,6 +34,7 @@ from sklearn_n2s import (
     JInvariantGaussian,
     JInvariantWavelet,
     SelfSupervisedScorer,
+    WaveletDecompositionCache,
 )
 
 IMAGES = ["camera", "coins", "moon", "text", "page", "brick", "astronaut"]
@@ -46,7 +48,8 @@ FAMILIES = {
                     filters.median, "footprint", [disk(r) for r in RADII]),
     "JInvariantGaussian": (JInvariantGaussian(), "sigma", GAUSS_SIGMAS,
                            filters.gaussian, "sigma", GAUSS_SIGMAS),
-    "JInvariantWavelet": (JInvariantWavelet(), "sigma", WAVELET_SIGMAS,
+    "JInvariantWavelet": (JInvariantWavelet(memory=WaveletDecompositionCache()),
+                          "sigma", WAVELET_SIGMAS,
                           denoise_wavelet, "sigma", WAVELET_SIGMAS),
 }
 
