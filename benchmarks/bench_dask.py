@@ -141,7 +141,8 @@ def main():
           f"with {args.workers} workers, written to zarr on disk; in-memory: {args.ref_size}^2, "
           "one thread.\n")
     print("| estimator | blockwise s | blockwise Mpix/s | blockwise peak RSS GiB "
-          "| in-memory s | in-memory Mpix/s | in-memory peak RSS GiB | in-memory / blockwise speed |")
+          "| in-memory s | in-memory Mpix/s | in-memory peak RSS GiB "
+          "| in-memory / blockwise speed |")
     print("|---|---|---|---|---|---|---|---|")
     for name, bs, br, bp, ms, mr, mp, ratio in rows:
         print(f"| {name} | {bs:.1f} | {br / 1e6:.2f} | {bp / GIB:.2f} | {ms:.2f} | "

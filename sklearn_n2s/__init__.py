@@ -12,7 +12,7 @@ Every denoiser has ``fit``/``transform``, a J-invariant ``invariant_transform`` 
 ``import sklearn_n2s`` works without torch.
 """
 
-from .image import DonutMedian, JInvariantGaussian, JInvariantWavelet
+from .image import DonutMedian, JInvariantGaussian, JInvariantWavelet, WaveletDecompositionCache
 from .model_selection import (
     FullSplit,
     MolecularCrossValidationScorer,
@@ -46,6 +46,7 @@ __all__ = [
     "N2SNet",
     "NormalizedDenoiser",
     "SelfSupervisedScorer",
+    "WaveletDecompositionCache",
     "estimate_noise_variance",
     "molecular_split",
     "self_supervised_loss",

@@ -55,22 +55,79 @@ _CENTRELESS = np.array([1.0, 0.0, 1.0])
 
 # --------------------------------------------------------------------------- partitions
 def n_grid_cosets(stride, n_spatial):
-    """Number of cosets of a grid partition: ``stride ** n_spatial``."""
+    """Number of cosets of a grid partition: ``stride ** n_spatial``.
+
+    Parameters
+    ----------
+    stride : int
+        Grid spacing along every spatial axis.
+    n_spatial : int
+        Number of spatial axes.
+
+    Returns
+    -------
+    n_cosets : int
+    """
     return int(stride) ** int(n_spatial)
 
 
 def grid_offsets(stride, n_spatial, index):
-    """Offset of coset ``index`` along each spatial axis."""
+    """Offset of coset ``index`` along each spatial axis.
+
+    Parameters
+    ----------
+    stride : int
+        Grid spacing along every spatial axis.
+    n_spatial : int
+        Number of spatial axes.
+    index : int
+        The coset, in ``0 .. stride**n_spatial - 1`` (C order over the axes).
+
+    Returns
+    -------
+    offsets : tuple of int
+        One offset in ``0 .. stride - 1`` per spatial axis.
+    """
     return tuple(int(i) for i in np.unravel_index(index, (stride,) * n_spatial))
 
 
 def grid_slices(n_spatial, stride, index):
-    """Slices selecting coset ``index`` of a stride-``stride`` grid on the spatial axes."""
+    """Slices selecting coset ``index`` of a stride-``stride`` grid on the spatial axes.
+
+    Parameters
+    ----------
+    n_spatial : int
+        Number of spatial axes.
+    stride : int
+        Grid spacing along every spatial axis.
+    index : int
+        The coset, see :func:`grid_offsets`.
+
+    Returns
+    -------
+    slices : tuple of slice
+        ``slice(offset, None, stride)`` per spatial axis.
+    """
     return tuple(slice(o, None, stride) for o in grid_offsets(stride, n_spatial, index))
 
 
 def grid_mask(spatial_shape, stride, index):
-    """Boolean mask of coset ``index`` of a stride-``stride`` grid."""
+    """Boolean mask of coset ``index`` of a stride-``stride`` grid.
+
+    Parameters
+    ----------
+    spatial_shape : tuple of int
+        Shape of one image (spatial axes only).
+    stride : int
+        Grid spacing along every spatial axis.
+    index : int
+        The coset, see :func:`grid_offsets`.
+
+    Returns
+    -------
+    mask : bool ndarray of shape ``spatial_shape``
+        True on the coset's pixels.
+    """
     mask = np.zeros(spatial_shape, dtype=bool)
     mask[grid_slices(len(spatial_shape), stride, index)] = True
     return mask
@@ -81,6 +138,17 @@ def select_cosets(n_total, cosets=None):
 
     ``None`` means all (the exact loss); an int ``k`` means ``k`` cosets spread evenly
     over the grid (the approximate loss); a sequence is used as given.
+
+    Parameters
+    ----------
+    n_total : int
+        Number of cosets of the grid.
+    cosets : None, int or sequence of int, default=None
+        Which cosets, as above; ``k=1`` is the middle coset (scikit-image's choice).
+
+    Returns
+    -------
+    indices : list of int
     """
     if cosets is None:
         return list(range(n_total))
@@ -97,13 +165,41 @@ def select_cosets(n_total, cosets=None):
 
 
 def random_partition(shape, n_groups, random_state=None):
-    """Label every coordinate of ``shape`` with a group in ``0..n_groups-1`` at random."""
+    """Label every coordinate of ``shape`` with a group in ``0..n_groups-1`` at random.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the labels.
+    n_groups : int
+        Number of groups.
+    random_state : int, RandomState or None, default=None
+        Seeds the labels.
+
+    Returns
+    -------
+    labels : int ndarray of shape ``shape``
+    """
     rng = check_random_state(random_state)
     return rng.randint(n_groups, size=shape)
 
 
 def random_mask(shape, density, random_state=None):
-    """Bernoulli mask: each coordinate is masked with probability ``density``."""
+    """Bernoulli mask: each coordinate is masked with probability ``density``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the mask.
+    density : float in (0, 1)
+        Probability that a coordinate is masked.
+    random_state : int, RandomState or None, default=None
+        Seeds the mask.
+
+    Returns
+    -------
+    mask : bool ndarray of shape ``shape``
+    """
     if not 0 < density < 1:
         raise ValueError(f"density must be in (0, 1), got {density!r}.")
     rng = check_random_state(random_state)
@@ -111,7 +207,22 @@ def random_mask(shape, density, random_state=None):
 
 
 def check_n_groups(n_groups, n_features):
-    """Raise a clear error unless ``n_groups`` is an integer with ``2 <= n_groups <= n_features``."""
+    """Raise a clear error unless ``n_groups`` is an integer in ``2 .. n_features``.
+
+    Parameters
+    ----------
+    n_groups : int
+        Number of column groups asked for.
+    n_features : int
+        Number of columns to split.
+
+    Raises
+    ------
+    TypeError
+        When ``n_groups`` is not an integer (booleans included).
+    ValueError
+        When ``n_groups < 2`` or ``n_groups > n_features``.
+    """
     if isinstance(n_groups, bool) or not isinstance(n_groups, numbers.Integral):
         raise TypeError(f"n_groups must be an integer, got {n_groups!r}.")
     if n_groups < 2:
@@ -130,6 +241,22 @@ def column_groups(n_features, n_groups, *, shuffle=True, random_state=None):
     With ``shuffle=True`` the features are assigned at random (seeded by
     ``random_state``), so neighbouring columns (often correlated genes) do not land in
     the same group systematically.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of columns.
+    n_groups : int
+        Number of groups, between 2 and ``n_features`` (see :func:`check_n_groups`).
+    shuffle : bool, default=True
+        Assign columns at random; False makes groups of consecutive columns.
+    random_state : int, RandomState or None, default=None
+        Seeds the assignment.
+
+    Returns
+    -------
+    groups : list of ndarray
+        Sorted column indices of each group; together they cover every column once.
     """
     check_n_groups(n_groups, n_features)
     order = np.arange(n_features)
@@ -170,6 +297,18 @@ def neighbour_interpolation(X, *, channel_axis=None):
     and neighbours outside the image are left out (not mirrored). For a grid partition
     with stride >= 2 no two pixels of a coset are neighbours, so this one array gives the
     ``'interpolate'`` fill of every coset.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, *spatial[, n_channels])
+        A float image stack; channels are interpolated each on its own.
+    channel_axis : None or -1, default=None
+        -1 when X has a trailing channel axis.
+
+    Returns
+    -------
+    interpolated : ndarray like X
+        Face neighbours weigh 1, edge neighbours 1/2, corner neighbours 1/4.
     """
     axes = spatial_axes(X.ndim, channel_axis)
     spatial_shape = tuple(X.shape[a] for a in axes)
@@ -200,7 +339,20 @@ def _neighbour_stack(X, axes):
 
 
 def neighbour_median(X, *, channel_axis=None):
-    """Every pixel replaced by the median of its in-image neighbours (centre excluded)."""
+    """Every pixel replaced by the median of its in-image neighbours (centre excluded).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, *spatial[, n_channels])
+        An image stack; channels are filtered each on its own.
+    channel_axis : None or -1, default=None
+        -1 when X has a trailing channel axis.
+
+    Returns
+    -------
+    medians : ndarray like X
+        The median of the 3**n - 1 neighbours inside the image, in X's dtype.
+    """
     axes = spatial_axes(X.ndim, channel_axis)
     return np.nanmedian(_neighbour_stack(X, axes), axis=0).astype(X.dtype)
 
@@ -248,10 +400,16 @@ def fill_masked(X, mask, fill="interpolate", *, channel_axis=None, random_state=
     Parameters
     ----------
     X : ndarray of shape (n_samples, *spatial[, n_channels])
+        The image stack.
     mask : bool ndarray of shape ``spatial``, ``(n_samples, *spatial)`` or ``X.shape``
         True where the value must be hidden from the denoiser.
     fill : {'interpolate', 'median', 'zero', 'mean', 'uniform'}
+        ``'interpolate'``: weighted mean of the unmasked neighbours; ``'median'``: their
+        median; ``'zero'``; ``'mean'``: the mean of the unmasked values of the sample
+        (and channel); ``'uniform'``: uniform between their min and max. A pixel with no
+        unmasked neighbour gets the sample's (channel's) mean or median.
     channel_axis : None or -1
+        -1 when X has a trailing channel axis (then a spatial mask hides all channels).
     random_state : int, RandomState or None
         Used by ``'uniform'`` only.
 
@@ -302,6 +460,20 @@ def grid_fill_source(X, fill, *, channel_axis=None):
     A coset pixel's 3**n neighbourhood contains no other pixel of its coset, so the
     neighbour-based fills can be computed once on the unmasked image. ``'mean'`` and
     ``'uniform'`` depend on the coset and return None.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, *spatial[, n_channels])
+        The image stack.
+    fill : {'interpolate', 'median', 'zero', 'mean', 'uniform'}
+        See :func:`fill_masked`.
+    channel_axis : None or -1, default=None
+        -1 when X has a trailing channel axis.
+
+    Returns
+    -------
+    source : ndarray like X, or None
+        Read ``source[coset]`` to fill any coset.
     """
     if fill == "interpolate":
         return neighbour_interpolation(X, channel_axis=channel_axis)
@@ -318,6 +490,30 @@ def iter_grid_masked(X, *, stride=4, fill="interpolate", channel_axis=None, cose
 
     ``slices`` index the full stack (sample and channel axes included), so
     ``out[slices] = f(X_masked)[slices]`` assembles a J-invariant output.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, *spatial[, n_channels])
+        The image stack; never modified.
+    stride : int >= 2, default=4
+        Grid spacing along every spatial axis.
+    fill : {'interpolate', 'median', 'zero', 'mean', 'uniform'}, default='interpolate'
+        See :func:`fill_masked`.
+    channel_axis : None or -1, default=None
+        -1 when X has a trailing channel axis (all channels of a pixel are masked).
+    cosets : None, int or sequence of int, default=None
+        Which cosets, see :func:`select_cosets`.
+    random_state : int, RandomState or None, default=None
+        Used by ``fill='uniform'`` only.
+
+    Yields
+    ------
+    index : int
+        The coset.
+    slices : tuple of slice
+        Selects the coset in the full stack.
+    X_masked : ndarray like X
+        A copy of X with the coset filled.
     """
     check_option(fill, "fill", FILLS)
     if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 2:
@@ -350,15 +546,20 @@ def invariant_predict(denoise, X, *, stride=4, fill="interpolate", channel_axis=
     denoise : callable
         Maps a stack shaped like X to a stack of the same shape.
     X : ndarray of shape (n_samples, *spatial[, n_channels])
+        The image stack; never modified.
     stride : int >= 2
         Grid spacing along every spatial axis: ``stride**ndim`` cosets.
     fill : str
         How masked pixels are replaced, see :func:`fill_masked`.
+    channel_axis : None or -1, default=None
+        -1 when X has a trailing channel axis (all channels of a pixel are masked).
     cosets : None, int or sequence of int
         None for all cosets (exact); an int for that many cosets (approximate).
     batch_cosets : bool
         Concatenate all masked stacks along the sample axis and call ``denoise`` once
         (fast for a neural net, needs ``n_cosets`` times the memory).
+    random_state : int, RandomState or None, default=None
+        Used by ``fill='uniform'`` only.
 
     Returns
     -------

@@ -79,7 +79,29 @@ def _is_self_supervised(search):
 
 
 def ground_truth_losses(search, param_values, param, X, clean):
-    """MSE against ``clean`` of the J-invariant output at each value of ``param``."""
+    """MSE against ``clean`` of the J-invariant output at each value of ``param``.
+
+    The estimator is the search's best one (or its best parameters, with
+    ``refit=False``), with ``param`` set to each value in turn and fitted on X.
+
+    Parameters
+    ----------
+    search : fitted GridSearchCV (or another ``BaseSearchCV``)
+        The search whose estimator is evaluated.
+    param_values : sequence
+        The values of ``param`` to evaluate.
+    param : str
+        A parameter of the searched estimator.
+    X : array-like
+        The noisy data.
+    clean : array-like of the same shape
+        The clean data (integer images are converted as the estimators convert them).
+
+    Returns
+    -------
+    losses : ndarray of shape (len(param_values),)
+        ``mean((invariant_transform(X) - clean) ** 2)`` at each value.
+    """
     X = np.asarray(X)
     clean = to_float(np.asarray(clean)) if hasattr(clean, "dtype") else np.asarray(clean, float)
     if clean.shape != X.shape:
@@ -229,7 +251,9 @@ def plot_comparison(images, titles=None, *, cmap="gray", vmin=None, vmax=None, n
         2-D grey images or ``(H, W, 3|4)`` colour images; leading axes of length 1 (a
         stack of one) are dropped.
     titles : sequence of str or None
+        One title per image; None for none.
     cmap : str, default='gray'
+        Matplotlib colour map of the grey images.
     vmin, vmax : float or None
         Grey-scale limits; by default the range over all grey images, so the panels are
         comparable.
@@ -241,6 +265,7 @@ def plot_comparison(images, titles=None, *, cmap="gray", vmin=None, vmax=None, n
     Returns
     -------
     fig : matplotlib Figure
+        One panel per image, spare panels of the last row hidden.
     """
     images = [_displayable(im) for im in images]
     if not images:

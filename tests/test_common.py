@@ -1,10 +1,15 @@
-"""scikit-learn's common estimator checks on every public estimator.
+"""scikit-learn's common estimator checks, and sklearn_n2s's own, on every public estimator.
 
-Expected failures are listed once, here, each with its reason.
+Expected failures of scikit-learn's checks are listed once, here, each with its reason.
+sklearn_n2s's own checks (:mod:`sklearn_n2s.utils.estimator_checks`: J-invariance probes,
+no mutation, dtypes kept) have no expected failures.
 """
 
+import numpy as np
+import pytest
+import scipy.sparse as sp
 from sklearn.decomposition import PCA, TruncatedSVD
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
 from sklearn_n2s import (
     ColumnMaskingDenoiser,
@@ -16,6 +21,11 @@ from sklearn_n2s import (
     LowRankDenoiser,
     LowRankDenoiserCV,
     NormalizedDenoiser,
+)
+from sklearn_n2s.utils.estimator_checks import (
+    check_dtype_preserved,
+    check_j_invariance,
+    check_no_mutation,
 )
 
 # An image filter applies to images of any size: a denoiser calibrated on one image is
@@ -88,24 +98,106 @@ ESTIMATORS = [
 try:  # the neural extra is optional
     from sklearn_n2s.neural._net import N2SNet
 except ImportError:
-    pass
+    N2SNet = None
 else:
     ESTIMATORS.append(N2SNet(module__width=2, max_epochs=1, batch_size=8, random_state=0))
 
+
 def _expected(estimator):
     return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
+
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
+
+# scikit-learn does not yield check_param_validation from parametrize_with_checks: run it
+# here, for every estimator, with no expected failure.
+def test_param_validation_is_never_an_expected_failure():
+    assert not [name for name, checks in EXPECTED_FAILED_CHECKS.items()
+                if "check_param_validation" in checks]
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=repr)
+def test_param_validation(estimator):
+    check_param_validation(type(estimator).__name__, estimator)
+
+
+# ------------------------------------------------ sklearn_n2s's own denoiser checks
+_RNG = np.random.default_rng(0)
+_IMAGES = {
+    "1d": (_RNG.random((3, 40)), None),
+    "2d": (_RNG.random((2, 12, 13)), None),
+    "3d": (_RNG.random((1, 7, 8, 9)), None),
+    "rgb": (_RNG.random((2, 10, 11, 3)), -1),
+    "uint8": (_RNG.integers(0, 256, (2, 12, 13), dtype=np.uint8), None),
+    "uint16-3d": (_RNG.integers(0, 2**16, (1, 7, 8, 9), dtype=np.uint16), None),
+}
+# Counts without an empty row (NormalizedDenoiser refuses those by default).
+_COUNTS = _RNG.poisson(3.0, (40, 12)) + (np.arange(12) == 0)
+_TABLES = {"dense-int": _COUNTS, "csr": sp.csr_matrix(_COUNTS.astype(np.float64))}
+
+IMAGE_OUTPUTS = ["shrink", "ordinary", "invariant"]
+DENOISER_CASES = []  # (id, estimator, X, outputs)
+for _make in (lambda **kw: DonutMedian(radius=1, **kw),
+              lambda **kw: JInvariantGaussian(sigma=1.5, **kw),
+              lambda **kw: JInvariantWavelet(**kw)):
+    for _kind, (_X, _axis) in _IMAGES.items():
+        _est = _make(channel_axis=_axis)
+        DENOISER_CASES.append((f"{type(_est).__name__}-{_kind}", _est, _X, IMAGE_OUTPUTS))
+_NORMALIZED = ["normalized", "counts"]
+for _id, _est, _outputs in [
+    ("ColumnMasking-PCA", ColumnMaskingDenoiser(PCA(2), n_groups=3, random_state=0), None),
+    ("ColumnMasking-SVD", ColumnMaskingDenoiser(TruncatedSVD(2), n_groups=3, fill="zero",
+                                                 random_state=0), None),
+    ("KNNSmoother", KNNSmoother(3, n_groups=3, random_state=0), None),
+    ("LowRankDenoiser", LowRankDenoiser(2, n_groups=3, random_state=0), None),
+    ("LowRankDenoiserCV", LowRankDenoiserCV((1, 2, 4), n_groups=3, random_state=0), None),
+    ("Normalized-LowRank", NormalizedDenoiser(LowRankDenoiser(2, n_groups=3, random_state=0)),
+     _NORMALIZED),
+    ("Normalized-KNN-counts", NormalizedDenoiser(KNNSmoother(3, n_groups=3, random_state=0),
+                                                 output="counts"), _NORMALIZED),
+    ("LibrarySizeNormalizer", LibrarySizeNormalizer(), None),  # no J-invariance to probe
+]:
+    for _kind, _X in _TABLES.items():
+        DENOISER_CASES.append((f"{_id}-{_kind}", _est, _X, _outputs))
+if N2SNet is not None:
+    _TINY = {"module__width": 2, "max_epochs": 1, "batch_size": 8, "random_state": 0}
+    DENOISER_CASES += [
+        ("N2SNet-float32", N2SNet(**_TINY), _RNG.random((4, 8, 8)).astype(np.float32), None),
+        ("N2SNet-rgb-uint8", N2SNet(**_TINY, channel_axis=-1),
+         _RNG.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8), None),
+    ]
+
+
+@pytest.mark.parametrize("estimator, X", [pytest.param(e, X, id=i)
+                                          for i, e, X, _ in DENOISER_CASES])
+def test_j_invariance(estimator, X):
+    if not hasattr(estimator, "invariant_transform"):
+        pytest.skip(f"{type(estimator).__name__} is not a denoiser")
+    n_probes = 2 if type(estimator).__name__ == "N2SNet" else 8  # 16 passes per probe
+    # max_change > 0: the probes reached the estimator
+    assert check_j_invariance(estimator, X, n_probes=n_probes) > 0
+
+
+@pytest.mark.parametrize("estimator, X", [pytest.param(e, X, id=i)
+                                          for i, e, X, _ in DENOISER_CASES])
+def test_no_mutation(estimator, X):
+    check_no_mutation(estimator, X)
+
+
+@pytest.mark.parametrize("estimator, X, outputs", [pytest.param(e, X, o, id=i)
+                                                   for i, e, X, o in DENOISER_CASES])
+def test_dtype_preserved(estimator, X, outputs):
+    check_dtype_preserved(estimator, X, outputs=outputs)
+
+
 def test_every_public_estimator_is_checked():
     import sklearn_n2s
 
     skipped = {"FullSplit"}  # a CV splitter, not an estimator
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    if N2SNet is None:
         skipped.add("N2SNet")
     public = {name for name in sklearn_n2s.__all__
               if name not in skipped
@@ -113,3 +205,5 @@ def test_every_public_estimator_is_checked():
               and hasattr(getattr(sklearn_n2s, name), "fit")}
     checked = {type(e).__name__ for e in ESTIMATORS}
     assert public <= checked, f"add {sorted(public - checked)} to ESTIMATORS"
+    own = {type(e).__name__ for _, e, _, _ in DENOISER_CASES}
+    assert public <= own, f"add {sorted(public - own)} to DENOISER_CASES"

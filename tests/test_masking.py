@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.base import BaseEstimator
 
 from sklearn_n2s import masking
+from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
 
 @pytest.mark.parametrize("spatial, stride", [((7,), 3), ((9, 10), 4), ((5, 6, 7), 2)])
@@ -102,8 +104,8 @@ def test_fill_rejects_bad_mask_and_fill(rng):
 @pytest.mark.parametrize("fill", masking.FILLS)
 def test_grid_masked_images_equal_fill_masked(fill, rng):
     X = rng.random((2, 10, 9))
-    for index, slices, masked in masking.iter_grid_masked(X, stride=3, fill=fill,
-                                                          random_state=0):
+    for index, _slices, masked in masking.iter_grid_masked(X, stride=3, fill=fill,
+                                                           random_state=0):
         mask = masking.grid_mask((10, 9), 3, index)
         if fill != "uniform":
             expected = masking.fill_masked(X, mask, fill)
@@ -124,11 +126,31 @@ def _box_blur(X):
 )
 def test_invariant_predict_is_j_invariant(i, j, delta, stride, fill):
     X = np.random.default_rng(5).random((1, 12, 13))
-    base, _ = masking.invariant_predict(_box_blur, X, stride=stride, fill=fill)
-    Y = X.copy()
-    Y[0, i, j] += delta
-    moved, _ = masking.invariant_predict(_box_blur, Y, stride=stride, fill=fill)
-    assert abs(moved[0, i, j] - base[0, i, j]) < 1e-10
+    check_j_invariance(_GridMasked(stride, fill), X, coordinates=[(0, i, j)], delta=delta,
+                       atol=1e-10)
+
+
+class _GridMasked(BaseEstimator):
+    """The box blur made J-invariant by :func:`masking.invariant_predict`."""
+
+    def __init__(self, stride=4, fill="interpolate"):
+        self.stride = stride
+        self.fill = fill
+
+    def fit(self, X, y=None):
+        return self
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    def invariant_transform(self, X):
+        return masking.invariant_predict(_box_blur, X, stride=self.stride, fill=self.fill)[0]
+
+
+@pytest.mark.parametrize("fill", ["interpolate", "median", "zero", "mean"])
+def test_invariant_predict_passes_the_estimator_checks_at_edges_and_corners(fill):
+    X = np.random.default_rng(6).random((2, 9, 10))
+    assert check_j_invariance(_GridMasked(3, fill), X) > 1e-3
 
 
 def test_invariant_predict_batched_equals_loop_and_covers(rng):

@@ -19,14 +19,22 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 
-from .. import DonutMedian, FullSplit, JInvariantGaussian, JInvariantWavelet
+from .. import (
+    DonutMedian,
+    FullSplit,
+    JInvariantGaussian,
+    JInvariantWavelet,
+    WaveletDecompositionCache,
+)
 from ..model_selection import calibrate, format_table
 
 #: (name, estimator, parameter, values) of each denoiser the demo calibrates.
 DENOISERS = (
     ("median", DonutMedian(), "radius", [1, 2, 3, 4, 5, 6]),
     ("gaussian", JInvariantGaussian(), "sigma", [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]),
-    ("wavelet", JInvariantWavelet(), "sigma", [0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2]),
+    # One decomposition cache (a shared handle: the clones of the sweep reuse it).
+    ("wavelet", JInvariantWavelet(memory=WaveletDecompositionCache(max_entries=1)), "sigma",
+     [0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2]),
 )
 
 

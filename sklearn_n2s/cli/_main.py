@@ -140,10 +140,18 @@ def make_estimator(method, *, channel_axis=None, output="shrink"):
             ) from None
         estimator = N2SNet()
     else:
-        from .. import DonutMedian, JInvariantGaussian, JInvariantWavelet
+        from .. import (
+            DonutMedian,
+            JInvariantGaussian,
+            JInvariantWavelet,
+            WaveletDecompositionCache,
+        )
 
+        # The wavelet gets its own cache: the clones of a calibration sweep share it
+        # and decompose the masked images once (freed with the estimator).
         estimator = {"median": DonutMedian, "gaussian": JInvariantGaussian,
-                     "wavelet": JInvariantWavelet}[method]()
+                     "wavelet": lambda: JInvariantWavelet(memory=WaveletDecompositionCache()),
+                     }[method]()
     settable = estimator.get_params()
     # A seeded net, so the same command gives the same result.
     wanted = {"channel_axis": channel_axis, "output": output, "random_state": 0}

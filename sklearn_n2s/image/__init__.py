@@ -8,7 +8,7 @@ three spatial axes, and a dask array as well (chunk by chunk, see
 from ._base import BaseImageDenoiser, JInvariantDenoiserMixin
 from ._gaussian import JInvariantGaussian
 from ._median import DonutMedian
-from ._wavelet import JInvariantWavelet
+from ._wavelet import JInvariantWavelet, WaveletDecompositionCache
 
 __all__ = [
     "BaseImageDenoiser",
@@ -16,4 +16,5 @@ __all__ = [
     "JInvariantDenoiserMixin",
     "JInvariantGaussian",
     "JInvariantWavelet",
+    "WaveletDecompositionCache",
 ]

@@ -12,19 +12,29 @@ intensity-valued parameters to the float units of integer input, see
 The base class adds validation, ``fit``, ``transform``, ``invariant_transform``,
 ``score`` and the self-supervised loss.
 
+Parameters are declared the scikit-learn way: each class's ``_parameter_constraints``
+(the shared ``channel_axis``, ``output`` and ``noise_variance`` come from
+:attr:`JInvariantDenoiserMixin._parameter_constraints`) is checked once per ``fit`` by
+:func:`sklearn.base._fit_context`, which raises
+:class:`~sklearn.utils._param_validation.InvalidParameterError` (a ``ValueError``).
+What constraints cannot express (one parameter against another, or against the data)
+a class checks in ``_check_params_against_data``, also once per ``fit``. ``transform``,
+``invariant_transform`` and ``score`` validate the data only, never the parameters,
+and never change the estimator.
 """
 
 import copy
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import OUTPUTS, SelfSupervisedScoreMixin, shrink_towards_data
 from ..utils._losses import RESIDUAL_LOSSES, get_loss
 from ..utils._noise import estimate_noise_variance
-from ..utils._validation import check_channel_axis, check_option, check_stack
+from ..utils._validation import check_stack
 
 
 def _is_dask_array(X):
@@ -33,22 +43,27 @@ def _is_dask_array(X):
 
 
 class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
-    """Validation, ``fit``, ``transform``, ``invariant_transform`` and ``score``."""
+    """Validation, ``fit``, ``transform``, ``invariant_transform`` and ``score``.
+
+    Subclasses merge :attr:`_parameter_constraints` (the parameters every image
+    denoiser has) into their own.
+    """
+
+    #: Constraints of the parameters every image denoiser shares.
+    _parameter_constraints: dict = {
+        "channel_axis": [None, Options(Integral, {-1})],
+        "output": [StrOptions(set(OUTPUTS))],
+        "noise_variance": [None, Interval(Real, 0, None, closed="left")],
+    }
 
     #: Smallest number of pixels along every spatial axis the filter accepts.
     def _min_spatial_size(self):
         return 1
 
     # ------------------------------------------------------------------ validation
-    def _check_params(self):
-        check_channel_axis(self.channel_axis)
-        check_option(self.output, "output", OUTPUTS)
-        nv = self.noise_variance
-        if nv is not None and (
-            isinstance(nv, bool) or not isinstance(nv, numbers.Real) or not nv >= 0
-            or not np.isfinite(nv)
-        ):
-            raise ValueError(f"noise_variance must be None or a number >= 0, got {nv!r}.")
+    def _check_params_against_data(self, n_spatial):
+        """Checks the constraints cannot express (run once per ``fit``, after the
+        data's number of spatial axes is known); none by default."""
 
     def _validate(self, X, *, reset):
         """The float stack and the intensity scale of its original dtype."""
@@ -56,6 +71,8 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
                                min_spatial_size=self._min_spatial_size(), return_scale=True)
         n_spatial = X.ndim - 1 - (self.channel_axis is not None)
         if reset:
+            # before any fitted attribute is set: a refused fit leaves no fitted state
+            self._check_params_against_data(n_spatial)
             self.n_spatial_dims_ = n_spatial
             self.n_features_in_ = int(np.prod(X.shape[1:]))
         elif n_spatial != self.n_spatial_dims_:
@@ -66,33 +83,42 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         return X, scale
 
     def _prepare(self, X):
-        """Check fitted and parameters; return the validated float stack and its scale."""
+        """Check fitted; return the validated float stack and its scale.
+
+        The parameters are not checked again: that happens once, in ``fit``.
+        """
         check_is_fitted(self)
-        self._check_params()
         return self._validate(X, reset=False)
 
     # -------------------------------------------------------------------- contract
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Validate the parameters and the data; nothing is learned by a fixed filter.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, *spatial[, n_channels])
+        X : array-like or dask array of shape (n_samples, *spatial[, n_channels])
+            One to three spatial axes, plus a trailing channel axis when
+            ``channel_axis=-1``. A dask array is checked without being loaded (its
+            dtype, number of axes and size).
         y : None
             Ignored: the self-supervised setting has no targets.
 
         Returns
         -------
         self : object
+            The fitted estimator.
         """
-        self._check_params()
         if _is_dask_array(X):
+            from ._blockwise import _check_dask_stack
+
             # Nothing is learned: check the shape and dtype without loading the array.
+            _check_dask_stack(X, self.channel_axis)
             self._validate(np.zeros((1,) + tuple(min(n, 8) for n in X.shape[1:]),
                                     dtype=X.dtype), reset=True)
             self.n_features_in_ = int(np.prod(X.shape[1:]))
-            return self
-        self._validate(X, reset=True)
+        else:
+            self._validate(X, reset=True)
         return self
 
     def transform(self, X):
@@ -104,11 +130,15 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, *spatial[, n_channels])
+        X : array-like or dask array of shape (n_samples, *spatial[, n_channels])
+            Images with as many spatial axes as the data seen in ``fit`` (any size).
 
         Returns
         -------
-        X_denoised : ndarray of the same shape, float32 for float32 input, else float64
+        X_denoised : ndarray or dask array of the same shape
+            float32 for float16/float32 input, else float64, in the input's float units
+            (integer images are scaled like :func:`skimage.util.img_as_float`). Lazy
+            for a dask array (see :mod:`sklearn_n2s.blockwise`).
         """
         if _is_dask_array(X):
             from ._blockwise import blockwise_transform
@@ -127,11 +157,13 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, *spatial[, n_channels])
+        X : array-like or dask array of shape (n_samples, *spatial[, n_channels])
+            Images with as many spatial axes as the data seen in ``fit``.
 
         Returns
         -------
-        X_invariant : ndarray of the same shape
+        X_invariant : ndarray or dask array of the same shape
+            float32 for float16/float32 input, else float64.
         """
         if _is_dask_array(X):
             from ._blockwise import blockwise_transform
@@ -141,7 +173,19 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         return self._invariant(X, scale)
 
     def shrinkage_weights(self, X):
-        """Per-sample weight ``lam`` that ``output='shrink'`` gives the invariant prediction."""
+        """Per-sample weight ``lam`` that ``output='shrink'`` gives the invariant prediction.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+            Images with as many spatial axes as the data seen in ``fit``.
+
+        Returns
+        -------
+        lam : ndarray of shape (n_samples,)
+            ``noise_variance / L`` per sample, in [0, 1], where ``L`` is the sample's
+            self-supervised loss (see :func:`sklearn_n2s.base.shrink_weights`).
+        """
         X, scale = self._prepare(X)
         invariant = self._invariant(X, scale)
         return shrink_towards_data(invariant, X, self._noise_variance(X, scale))[1]
@@ -151,6 +195,19 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
 
         For an estimator set to an approximate loss (a subset of cosets), only the
         coordinates those cosets predict are compared.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+            Images with as many spatial axes as the data seen in ``fit``.
+        loss : {'mse', 'mae'} or callable, default='mse'
+            Mean squared (the Noise2Self loss) or mean absolute error over all samples
+            and pixels, or a callable ``loss(prediction, X) -> float``.
+
+        Returns
+        -------
+        loss : float
+            The loss, in the squared float units of the input for ``'mse'``.
         """
         X, scale = self._prepare(X)
         if isinstance(loss, str) and loss in RESIDUAL_LOSSES:

@@ -69,9 +69,10 @@ pass by storing the invariant prediction and mixing in place.
 
 Calibration
 -----------
-:func:`sklearn_n2s.blockwise.calibrate_blockwise` runs a :class:`~sklearn.model_selection.GridSearchCV` on a
-stack of representative patches (:func:`representative_patches`), each one chunk plus
-the largest halo of the grid, then the best estimator is applied blockwise.
+:func:`sklearn_n2s.blockwise.calibrate_blockwise` runs a
+:class:`~sklearn.model_selection.GridSearchCV` on a stack of representative patches
+(:func:`representative_patches`), each one chunk plus the largest halo of the grid, then
+the best estimator is applied blockwise.
 
 Grid search on a dask cluster
 -----------------------------
@@ -97,7 +98,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..base import shrink_weights
 from ..utils._noise import estimate_noise_variance
-from ..utils._validation import MAX_SPATIAL_DIMS, check_channel_axis, intensity_scale, to_float
+from ..utils._validation import MAX_SPATIAL_DIMS, intensity_scale, to_float
 
 METHODS = ("transform", "invariant_transform")
 
@@ -177,7 +178,7 @@ def output_dtype(dtype):
 def _check_dask_stack(X, channel_axis, n_spatial_expected=None):
     """Validate what can be checked without computing: dtype, ndim, emptiness."""
     dtype = np.dtype(X.dtype)
-    if dtype == object or dtype.kind not in "biuf":
+    if dtype.kind not in "biuf":  # object, complex, strings
         raise TypeError(f"X has unsupported dtype {dtype}; expected a real numeric array.")
     n_spatial = X.ndim - 1 - (channel_axis is not None)
     if not 1 <= n_spatial <= MAX_SPATIAL_DIMS:
@@ -356,10 +357,13 @@ def mix_with_data(X, invariant, lam, dtype):
 
 # -------------------------------------------------------------------- entry points
 def prepare_blockwise(estimator, X):
-    """Validate, rechunk; return ``(X, depth, boundary, dtype)`` for the overlap."""
+    """Validate the data, rechunk; return ``(X, depth, boundary, dtype)`` for the overlap.
+
+    The estimator's parameters were validated by its ``fit``, as scikit-learn validates
+    them: once per fit, not per call.
+    """
     check_is_fitted(estimator)
-    estimator._check_params()
-    channel_axis = check_channel_axis(estimator.channel_axis)
+    channel_axis = estimator.channel_axis
     n_spatial = _check_dask_stack(X, channel_axis, getattr(estimator, "n_spatial_dims_", None))
     spatial_shape = X.shape[1:1 + n_spatial]
     halo, align = _halo_and_alignment(estimator, spatial_shape)

@@ -2,11 +2,13 @@
 
 import functools
 import numbers
+from numbers import Real
 
 import numpy as np
 from scipy import ndimage as ndi
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..utils._validation import check_option, check_positive, spatial_axes
+from ..utils._validation import spatial_axes
 from ._base import BaseImageDenoiser
 
 MODES = ("reflect", "nearest", "mirror", "wrap", "constant")
@@ -64,20 +66,46 @@ class JInvariantGaussian(BaseImageDenoiser):
     Attributes
     ----------
     n_spatial_dims_ : int
-        Number of spatial axes seen in ``fit``.
+        Number of spatial axes of the data seen in ``fit`` (1 to 3); later data must
+        have as many, of any size.
     n_features_in_ : int
-        Number of values per sample seen in ``fit``.
+        Number of values per sample of the data seen in ``fit`` (pixels times
+        channels).
+
+    See Also
+    --------
+    DonutMedian : a non-linear filter, J-invariant in closed form.
+    JInvariantWavelet : wavelet shrinkage made J-invariant by masking.
+
+    References
+    ----------
+    .. [1] J. Batson and L. Royer, "Noise2Self: Blind Denoising by Self-Supervision",
+       ICML 2019, arXiv:1901.11365.
 
     Examples
     --------
+    A constant image is its own J-invariant prediction (every neighbour has the same
+    value); on pure noise (the clean image is 0) the self-supervised loss is the error
+    of the prediction plus the noise variance, 1, and a wide kernel predicts 0 well:
+
     >>> import numpy as np
     >>> from sklearn_n2s import JInvariantGaussian
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(2, 16, 16))
-    >>> est = JInvariantGaussian(sigma=2.0).fit(X)
-    >>> est.invariant_transform(X).shape
-    (2, 16, 16)
+    >>> flat = np.full((1, 16, 16), 0.5)
+    >>> est = JInvariantGaussian(sigma=2.0).fit(flat)
+    >>> bool(np.allclose(est.invariant_transform(flat), 0.5))
+    True
+    >>> noise = np.random.default_rng(0).normal(size=(4, 64, 64))
+    >>> est = JInvariantGaussian(sigma=2.0).fit(noise)
+    >>> round(float(est.self_supervised_loss(noise)), 1)
+    1.0
     """
+
+    _parameter_constraints: dict = {
+        **BaseImageDenoiser._parameter_constraints,
+        "sigma": [Interval(Real, 0, None, closed="neither"), "array-like"],
+        "truncate": [Interval(Real, 0, None, closed="neither")],
+        "mode": [StrOptions(set(MODES))],
+    }
 
     def __init__(self, sigma=1.0, *, truncate=4.0, mode="nearest", channel_axis=None,
                  output="shrink", noise_variance=None):
@@ -105,24 +133,28 @@ class JInvariantGaussian(BaseImageDenoiser):
         # A wrapped image borrows its border halo from the opposite side.
         return "periodic" if self.mode == "wrap" else "none"
 
-    def _check_params(self):
-        super()._check_params()
-        check_option(self.mode, "mode", MODES)
-        check_positive(self.truncate, "truncate")
-        sigmas = self.sigma if np.iterable(self.sigma) else [self.sigma]
-        for s in sigmas:
-            check_positive(s, "sigma")
+    def _check_params_against_data(self, n_spatial):
+        # A sequence of sigmas: the constraints check its type, not its values.
+        if isinstance(self.sigma, numbers.Real):
+            return
+        sigmas = np.asarray(self.sigma)
+        if sigmas.ndim != 1 or sigmas.dtype.kind not in "iuf" or not (
+            np.all(np.isfinite(sigmas)) and np.all(sigmas > 0)
+        ):
+            raise ValueError(
+                "sigma must be a number > 0 or a sequence of them, one per spatial axis; "
+                f"got {self.sigma!r}."
+            )
+        if len(sigmas) != n_spatial:
+            raise ValueError(
+                f"sigma has {len(sigmas)} values but X has {n_spatial} spatial axes."
+            )
 
     def _sigmas(self, X):
         axes = spatial_axes(X.ndim, self.channel_axis)
         if isinstance(self.sigma, numbers.Real):
             return axes, [float(self.sigma)] * len(axes)
-        sigmas = [float(s) for s in self.sigma]
-        if len(sigmas) != len(axes):
-            raise ValueError(
-                f"sigma has {len(sigmas)} values but X has {len(axes)} spatial axes."
-            )
-        return axes, sigmas
+        return axes, [float(s) for s in self.sigma]
 
     def _denoise(self, X, scale=1.0):
         axes, sigmas = self._sigmas(X)

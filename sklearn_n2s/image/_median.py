@@ -1,14 +1,16 @@
 """Donut median: the median of a pixel's neighbourhood without the pixel itself."""
 
 from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral
 
 import numpy as np
 from joblib import effective_n_jobs
 from scipy import ndimage as ndi
 from skimage.filters import rank
 from skimage.morphology import ball, disk
+from sklearn.utils._param_validation import Interval
 
-from ..utils._validation import check_positive, spatial_axes
+from ..utils._validation import spatial_axes
 from ._base import BaseImageDenoiser
 
 # Images with at most this many distinct values go through scikit-image's histogram
@@ -160,14 +162,22 @@ class DonutMedian(BaseImageDenoiser):
     Attributes
     ----------
     n_spatial_dims_ : int
-        Number of spatial axes seen in ``fit``.
+        Number of spatial axes of the data seen in ``fit`` (1 to 3); later data must
+        have as many, of any size.
     n_features_in_ : int
-        Number of values per sample seen in ``fit``.
+        Number of values per sample of the data seen in ``fit`` (pixels times
+        channels).
 
     See Also
     --------
     JInvariantGaussian : a linear filter, J-invariant in closed form.
     sklearn_n2s.SelfSupervisedScorer : scores the J-invariant prediction.
+
+    References
+    ----------
+    .. [1] J. Batson and L. Royer, "Noise2Self: Blind Denoising by Self-Supervision",
+       ICML 2019, arXiv:1901.11365. The centre-less median is their example of a
+       classical filter made J-invariant and calibrated without clean data.
 
     Examples
     --------
@@ -182,6 +192,12 @@ class DonutMedian(BaseImageDenoiser):
     True
     """
 
+    _parameter_constraints: dict = {
+        **BaseImageDenoiser._parameter_constraints,
+        "radius": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [None, Integral],
+    }
+
     def __init__(self, radius=3, *, channel_axis=None, output="shrink", noise_variance=None,
                  n_jobs=None):
         self.radius = radius
@@ -192,10 +208,6 @@ class DonutMedian(BaseImageDenoiser):
 
     def _blockwise_halo(self, spatial_shape):
         return (int(self.radius),) * len(spatial_shape), (1,) * len(spatial_shape)
-
-    def _check_params(self):
-        super()._check_params()
-        check_positive(self.radius, "radius", integer=True)
 
     def _footprint(self, X, centre):
         n_spatial = X.ndim - 1 - (self.channel_axis is not None)

@@ -4,10 +4,12 @@ import hashlib
 import threading
 import warnings
 from collections import OrderedDict
+from numbers import Integral, Real
 
 import numpy as np
 import pywt
 from skimage.restoration import denoise_wavelet
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..masking import (
     FILLS,
@@ -18,7 +20,7 @@ from ..masking import (
     select_cosets,
 )
 from ..utils._noise import MAD_TO_SIGMA
-from ..utils._validation import check_option, check_positive, spatial_axes
+from ..utils._validation import spatial_axes
 from ._base import BaseImageDenoiser
 
 METHODS = ("BayesShrink", "VisuShrink")
@@ -174,48 +176,153 @@ def subband_mean_squares(details, n_spatial):
             for level in details]
 
 
-class _DecompositionCache:
-    """Wavelet decompositions of masked images, reused across a parameter sweep.
+class WaveletDecompositionCache:
+    """Wavelet decompositions of masked images, shared by the estimators that hold it.
 
-    The masked images, hence their decompositions, depend on the data, the grid and the
-    fill but not on ``sigma``/``method``/``mode``, so a ``GridSearchCV`` over those pays
-    for masking and decomposition once. Entries are keyed by a digest of the data; the
-    cache keeps the most recent entries within a memory budget.
+    Pass one to :class:`JInvariantWavelet` as ``memory=`` (as a
+    :class:`~sklearn.pipeline.Pipeline` takes ``memory=``). The masked images, hence
+    their decompositions, depend on the data, the grid (``stride``), the ``fill``,
+    ``channel_axis``, the ``wavelet`` and the depth, but not on ``sigma``, ``method``
+    or ``mode``: a :class:`~sklearn.model_selection.GridSearchCV` over those, with one
+    cache, masks and decomposes the data once and reuses it for every other candidate.
+    Entries are keyed by a digest of the data and those parameters, so different data
+    never reuse each other's decomposition; the least recently used entries are dropped
+    beyond ``max_entries`` or ``max_bytes``.
+
+    The cache is a *shared handle*, the way :class:`joblib.Memory` names one location:
+    :func:`sklearn.base.clone` and :func:`copy.deepcopy` of an estimator holding it
+    return estimators holding this very object (so the clones of a search share it),
+    and it is safe to use from several threads (joblib's threading backend, dask's
+    threaded scheduler). Pickling it (process-based parallelism) gives a new, empty
+    cache with the same limits.
+
+    Parameters
+    ----------
+    max_entries : int, default=2
+        Most decompositions kept (one per dataset and grid setting).
+    max_bytes : int, default=536870912
+        Most bytes of coefficients kept in all (512 MiB); a decomposition larger than
+        this is not kept.
+
+    Attributes
+    ----------
+    hits : int
+        Lookups answered from the cache.
+    misses : int
+        Lookups that had to mask and decompose.
+
+    See Also
+    --------
+    JInvariantWavelet : the estimator that uses it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.base import clone
+    >>> from sklearn_n2s import JInvariantWavelet, WaveletDecompositionCache
+    >>> X = np.random.default_rng(0).normal(size=(1, 32, 32))
+    >>> cache = WaveletDecompositionCache()
+    >>> est = JInvariantWavelet(sigma=0.5, memory=cache).fit(X)
+    >>> clone(est).memory is cache
+    True
+    >>> for sigma in (0.5, 1.0, 2.0):
+    ...     _ = clone(est).set_params(sigma=sigma).fit(X).score(X)
+    >>> cache.misses, cache.hits
+    (1, 2)
     """
 
     def __init__(self, max_entries=2, max_bytes=512 * 2**20):
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self._entries = OrderedDict()
-        # dask's threaded scheduler and joblib threads share this module-level cache.
+        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}.")
+        self.max_entries = int(max_entries)
+        self.max_bytes = int(max_bytes)
+        self._init_state()
+
+    def _init_state(self):
+        self._entries = OrderedDict()  # key -> (value, nbytes)
+        self._nbytes = 0
+        self.hits = 0
+        self.misses = 0
         self._lock = threading.Lock()
 
-    @staticmethod
-    def key(X, *params):
-        digest = hashlib.blake2b(np.ascontiguousarray(X).view(np.uint8), digest_size=16)
-        return (digest.hexdigest(), X.shape, X.dtype.str) + params
+    # A shared handle: clones and deep copies of an estimator share the one cache.
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __getstate__(self):
+        return {"max_entries": self.max_entries, "max_bytes": self.max_bytes}
+
+    def __setstate__(self, state):
+        self.max_entries = state["max_entries"]
+        self.max_bytes = state["max_bytes"]
+        self._init_state()
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(max_entries={self.max_entries}, "
+                f"max_bytes={self.max_bytes})")
+
+    def __len__(self):
+        with self._lock:
+            return len(self._entries)
+
+    @property
+    def nbytes(self):
+        """Bytes of coefficients held now."""
+        with self._lock:
+            return self._nbytes
 
     def get(self, key):
+        """The entry stored under ``key``, or None (counted as a hit or a miss)."""
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
-                return self._entries[key]
+                self.hits += 1
+                return self._entries[key][0]
+            self.misses += 1
             return None
 
     def put(self, key, value, nbytes):
-        if nbytes > self.max_bytes:
+        """Store ``value`` (``nbytes`` large), dropping the least recently used entries."""
+        if nbytes > self.max_bytes or self.max_entries == 0:
             return
         with self._lock:
-            self._entries[key] = value
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            if key in self._entries:
+                self._nbytes -= self._entries.pop(key)[1]
+            self._entries[key] = (value, nbytes)
+            self._nbytes += nbytes
+            while len(self._entries) > self.max_entries or self._nbytes > self.max_bytes:
+                self._nbytes -= self._entries.popitem(last=False)[1][1]
 
     def clear(self):
+        """Drop every entry and reset the counters."""
         with self._lock:
             self._entries.clear()
+            self._nbytes = 0
+            self.hits = 0
+            self.misses = 0
 
 
-DECOMPOSITIONS = _DecompositionCache()
+def _data_key(X):
+    """Digest, shape and dtype of an array: equal only for equal data."""
+    digest = hashlib.blake2b(np.ascontiguousarray(X).view(np.uint8), digest_size=16)
+    return (digest.hexdigest(), X.shape, X.dtype.str)
+
+
+def _read_only(coeffs):
+    """Mark the coefficient arrays of a decomposition read-only (they are shared)."""
+    coeffs[0].flags.writeable = False
+    for level in coeffs[1:]:
+        for d in level.values():
+            d.flags.writeable = False
+    return coeffs
+
+
+def _coeffs_nbytes(coeffs):
+    return coeffs[0].nbytes + sum(d.nbytes for level in coeffs[1:] for d in level.values())
 
 
 class JInvariantWavelet(BaseImageDenoiser):
@@ -226,8 +333,9 @@ class JInvariantWavelet(BaseImageDenoiser):
     ``stride`` along every spatial axis splits the pixels into ``stride**ndim`` cosets;
     each coset is replaced by its neighbours' interpolation (``fill``), the image is
     denoised, and the coset's pixels are kept. All cosets of all images go through one
-    batched decomposition, cached across a sweep over ``sigma``, ``method`` and ``mode``
-    (the masked images do not depend on them).
+    batched decomposition. The masked images do not depend on ``sigma``, ``method`` or
+    ``mode``: with a :class:`WaveletDecompositionCache` as ``memory``, a sweep over
+    those decomposes the data once.
 
     Parameters
     ----------
@@ -255,33 +363,59 @@ class JInvariantWavelet(BaseImageDenoiser):
         int for that many (an approximate loss, faster). :meth:`invariant_transform`
         always predicts every pixel.
     channel_axis : None or -1, default=None
+        -1 when X has a trailing channel axis.
     output : {'shrink', 'ordinary', 'invariant'}, default='shrink'
         What :meth:`transform` returns, see :mod:`sklearn_n2s.base`.
     noise_variance : float or None, default=None
-        Noise variance in the units of the input, for ``output='shrink'``.
+        Noise variance in the units of the input, for ``output='shrink'``; estimated
+        per image when None.
+    memory : WaveletDecompositionCache or None, default=None
+        Where the decompositions of the masked images are kept between calls. None
+        keeps nothing: every call masks and decomposes again, and no state outlives
+        the call. A cache is shared, not copied, by :func:`~sklearn.base.clone`, so
+        the clones a :class:`~sklearn.model_selection.GridSearchCV` makes reuse one
+        another's decompositions.
 
     Attributes
     ----------
     n_spatial_dims_ : int
-        Number of spatial axes seen in ``fit``.
+        Number of spatial axes of the data seen in ``fit`` (1 to 3); later data must
+        have as many, of any size.
     n_features_in_ : int
-        Number of values per sample seen in ``fit``.
+        Number of values per sample of the data seen in ``fit`` (pixels times
+        channels).
+
+    See Also
+    --------
+    WaveletDecompositionCache : the ``memory`` a parameter sweep shares.
+    skimage.restoration.calibrate_denoiser : scikit-image's masking calibration.
+
+    References
+    ----------
+    .. [1] J. Batson and L. Royer, "Noise2Self: Blind Denoising by Self-Supervision",
+       ICML 2019, arXiv:1901.11365.
 
     Examples
     --------
+    The self-supervised loss of pure noise (clean image 0, variance 1) is at least the
+    noise variance, whatever ``sigma``; the search picks the strongest thresholds:
+
     >>> import numpy as np
-    >>> from sklearn_n2s import JInvariantWavelet
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(1, 32, 32))
-    >>> est = JInvariantWavelet(sigma=0.5).fit(X)
-    >>> est.invariant_transform(X).shape
-    (1, 32, 32)
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sklearn_n2s import FullSplit, JInvariantWavelet, WaveletDecompositionCache
+    >>> X = np.random.default_rng(0).normal(size=(1, 64, 64))
+    >>> search = GridSearchCV(JInvariantWavelet(memory=WaveletDecompositionCache()),
+    ...                       {"sigma": [0.25, 1.0, 4.0]}, cv=FullSplit()).fit(X)
+    >>> search.best_params_
+    {'sigma': 4.0}
+    >>> bool(-search.best_score_ >= 1.0)
+    True
     """
 
     def __init__(self, sigma=None, *, wavelet="db1", mode="soft", method="BayesShrink",
                  wavelet_levels=None, convert2ycbcr=False, rescale_sigma=True, stride=4,
                  fill="interpolate", cosets=None, channel_axis=None, output="shrink",
-                 noise_variance=None):
+                 noise_variance=None, memory=None):
         self.sigma = sigma
         self.wavelet = wavelet
         self.mode = mode
@@ -295,26 +429,27 @@ class JInvariantWavelet(BaseImageDenoiser):
         self.channel_axis = channel_axis
         self.output = output
         self.noise_variance = noise_variance
+        self.memory = memory
 
     # ------------------------------------------------------------------ parameters
-    def _check_params(self):
-        super()._check_params()
-        if self.sigma is not None:
-            check_positive(self.sigma, "sigma")
-        if self.wavelet not in pywt.wavelist(kind="discrete"):
-            raise ValueError(f"wavelet must be a discrete PyWavelets wavelet, got {self.wavelet!r}.")
-        check_option(self.mode, "mode", ("soft", "hard"))
-        check_option(self.method, "method", METHODS)
-        if self.wavelet_levels is not None:
-            check_positive(self.wavelet_levels, "wavelet_levels", integer=True)
+    _parameter_constraints: dict = {
+        **BaseImageDenoiser._parameter_constraints,
+        "sigma": [None, Interval(Real, 0, None, closed="neither")],
+        "wavelet": [StrOptions(set(pywt.wavelist(kind="discrete")))],
+        "mode": [StrOptions({"soft", "hard"})],
+        "method": [StrOptions(set(METHODS))],
+        "wavelet_levels": [None, Interval(Integral, 1, None, closed="left")],
+        "convert2ycbcr": ["boolean"],
+        "rescale_sigma": ["boolean"],
+        "stride": [Interval(Integral, 2, None, closed="left")],
+        "fill": [StrOptions(set(FILLS))],
+        "cosets": [None, Interval(Integral, 1, None, closed="left")],
+        "memory": [None, WaveletDecompositionCache],
+    }
+
+    def _check_params_against_data(self, n_spatial):
         if self.convert2ycbcr and self.channel_axis is None:
             raise ValueError("convert2ycbcr=True requires channel_axis=-1.")
-        check_positive(self.stride, "stride", integer=True)
-        if self.stride < 2:
-            raise ValueError(f"stride must be >= 2, got {self.stride}.")
-        check_option(self.fill, "fill", FILLS)
-        if self.cosets is not None:
-            check_positive(self.cosets, "cosets", integer=True)
 
     def _blockwise_halo(self, spatial_shape):
         levels = wavelet_levels_for(spatial_shape, self.wavelet, self.wavelet_levels)
@@ -404,21 +539,30 @@ class JInvariantWavelet(BaseImageDenoiser):
         return prediction, (None if covered.all() else covered)
 
     def _masked_decomposition(self, X, chosen, levels, n_spatial):
-        """Decompositions of every masked image, from the cache when X was seen before."""
-        key = DECOMPOSITIONS.key(X, self.stride, self.fill, self.channel_axis,
-                                 tuple(chosen), self.wavelet, levels)
-        entry = DECOMPOSITIONS.get(key)
+        """Decompositions of every masked image, from ``memory`` when X was seen before."""
+        memory = self.memory
+        if memory is None:
+            return self._decompose_masked(X, chosen, levels, n_spatial)
+        key = _data_key(X) + (self.stride, self.fill, self.channel_axis, tuple(chosen),
+                              self.wavelet, levels)
+        entry = memory.get(key)
         if entry is None:
-            slices, masked = [], []
-            for _, sl, Xm in iter_grid_masked(X, stride=self.stride, fill=self.fill,
-                                              channel_axis=self.channel_axis,
-                                              cosets=chosen, random_state=0):
-                slices.append(sl)
-                masked.append(_channels_first(Xm, self.channel_axis))
-            coeffs = decompose(np.stack(masked), self.wavelet, levels, n_spatial)
-            entry = (slices, coeffs, subband_mean_squares(coeffs[1:], n_spatial))
-            DECOMPOSITIONS.put(key, entry, nbytes=2 * len(masked) * X.nbytes)
+            entry = self._decompose_masked(X, chosen, levels, n_spatial)
+            _read_only(entry[1])
+            memory.put(key, entry, nbytes=_coeffs_nbytes(entry[1]))
         return entry
+
+    def _decompose_masked(self, X, chosen, levels, n_spatial):
+        """``(slices, coeffs, dvars)``: every masked image of the chosen cosets, decomposed
+        as one batch, and the mean square of every detail subband."""
+        slices, masked = [], []
+        for _, sl, Xm in iter_grid_masked(X, stride=self.stride, fill=self.fill,
+                                          channel_axis=self.channel_axis,
+                                          cosets=chosen, random_state=0):
+            slices.append(sl)
+            masked.append(_channels_first(Xm, self.channel_axis))
+        coeffs = decompose(np.stack(masked), self.wavelet, levels, n_spatial)
+        return slices, coeffs, subband_mean_squares(coeffs[1:], n_spatial)
 
 
 def _channels_first(X, channel_axis):

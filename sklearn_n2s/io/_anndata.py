@@ -38,6 +38,23 @@ def get_counts(adata, layer=None):
     With ``layer=None``, ``layers['counts']`` if present, else ``X``. The matrix is
     returned as stored (not copied): do not modify it.
 
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The annotated data matrix (cells in rows, genes in columns).
+    layer : str or None, default=None
+        A key of ``adata.layers``, ``'X'`` for ``adata.X``, or None (see above).
+
+    Returns
+    -------
+    counts : ndarray or sparse matrix of shape (n_obs, n_vars)
+        The stored matrix itself.
+
+    Raises
+    ------
+    ValueError
+        When ``layer`` is not a layer of ``adata``.
+
     Examples
     --------
     >>> import numpy as np, anndata
@@ -66,6 +83,7 @@ def denoise_anndata(adata, estimator, *, layer=None, key_added="denoised", fit=T
     Parameters
     ----------
     adata : anndata.AnnData
+        The annotated data matrix whose counts are denoised.
     estimator : estimator
         A table denoiser (or a fitted one with ``fit=False``), e.g. a
         :class:`~sklearn_n2s.table.LowRankDenoiser` or the ``best_estimator_`` of a
@@ -76,12 +94,14 @@ def denoise_anndata(adata, estimator, *, layer=None, key_added="denoised", fit=T
         Layer that receives the denoised matrix; ``adata.uns[key_added]`` records the
         estimator and the source layer.
     fit : bool, default=True
+        Fit a clone of ``estimator`` on the counts; False uses ``estimator`` as fitted.
     copy : bool, default=False
         Work on a copy and return it; otherwise modify ``adata`` and return None.
 
     Returns
     -------
     adata : anndata.AnnData or None
+        The denoised copy with ``copy=True``, else None (``adata`` is modified).
 
     Examples
     --------
@@ -116,6 +136,27 @@ def counts_from_log_normalized(adata, *, use_raw=True, size_key="n_counts", scal
     ``adata.obs[size_key]`` (scanpy's bundled ``pbmc68k_reduced()``: ``.raw.X``, totals
     in ``obs['n_counts']``, scale 1e4). Returns a dense float64 array; the rounding
     error is reported if it is large (then the data were not stored that way).
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Holds the log-normalised values and the per-cell totals.
+    use_raw : bool, default=True
+        Read ``adata.raw.X`` (where scanpy keeps all genes); False reads ``adata.X``.
+    size_key : str, default='n_counts'
+        Column of ``adata.obs`` with each cell's total counts.
+    scale : float, default=1e4
+        The ``target_sum`` the data were normalised to.
+
+    Returns
+    -------
+    counts : ndarray of shape (n_obs, n_vars)
+        Integer-valued float64 counts.
+
+    Raises
+    ------
+    ValueError
+        When a recovered value is more than 0.25 from an integer.
 
     Examples
     --------

@@ -83,7 +83,18 @@ class ImageFileError(ValueError):
 
 # ----------------------------------------------------------------------------- formats
 def file_format(path):
-    """Lower-case suffix of ``path`` if it is supported, else an :class:`ImageFileError`."""
+    """Lower-case suffix of ``path`` if it is supported, else an :class:`ImageFileError`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file (or ``.zarr`` directory) name; a trailing slash is ignored.
+
+    Returns
+    -------
+    suffix : str
+        One of :data:`SUPPORTED_SUFFIXES`, e.g. ``'.tif'``.
+    """
     suffix = Path(str(path).rstrip("/\\")).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         shown = suffix or "(no extension)"
@@ -95,7 +106,19 @@ def file_format(path):
 
 
 def optional_module(name, purpose):
-    """Import ``sklearn_n2s.<name>``, or raise a one-line :class:`MissingFeatureError`."""
+    """Import ``sklearn_n2s.<name>``, or raise a one-line :class:`MissingFeatureError`.
+
+    Parameters
+    ----------
+    name : str
+        Module path below ``sklearn_n2s``, e.g. ``'blockwise'`` or ``'io._zarr'``.
+    purpose : str
+        What the module is needed for, shown in the error.
+
+    Returns
+    -------
+    module : module
+    """
     try:
         return importlib.import_module(f"sklearn_n2s.{name}")
     except ImportError as exc:
@@ -121,6 +144,7 @@ def read_image(path, *, channel_axis=None):
     Parameters
     ----------
     path : str or Path
+        The image file.
     channel_axis : None or -1, default=None
         -1 declares a trailing channel axis. PNG/JPEG colour images and RGB TIFFs are
         detected without it.
@@ -186,7 +210,9 @@ def as_stack(array, *, channel_axis=None, volume=False):
     Parameters
     ----------
     array : ndarray
+        What the file holds.
     channel_axis : None or -1
+        -1 when the last axis holds channels.
     volume : bool, default=False
         Treat three spatial axes as one 3-D volume (or four as a stack of volumes)
         rather than a stack of 2-D images.
@@ -219,14 +245,42 @@ def as_stack(array, *, channel_axis=None, volume=False):
 
 
 def split_alpha(array, channel_axis):
-    """Separate an alpha channel (RGBA, grey+alpha) that must not be denoised."""
+    """Separate an alpha channel (RGBA, grey+alpha) that must not be denoised.
+
+    Parameters
+    ----------
+    array : ndarray
+        An image or stack, channels last when ``channel_axis`` is -1.
+    channel_axis : None or -1
+        None: no channels, nothing is split.
+
+    Returns
+    -------
+    colour : ndarray
+        ``array`` without its last channel when it has 2 or 4 channels, else ``array``.
+    alpha : ndarray or None
+        The last channel (kept as an axis of length 1), or None.
+    """
     if channel_axis is None or array.shape[-1] not in (2, 4):
         return array, None
     return array[..., :-1], array[..., -1:]
 
 
 def join_alpha(array, alpha):
-    """Put back the alpha channel removed by :func:`split_alpha`."""
+    """Put back the alpha channel removed by :func:`split_alpha`.
+
+    Parameters
+    ----------
+    array : ndarray
+        The (denoised) colour channels, channels last.
+    alpha : ndarray or None
+        What :func:`split_alpha` returned; None returns ``array`` unchanged.
+
+    Returns
+    -------
+    joined : ndarray
+        ``array`` with ``alpha`` (cast to ``array``'s dtype) as its last channel.
+    """
     if alpha is None:
         return array
     return np.concatenate([array, alpha.astype(array.dtype)], axis=-1)
@@ -244,6 +298,17 @@ def restore_dtype(values, dtype):
 
     See the module notes for the policy: integers are the exact inverse of
     ``img_as_float``, rounded and clipped; floats stay float, unclipped.
+
+    Parameters
+    ----------
+    values : array-like
+        Denoised values in the estimators' float units.
+    dtype : dtype
+        The input file's dtype.
+
+    Returns
+    -------
+    restored : ndarray of ``dtype`` (float32 for float16, bool thresholded at 0.5)
     """
     dtype = np.dtype(dtype)
     values = np.asarray(values)
@@ -280,6 +345,20 @@ def write_image(path, array, *, channel_axis=None):
 
     The format follows the suffix. A PNG/JPEG holds one 2-D image (grey or colour);
     stacks and volumes need TIFF or ``.npy``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write; its directory must exist.
+    array : array-like
+        The data, in the dtype to store (see :func:`restore_dtype`).
+    channel_axis : None or -1, default=None
+        -1 when the last axis holds colour channels (RGB, RGBA).
+
+    Returns
+    -------
+    path : Path
+        The file written.
     """
     path = Path(path)
     suffix = file_format(path)
@@ -324,12 +403,32 @@ def _write_raster(path, array, channel_axis, suffix):
 
 
 def is_chunked_path(path):
-    """True for a ``.zarr`` store (a directory, possibly with a trailing slash)."""
+    """True for a ``.zarr`` store (a directory, possibly with a trailing slash).
+
+    Parameters
+    ----------
+    path : str or Path
+        A file or directory name.
+
+    Returns
+    -------
+    is_chunked : bool
+    """
     return Path(os.fspath(path).rstrip("/\\")).suffix.lower() in CHUNKED_SUFFIXES
 
 
 def is_table_path(path):
-    """True for an AnnData ``.h5ad`` file."""
+    """True for an AnnData ``.h5ad`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file name.
+
+    Returns
+    -------
+    is_table : bool
+    """
     return Path(os.fspath(path)).suffix.lower() in TABLE_SUFFIXES
 
 
@@ -350,7 +449,23 @@ def denoise_zarr_store(src, dst, estimator, param_grid=None):
     """``.zarr`` in, ``.zarr`` out, through :mod:`sklearn_n2s.io` (and blockwise).
 
     With ``param_grid``, the estimator is first calibrated on the whole array with
-    :func:`sklearn_n2s.blockwise.calibrate_blockwise`. Returns the parameters used.
+    :func:`sklearn_n2s.blockwise.calibrate_blockwise`.
+
+    Parameters
+    ----------
+    src : str or Path
+        The input ``.zarr`` store.
+    dst : str or Path
+        The output ``.zarr`` store.
+    estimator : estimator
+        An image denoiser; its parameters are set to the calibrated ones.
+    param_grid : dict or None, default=None
+        Candidate parameters; None denoises with the estimator as it is.
+
+    Returns
+    -------
+    params : dict
+        The parameters chosen by the calibration (empty without ``param_grid``).
     """
     if not Path(src).exists():
         raise FileNotFoundError(f"no such zarr store: {src}")
@@ -367,7 +482,17 @@ def denoise_zarr_store(src, dst, estimator, param_grid=None):
 
 
 def read_h5ad(path):
-    """Read an AnnData ``.h5ad`` file (needs the ``single-cell`` extra)."""
+    """Read an AnnData ``.h5ad`` file (needs the ``single-cell`` extra).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.h5ad`` file.
+
+    Returns
+    -------
+    adata : anndata.AnnData
+    """
     anndata = _require("anndata", "single-cell")
     path = Path(path)
     if not path.exists():
@@ -379,7 +504,20 @@ def read_h5ad(path):
 
 
 def write_h5ad(adata, path):
-    """Write an AnnData object to ``path`` (an ``.h5ad`` file)."""
+    """Write an AnnData object to ``path`` (an ``.h5ad`` file).
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The object to write.
+    path : str or Path
+        The file to write; its directory must exist.
+
+    Returns
+    -------
+    path : Path
+        The file written.
+    """
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"no such directory: {path.parent}")

@@ -114,9 +114,22 @@ def write_denoised(X, dst, estimator, *, overwrite=False):
     generated one, an HDF5 dataset). Its chunks become the zarr chunks of ``dst``, so they
     must be regular (all equal but the last along each axis).
 
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, *spatial[, n_channels])
+        The image stack.
+    dst : str, Path or zarr store
+        Where the denoised array is written.
+    estimator : estimator
+        An image denoiser, used as set; if not fitted, it is fitted on the first chunk
+        (the classical filters learn nothing from the data).
+    overwrite : bool, default=False
+        Replace an existing ``dst``.
+
     Returns
     -------
     out : zarr.Array
+        The denoised array, stored in ``dst``.
     """
     estimator = _fitted(estimator, X)
     X_planned, depth, boundary, dtype = prepare_blockwise(estimator, X)

@@ -21,10 +21,15 @@ def calibrate(estimator, grid, X, *, cv, quiet=False, desc="calibrating"):
     Parameters
     ----------
     estimator : J-invariant estimator
+        Cloned for every candidate; scored with
+        :class:`~sklearn_n2s.SelfSupervisedScorer`.
     grid : dict
         Parameter grid; an empty dict scores the estimator as it is.
     X : array-like
+        The noisy data (an image stack or a table).
     cv : cross-validation generator
+        A splitter with ``get_n_splits``, e.g. :class:`~sklearn_n2s.FullSplit` for
+        filters that learn nothing, or ``KFold``.
     quiet : bool, default=False
         No progress bar (one is drawn only on a terminal anyway).
     desc : str, default='calibrating'
@@ -75,12 +80,16 @@ def calibrate_rank_path(grid, X, *, cv, quiet=False):
     grid : dict
         ``{"n_components": [ranks]}``; any other key is a ValueError.
     X : array-like or sparse matrix of shape (n_samples, n_features)
+        The table (counts or normalised values).
     cv : int or cross-validation generator
+        Folds of rows, as :class:`~sklearn_n2s.LowRankDenoiserCV` takes them.
     quiet : bool, default=False
+        No progress bar.
 
     Returns
     -------
     search : RankPathSearch
+        The fitted path, with the attributes of a fitted ``GridSearchCV``.
     """
     unknown = set(grid) - {"n_components"}
     if unknown:
@@ -99,6 +108,7 @@ def results_rows(search):
     Parameters
     ----------
     search : fitted GridSearchCV or RankPathSearch
+        Scored with minus the self-supervised loss.
 
     Returns
     -------
@@ -119,13 +129,16 @@ def format_table(headers, rows, chosen=None):
     Parameters
     ----------
     headers : list of str
+        Column titles.
     rows : list of sequence
         One sequence of cells per row, as many as ``headers``.
     chosen : int or None, default=None
+        Index of the row to mark; None marks none.
 
     Returns
     -------
     table : str
+        Right-aligned columns, one line per row, the header first.
     """
     cells = [[str(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]

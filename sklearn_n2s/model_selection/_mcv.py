@@ -9,20 +9,23 @@ Batson, J., Royer, L. & Webber, J. (2019). Molecular cross-validation for single
 RNA-seq. bioRxiv 786269.
 """
 
+from numbers import Integral
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 
 from ..table._column_masking import elementwise_loss
 from ..table._mcv import (
+    FRACTION_CONSTRAINT,
     MCV_LOSSES,
-    _check_fraction,
+    SAMPLE_RATIO_CONSTRAINT,
     convert_sqrt_expectation,
     molecular_split,
     overlap_correction,
 )
 from ..utils._table_validation import to_dense
-from ..utils._validation import check_option
 
 
 class MolecularCrossValidationScorer:
@@ -53,6 +56,17 @@ class MolecularCrossValidationScorer:
     random_state : int, default=0
         Seed of the split (an int, so every candidate sees the same split).
 
+    See Also
+    --------
+    sklearn_n2s.table.molecular_split : the split itself.
+    sklearn_n2s.SelfSupervisedScorer : the column-partition (Noise2Self) loss, for any
+        data.
+
+    References
+    ----------
+    .. [1] Batson, J., Royer, L. & Webber, J. (2019). Molecular Cross-Validation for
+       Single-Cell RNA-seq. bioRxiv 786269.
+
     Examples
     --------
     >>> import numpy as np
@@ -70,20 +84,65 @@ class MolecularCrossValidationScorer:
     {'n_components': 3}
     """
 
+    # The same constraint objects as the estimators' (sklearn's InvalidParameterError and
+    # message), checked at construction: a scorer has no fit.
+    _parameter_constraints: dict = {
+        "p": FRACTION_CONSTRAINT,
+        "loss": [StrOptions(set(MCV_LOSSES))],
+        "sample_ratio": SAMPLE_RATIO_CONSTRAINT,
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
+    }
+
     def __init__(self, p=0.5, loss="sqrt_mse", sample_ratio=0.0, random_state=0):
-        _check_fraction(p, "p")
-        check_option(loss, "loss", MCV_LOSSES)
-        overlap_correction(p, sample_ratio)
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            {"p": p, "loss": loss, "sample_ratio": sample_ratio,
+             "random_state": random_state},
+            caller_name=type(self).__name__,
+        )
         self.p = p
         self.loss = loss
         self.sample_ratio = sample_ratio
         self.random_state = random_state
 
     def __call__(self, estimator, X, y=None, **kwargs):
+        """Minus the MCV loss of a clone of ``estimator`` on counts X (greater is better).
+
+        Parameters
+        ----------
+        estimator : estimator
+            A transformer that denoises; a clone is fitted on the first part of X, the
+            estimator itself is not used nor changed.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative integer counts.
+        y : None
+            Ignored.
+        **kwargs : dict
+            Ignored (what a scikit-learn search may pass to a scorer).
+
+        Returns
+        -------
+        score : float
+            ``-loss_of(estimator, X)``.
+        """
         return -self.loss_of(estimator, X)
 
     def loss_of(self, estimator, X):
-        """The MCV loss (lower is better) of a clone of ``estimator`` on counts X."""
+        """The MCV loss (lower is better) of a clone of ``estimator`` on counts X.
+
+        Parameters
+        ----------
+        estimator : estimator
+            A transformer that denoises; a clone is fitted on the first part of X.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative integer counts.
+
+        Returns
+        -------
+        loss : float
+            The mean ``loss`` of the clone's output on the first part, brought to the
+            second part's depth, against the second part.
+        """
         A, B = molecular_split(X, self.p, sample_ratio=self.sample_ratio,
                                random_state=self.random_state)
         p_a, p_b, _ = overlap_correction(self.p, self.sample_ratio)

@@ -15,11 +15,8 @@ def _invariant_step(estimator, X):
     a variance-stabilising transform), which is what such a pipeline should hold.
     """
     if isinstance(estimator, Pipeline):
-        Xt = X
-        for _, step in estimator.steps[:-1]:
-            if step is not None and step != "passthrough":
-                Xt = step.transform(Xt)
-        return _invariant_step(estimator.steps[-1][1], Xt)
+        Xt = estimator[:-1].transform(X) if len(estimator) > 1 else X
+        return _invariant_step(estimator[-1], Xt)
     if hasattr(estimator, "self_supervised_loss") or hasattr(estimator, "invariant_transform"):
         return estimator, X
     raise TypeError(
@@ -33,7 +30,42 @@ def self_supervised_loss(estimator, X, loss="mse"):
 
     Uses the estimator's own ``self_supervised_loss`` when it has one (which knows an
     approximate, subset-of-cosets loss), otherwise compares ``invariant_transform(X)``
-    with X over all coordinates.
+    with X over all coordinates. For a J-invariant prediction f and noise independent
+    across the partition and zero-mean given the clean signal y,
+    ``E||f(x) - x||^2 = E||f(x) - y||^2 + E||x - y||^2``: the loss ranks estimators as
+    the loss against the unknown clean data would.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted estimator with ``self_supervised_loss`` or ``invariant_transform``, or
+        a fitted :class:`~sklearn.pipeline.Pipeline` ending in one (its earlier steps
+        transform X first and the loss is computed in their output space).
+    X : array-like or sparse matrix
+        The data to predict: an image stack or a table.
+    loss : {'mse', 'mae'} or callable, default='mse'
+        ``loss(prediction, target) -> float``, lower is better.
+
+    Returns
+    -------
+    loss : float
+        The self-supervised loss, lower is better.
+
+    References
+    ----------
+    .. [1] J. Batson and L. Royer, "Noise2Self: Blind Denoising by Self-Supervision",
+       Proceedings of the 36th International Conference on Machine Learning (ICML),
+       2019. arXiv:1901.11365.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_n2s import JInvariantGaussian, self_supervised_loss
+    >>> X = np.random.default_rng(0).normal(size=(1, 32, 32))
+    >>> est = JInvariantGaussian(sigma=1.0).fit(X)
+    >>> bool(np.isclose(self_supervised_loss(est, X),
+    ...                 np.mean((est.invariant_transform(X) - X) ** 2)))
+    True
     """
     step, Xt = _invariant_step(estimator, X)
     if hasattr(step, "self_supervised_loss"):
@@ -58,6 +90,16 @@ class SelfSupervisedScorer:
     ----------
     loss : {'mse', 'mae'} or callable, default='mse'
         ``loss(prediction, target) -> float``, lower is better.
+
+    See Also
+    --------
+    self_supervised_loss : The loss itself; this scorer returns minus it.
+
+    References
+    ----------
+    .. [1] J. Batson and L. Royer, "Noise2Self: Blind Denoising by Self-Supervision",
+       Proceedings of the 36th International Conference on Machine Learning (ICML),
+       2019. arXiv:1901.11365.
 
     Examples
     --------
@@ -87,6 +129,24 @@ class SelfSupervisedScorer:
         return self.loss if isinstance(self.loss, str) else None
 
     def __call__(self, estimator, X, y=None, **kwargs):
+        """Minus the self-supervised loss of a fitted estimator on X.
+
+        Parameters
+        ----------
+        estimator : estimator
+            Fitted J-invariant estimator, or a Pipeline ending in one.
+        X : array-like or sparse matrix
+            The held-out data.
+        y : None
+            Ignored: the self-supervised setting has no targets.
+        **kwargs : dict
+            Ignored (scikit-learn may pass routed parameters).
+
+        Returns
+        -------
+        score : float
+            ``-self_supervised_loss(estimator, X, loss=self.loss)``: greater is better.
+        """
         return -self_supervised_loss(estimator, X, loss=self.loss)
 
     def __repr__(self):

@@ -28,12 +28,41 @@ class FullSplit:
         self.n_repeats = n_repeats
 
     def split(self, X, y=None, groups=None):
+        """Yield ``n_repeats`` splits, each training and testing on every sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Only its number of samples is used.
+        y : None
+            Ignored.
+        groups : None
+            Ignored.
+
+        Yields
+        ------
+        train : ndarray of shape (n_samples,)
+            All sample indices.
+        test : ndarray of shape (n_samples,)
+            All sample indices.
+        """
         n_samples = len(X) if not hasattr(X, "shape") else X.shape[0]
         indices = np.arange(n_samples)
         for _ in range(self.n_repeats):
             yield indices, indices
 
     def get_n_splits(self, X=None, y=None, groups=None):
+        """Number of splits: ``n_repeats``.
+
+        Parameters
+        ----------
+        X, y, groups : None
+            Ignored, for compatibility with scikit-learn's splitters.
+
+        Returns
+        -------
+        n_splits : int
+        """
         return self.n_repeats
 
     def __repr__(self):

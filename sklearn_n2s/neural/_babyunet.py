@@ -2,14 +2,14 @@
 
 Two levels of 2x2 max-pooling, bilinear upsampling, skip concatenation, and convolution
 blocks (3x3 conv, batch norm, leaky ReLU, twice, with a residual connection), then a 1x1
-output convolution. The layout follows ``models/babyunet.py`` of
-github.com/czbiohub-sf/noise2self, with two deliberate differences:
-
-- the bottleneck block's output is used (the reference computes ``conv3`` and discards
-  it, so its bottleneck is dead weight; the cost is the same either way);
-- any height and width work: the input is reflect-padded to a multiple of 4 (so both
-  poolings see whole 2x2 windows and the upsampled maps line up with the skips) and the
-  output is cropped back.
+output convolution. The architecture is that of ``models/babyunet.py`` of
+github.com/czbiohub-sf/noise2self as it stands since its fix of 2019-12-16 (commit
+b306ca7, which made the bottleneck block ``conv3`` feed the decoder; the first release
+discarded its output): the same blocks with the same parameter names and shapes (72,353
+parameters at ``width=16``), and the same output on images whose sides are multiples of
+4. One deliberate difference: any height and width work here, the input being
+reflect-padded to a multiple of 4 (so both poolings see whole 2x2 windows and the
+upsampled maps line up with the skips) and the output cropped back.
 
 This module imports torch; ``import sklearn_n2s`` does not import it.
 """
@@ -30,6 +30,11 @@ class ConvBlock(nn.Module):
 
     The residual adds the input to the first ``min(in, out)`` output channels (as in the
     reference), so blocks that change the channel count keep a shortcut too.
+
+    Parameters
+    ----------
+    in_channels : int
+    out_channels : int
     """
 
     def __init__(self, in_channels, out_channels):
@@ -41,6 +46,16 @@ class ConvBlock(nn.Module):
         self.act = nn.LeakyReLU()
 
     def forward(self, x):
+        """Apply the block.
+
+        Parameters
+        ----------
+        x : tensor of shape (N, in_channels, H, W)
+
+        Returns
+        -------
+        out : tensor of shape (N, out_channels, H, W)
+        """
         out = self.act(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         shared = min(x.shape[1], out.shape[1])
@@ -51,7 +66,13 @@ class ConvBlock(nn.Module):
         return self.act(out)
 
     def fuse_batch_norm_(self):
-        """Fold each eval-mode batch norm into the convolution before it (in place)."""
+        """Fold each eval-mode batch norm into the convolution before it (in place).
+
+        Returns
+        -------
+        self : ConvBlock
+            With ``norm1`` and ``norm2`` replaced by identities.
+        """
         self.conv1 = fuse_conv_bn_eval(self.conv1, self.norm1)
         self.conv2 = fuse_conv_bn_eval(self.conv2, self.norm2)
         self.norm1 = nn.Identity()
@@ -64,7 +85,7 @@ def _upsample(x):
 
 
 class BabyUnet(nn.Module):
-    """Small two-level U-Net (about 75k parameters at ``width=16``).
+    """Small two-level U-Net of the Noise2Self reference (72,353 parameters at ``width=16``).
 
     Parameters
     ----------
@@ -74,6 +95,22 @@ class BabyUnet(nn.Module):
         Channels of the output; None means ``n_channels_in``.
     width : int, default=16
         Channels of the first level; the second and third levels have ``2 * width``.
+
+    Attributes
+    ----------
+    n_channels_in, n_channels_out, width : int
+        The resolved parameters.
+    conv1, conv2, conv3, conv4, conv5 : ConvBlock
+        Encoder blocks (full, 1/2 and 1/4 resolution: ``conv3`` is the bottleneck) and
+        decoder blocks (1/2 and full resolution), named as in the reference.
+    conv6 : torch.nn.Conv2d
+        The 1x1 output convolution.
+
+    References
+    ----------
+    .. [1] J. Batson and L. Royer, "Noise2Self: Blind Denoising by Self-Supervision",
+       Proceedings of the 36th International Conference on Machine Learning (ICML),
+       PMLR 97:524-533, 2019. arXiv:1901.11365. Code: github.com/czbiohub-sf/noise2self.
 
     Examples
     --------
@@ -106,7 +143,12 @@ class BabyUnet(nn.Module):
         """An eval-mode copy with batch norms folded into the convolutions.
 
         Same outputs as ``self.eval()`` up to float rounding, about 1.2x faster on CPU
-        (one pass over each feature map fewer per block).
+        (one pass over each feature map fewer per block). ``self`` is left unchanged.
+
+        Returns
+        -------
+        fused : BabyUnet
+            A new module, in eval mode.
         """
         fused = copy.deepcopy(self).eval()
         for block in fused.modules():
@@ -115,6 +157,16 @@ class BabyUnet(nn.Module):
         return fused
 
     def forward(self, x):
+        """Apply the network to a batch of images of any height and width from 4 up.
+
+        Parameters
+        ----------
+        x : tensor of shape (N, n_channels_in, H, W)
+
+        Returns
+        -------
+        out : tensor of shape (N, n_channels_out, H, W)
+        """
         if x.ndim != 4:
             raise ValueError(f"BabyUnet expects (N, C, H, W) input, got shape {tuple(x.shape)}.")
         height, width = x.shape[-2:]

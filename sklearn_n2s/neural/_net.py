@@ -1,223 +1,70 @@
 """N2SNet: a neural Noise2Self denoiser as a skorch net and a scikit-learn estimator.
 
 Training (Batson & Royer 2019, section 4): every batch hides a subset J of pixels,
-replaces them by a fill that does not look at them, and penalises the network only on J
-(the mean squared error over the masked pixels, normalised by their number). Inference
-comes in two forms:
+replaces them by a fill that does not look at them (:mod:`._masking`), and penalises the
+network only on J (the mean squared error over the masked pixels, normalised by their
+number). Inference comes in two forms:
 
 - :meth:`N2SNet.transform`: the network applied once to the data (the best output);
 - :meth:`N2SNet.invariant_transform`: the exact J-invariant output. Every coset of a
   stride-``stride`` grid is hidden in turn, and each pixel is taken from the pass that
-  hid it. The ``stride**2`` masked stacks are built by slices and run as large batches
-  under ``torch.no_grad`` in eval mode (no wasted extra pass), in tiles for big images.
-  This is what :meth:`N2SNet.score` and :class:`~sklearn_n2s.SelfSupervisedScorer` rank.
+  hid it (:func:`._inference.invariant_forward`), under ``torch.no_grad`` in eval mode,
+  in tiles for big images. This is what :meth:`N2SNet.score` and
+  :class:`~sklearn_n2s.SelfSupervisedScorer` rank.
 
-Masks and fills have the semantics of :mod:`sklearn_n2s.masking`. The two fills a
-network meets every batch are computed in torch for speed: ``'interpolate'`` is a
-depthwise convolution with the same centre-less kernel (1 on faces, 1/2 on diagonals)
-normalised over the unmasked in-image neighbours, which equals
-:func:`sklearn_n2s.masking.fill_masked`; ``'median'`` is delegated to that function.
+The steps are small methods in skorch's style, each overridable: :meth:`N2SNet.mask_batch`,
+:meth:`N2SNet.infer`, :meth:`N2SNet.get_loss`, :meth:`N2SNet.train_step_single`,
+:meth:`N2SNet.validation_step`, :meth:`N2SNet.inference_module`. The learning-rate
+schedule and the progress bar are skorch callbacks (:mod:`._callbacks`); batches come
+from :class:`._data.ImageBatchLoader`.
+
+Inference never changes a fitted net: its only randomness (the ``'uniform'`` fill) comes
+from a fresh generator seeded from ``random_state`` at every call, and the module is put
+in eval mode for the call only.
 
 This module imports torch and skorch; ``import sklearn_n2s`` does not.
 """
 
 import contextlib
+import copy
 import inspect
-import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import tqdm
+from sklearn import get_config
 from sklearn.base import TransformerMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import ProgressBar
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from .. import masking
 from ..base import SelfSupervisedScoreMixin
 from ..utils._losses import get_loss
-from ..utils._validation import check_channel_axis, check_option, check_positive, check_stack
+from ..utils._validation import check_stack
 from ._babyunet import DOWNSAMPLING, BabyUnet
+from ._callbacks import EpochProgressBar, WarmupCosineLR
+from ._data import ImageBatchLoader, images_to_tensor, tensor_to_images
+from ._inference import TILE_MARGIN, forward_tiled, invariant_forward
+from ._masking import MASKINGS, NET_FILLS
+from ._masking import mask_batch as _mask_batch
 
-MASKINGS = ("grid", "random")
-NET_FILLS = ("interpolate", "zero", "median", "uniform")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "bfloat16")
 #: Smallest height and width accepted: the U-Net pools twice by 2.
 MIN_SIDE = DOWNSAMPLING
-#: Context kept around each tile, larger than BabyUnet's receptive radius (about 26
-#: pixels) and a multiple of 4, so tiles line up with the pooling grid.
-TILE_MARGIN = 32
 _SEED_MAX = 2**31 - 1
 
-# Centre-less 3x3 neighbour weights of the 'interpolate' fill (faces 1, diagonals 1/2).
-_NEIGHBOUR_WEIGHTS = ((0.5, 1.0, 0.5), (1.0, 0.0, 1.0), (0.5, 1.0, 0.5))
-
-
-# ----------------------------------------------------------------- torch-side masking
-def _per_image_mean(x, keep):
-    """Mean of the kept values of every image and channel, 0 where none is kept."""
-    total = (x * keep).sum(dim=(2, 3), keepdim=True)
-    count = keep.sum(dim=(2, 3), keepdim=True)
-    return torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))
-
-
-def neighbour_fill(x, keep):
-    """Weighted mean of the kept in-image 3x3 neighbours of every pixel, per channel.
-
-    ``x`` is (N, C, H, W); ``keep`` broadcasts to it (1 where visible). Pixels whose
-    neighbours are all hidden get the mean of the kept pixels of their image and channel,
-    as :func:`sklearn_n2s.masking.fill_masked` does.
-    """
-    n_channels = x.shape[1]
-    kernel = torch.tensor(_NEIGHBOUR_WEIGHTS, dtype=x.dtype, device=x.device)
-    kernel = kernel.expand(n_channels, 1, 3, 3)
-    keep = keep.to(x.dtype).expand_as(x)
-    numerator = F.conv2d(x * keep, kernel, padding=1, groups=n_channels)
-    denominator = F.conv2d(keep, kernel, padding=1, groups=n_channels)
-    fallback = _per_image_mean(x, keep).expand_as(x)
-    return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-12), fallback)
-
-
-def neighbour_average(x):
-    """Weighted mean of all in-image 3x3 neighbours (centre excluded), per channel.
-
-    Equals ``neighbour_fill(x, all kept)`` with one convolution of x: the normaliser
-    depends on the image size only.
-    """
-    n_channels, height, width = x.shape[1:]
-    kernel = torch.tensor(_NEIGHBOUR_WEIGHTS, dtype=x.dtype, device=x.device)
-    numerator = F.conv2d(x, kernel.expand(n_channels, 1, 3, 3), padding=1, groups=n_channels)
-    ones = torch.ones((1, 1, height, width), dtype=x.dtype, device=x.device)
-    return numerator / F.conv2d(ones, kernel.view(1, 1, 3, 3), padding=1)
-
-
-def _uniform_fill(x, keep, generator):
-    """Uniform values between the min and max of the kept pixels of each image/channel."""
-    keep = keep.expand_as(x)
-    low = torch.where(keep, x, torch.full_like(x, math.inf)).amin(dim=(2, 3), keepdim=True)
-    high = torch.where(keep, x, torch.full_like(x, -math.inf)).amax(dim=(2, 3), keepdim=True)
-    low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
-    high = torch.where(torch.isfinite(high), high, torch.zeros_like(high))
-    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-    return low + (high - low) * noise
-
-
-def _median_fill(x, mask):
-    """Median of the kept in-image neighbours, through the numpy masking core."""
-    nhwc = x.detach().permute(0, 2, 3, 1).cpu().numpy()
-    spatial_mask = mask[:, 0].cpu().numpy()
-    filled = masking.fill_masked(nhwc, spatial_mask, "median", channel_axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(filled)).permute(0, 3, 1, 2).to(x.device)
-
-
-def fill_masked_torch(x, mask, fill="interpolate", generator=None):
-    """Torch version of :func:`sklearn_n2s.masking.fill_masked` for (N, C, H, W) stacks.
-
-    Parameters
-    ----------
-    x : tensor of shape (N, C, H, W)
-    mask : bool tensor of shape (N, 1, H, W)
-        True where the pixel (all its channels) is hidden.
-    fill : {'interpolate', 'zero', 'median', 'uniform'}
-    generator : torch.Generator or None
-        Used by ``'uniform'``.
-
-    Returns
-    -------
-    x_masked : tensor like x whose hidden values do not depend on the hidden values of x.
-    """
-    keep = ~mask
-    if fill == "zero":
-        return x * keep
-    if fill == "interpolate":
-        values = neighbour_fill(x, keep)
-    elif fill == "median":
-        return _median_fill(x, mask)
-    elif fill == "uniform":
-        values = _uniform_fill(x, keep, generator)
-    else:
-        raise ValueError(f"fill must be one of {sorted(NET_FILLS)}, got {fill!r}.")
-    return torch.where(mask, values, x)
-
-
-def grid_batch_mask(n_images, height, width, stride, generator):
-    """One random grid coset per image: (N, 1, H, W) bool, built by broadcasting."""
-    offsets = torch.randint(stride, (2, n_images, 1, 1, 1), generator=generator)
-    rows = (torch.arange(height) % stride).view(1, 1, height, 1)
-    cols = (torch.arange(width) % stride).view(1, 1, 1, width)
-    return (rows == offsets[0]) & (cols == offsets[1])
-
-
-def random_batch_mask(n_images, height, width, density, generator):
-    """Bernoulli mask with the given density; never empty (one pixel at least)."""
-    mask = torch.rand((n_images, 1, height, width), generator=generator) < density
-    if not mask.any():
-        flat = mask.view(-1)
-        flat[torch.randint(flat.numel(), (1,), generator=generator)] = True
-    return mask
-
-
-# ---------------------------------------------------------------------- data loading
-def _stacked_tensor(dataset):
-    """The (N, C, H, W) tensor behind a skorch Dataset or a Subset of one, else None."""
-    if isinstance(dataset, Subset):
-        base = _stacked_tensor(dataset.dataset)
-        return None if base is None else base[torch.as_tensor(dataset.indices)]
-    X = getattr(dataset, "X", None)
-    return X if torch.is_tensor(X) else None
-
-
-class ImageBatchLoader:
-    """Batches of an image tensor by slicing, instead of per-item collation.
-
-    Yields ``(X_batch, X_batch)``: in self-supervised training the target is the input.
-    Falls back to a :class:`~torch.utils.data.DataLoader` for other datasets.
-
-    Parameters
-    ----------
-    dataset : skorch Dataset (or Subset of one) holding an (N, C, H, W) tensor
-    batch_size : int
-    shuffle : bool
-        A new permutation every epoch, drawn from ``random_state``.
-    random_state : int, RandomState or None
-    """
-
-    def __init__(self, dataset, batch_size=32, shuffle=False, random_state=None):
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.random_state = check_random_state(random_state)
-
-    def __len__(self):
-        return math.ceil(len(self.dataset) / self.batch_size)
-
-    def __iter__(self):
-        X = _stacked_tensor(self.dataset)
-        if X is None:
-            yield from DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle)
-            return
-        n = X.shape[0]
-        order = self.random_state.permutation(n) if self.shuffle else np.arange(n)
-        for start in range(0, n, self.batch_size):
-            batch = X[torch.as_tensor(order[start:start + self.batch_size])]
-            yield batch, batch
-
-
-class EpochProgressBar(ProgressBar):
-    """skorch's per-epoch progress bar, silent when the net's ``verbose`` is 0."""
-
-    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        if net.verbose:
-            super().on_epoch_begin(net, dataset_train=dataset_train,
-                                   dataset_valid=dataset_valid, **kwargs)
-        else:
-            self.pbar_ = tqdm.tqdm(disable=True)
+__all__ = ["N2SNet", "TILE_MARGIN"]
 
 
 def _accepts(module_cls, name):
@@ -227,7 +74,31 @@ def _accepts(module_cls, name):
         return False
 
 
-# ---------------------------------------------------------------------------- the net
+def _inference_seed(random_state):
+    """A seed for inference draws that never advances ``random_state``.
+
+    An int is used as is; a RandomState is read through a copy; None gives 0, so that
+    inference is repeatable whatever the parameter.
+    """
+    if random_state is None:
+        return 0
+    if isinstance(random_state, Integral):
+        return int(random_state)
+    return int(copy.deepcopy(random_state).randint(_SEED_MAX))
+
+
+@contextlib.contextmanager
+def _evaluating(module):
+    """Eval mode for the duration of the block; every submodule's mode restored after."""
+    modes = [(sub, sub.training) for sub in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for sub, training in modes:
+            sub.training = training
+
+
 class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     """Noise2Self neural denoiser: masked self-supervised training of a U-Net.
 
@@ -253,21 +124,25 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         constant 1e-3 by about 0.7 dB after 3 epochs on MNIST, see
         ``benchmarks/results/neural.md``).
     max_epochs : int, default=10
+        Epochs of each ``fit`` and ``partial_fit`` call.
     batch_size : int, default=32
+        Images per training batch.
     masking : {'grid', 'random'}, default='grid'
         ``'grid'``: each image of a batch hides one random coset of a stride-``stride``
         grid (``1 / stride**2`` of its pixels). ``'random'``: each pixel is hidden with
         probability ``density``.
-    stride : int, default=4
+    stride : int >= 2, default=4
         Grid stride, for training with ``masking='grid'`` and always for the
         J-invariant inference (``stride**2`` passes).
-    density : float, default=1/16
+    density : float in (0, 1), default=1/16
         Fraction of pixels hidden per batch with ``masking='random'``.
     fill : {'interpolate', 'zero', 'median', 'uniform'}, default='interpolate'
         What the network sees at hidden pixels, see :func:`sklearn_n2s.masking.fill_masked`.
     lr_schedule : {'constant', 'cosine'}, default='cosine'
-        ``'cosine'`` warms up linearly over the first 5% of steps, then decays to 0
-        by the last step of ``fit``.
+        ``'cosine'`` warms up linearly over the first 5% of the batches of a ``fit``,
+        then decays to 0 by its last batch (the ``lr_scheduler`` callback,
+        :class:`~sklearn_n2s.neural._callbacks.WarmupCosineLR`); the base learning rate
+        is restored at the end of the fit.
     channel_axis : None or -1, default=None
         -1 when X has a trailing channel axis: (n, H, W, C).
     tile_size : int or None, default=None
@@ -287,33 +162,64 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         torch intra-op threads during fit and inference (restored afterwards); None
         leaves torch's setting alone.
     random_state : int, RandomState or None, default=None
-        Seeds the weight initialisation, the shuffling and every mask draw, so that a
-        run with an int is repeatable (on the same device and thread count).
+        Seeds the weight initialisation, the shuffling and every mask draw of training,
+        so that a fit with an int is repeatable (on the same device and thread count).
+        Inference draws (the ``'uniform'`` fill only) come from a fresh generator
+        seeded from it at every call (seed 0 for None), so they repeat exactly.
     train_split : skorch split or None, default=None
         Held-out images for a validation loss each epoch (masked, no gradient).
+    iterator_train, iterator_valid : class, default=ImageBatchLoader
+        Batch loaders; :class:`~sklearn_n2s.neural._data.ImageBatchLoader` slices the
+        image tensor instead of collating single images.
     verbose : int, default=0
-        0: silent. 1: skorch's epoch log and a progress bar per epoch.
+        0: silent. 1: skorch's epoch log, and a progress bar per epoch when stderr is
+        a terminal.
     device : str, default='cpu'
         ``'cuda'`` to train on a GPU.
     **kwargs
         Other :class:`skorch.NeuralNet` parameters (``callbacks``, ``warm_start``,
-        ``iterator_train``, prefixed ``module__*``, ``optimizer__*``...).
+        prefixed ``module__*``, ``optimizer__*``, ``iterator_train__*``...).
 
     Attributes
     ----------
     module_ : torch.nn.Module
-        The trained network.
+        The trained network (in the mode training left it; inference uses an
+        eval-mode copy or switches it for the call only).
+    criterion_ : torch.nn.Module
+        The loss, applied to the masked pixels.
+    optimizer_ : torch.optim.Optimizer
+        The optimizer, with the base learning rate restored after each fit.
+    callbacks_ : list of (str, skorch.callbacks.Callback)
+        Initialised callbacks, among them ``'progress_bar'``
+        (:class:`~sklearn_n2s.neural._callbacks.EpochProgressBar`) and
+        ``'lr_scheduler'`` (:class:`~sklearn_n2s.neural._callbacks.WarmupCosineLR`).
+    history_ : skorch.History
+        Per-epoch losses, and per-batch losses and learning rates (``'event_lr'``).
+    initialized_ : bool
+        Whether module, criterion, optimizer and callbacks are built.
     n_channels_in_ : int
         Channels of the images seen in ``fit``.
     n_features_in_ : int
         Values per image seen in ``fit`` (H * W * C).
-    history_ : skorch History
-        Per-epoch and per-batch losses.
+    rng_ : numpy.random.RandomState
+        Source of the training draws (initial weights, shuffling, masks); reset from
+        ``random_state`` by ``fit``, advanced by training only.
+
+    See Also
+    --------
+    sklearn_n2s.neural.BabyUnet : The default module.
+    sklearn_n2s.SelfSupervisedScorer : Scorer for hyperparameter searches.
+
+    References
+    ----------
+    .. [1] J. Batson and L. Royer, "Noise2Self: Blind Denoising by Self-Supervision",
+       Proceedings of the 36th International Conference on Machine Learning (ICML),
+       PMLR 97:524-533, 2019. arXiv:1901.11365.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_n2s.neural._net import N2SNet
+    >>> from sklearn_n2s.neural import N2SNet
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(8, 16, 16)).astype(np.float32)
     >>> net = N2SNet(module__width=4, max_epochs=1, random_state=0).fit(X)
@@ -322,6 +228,22 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     >>> net.invariant_transform(X[:2]).shape
     (2, 16, 16)
     """
+
+    # The parameters N2SNet adds to skorch's; skorch validates its own at initialize.
+    _n2s_parameter_constraints = {
+        "masking": [StrOptions(set(MASKINGS))],
+        "stride": [Interval(Integral, 2, None, closed="left")],
+        "density": [Interval(Real, 0, 1, closed="neither")],
+        "fill": [StrOptions(set(NET_FILLS))],
+        "lr_schedule": [StrOptions(set(LR_SCHEDULES))],
+        "channel_axis": [None, Options(Integral, {-1})],
+        "tile_size": [None, Interval(Integral, DOWNSAMPLING, None, closed="left")],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "channels_last": ["boolean"],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "num_threads": [None, Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
 
     def __init__(self, module=BabyUnet, *, criterion=torch.nn.MSELoss,
                  optimizer=torch.optim.Adam, lr=3e-3, max_epochs=10, batch_size=32,
@@ -351,28 +273,37 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ parameters
-    def _check_n2s_params(self):
-        check_option(self.masking, "masking", MASKINGS)
-        check_option(self.fill, "fill", NET_FILLS)
-        check_option(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
-        check_option(self.precision, "precision", PRECISIONS)
-        check_channel_axis(self.channel_axis)
-        check_positive(self.stride, "stride", integer=True)
-        if self.stride < 2:
-            raise ValueError(f"stride must be >= 2, got {self.stride}.")
-        check_positive(self.density, "density")
-        if not self.density < 1:
-            raise ValueError(f"density must be in (0, 1), got {self.density!r}.")
-        check_positive(self.inference_batch_size, "inference_batch_size", integer=True)
-        if self.tile_size is not None:
-            check_positive(self.tile_size, "tile_size", integer=True)
-            if self.tile_size % DOWNSAMPLING:
-                raise ValueError(f"tile_size must be a multiple of 4, got {self.tile_size}.")
-        if self.num_threads is not None:
-            check_positive(self.num_threads, "num_threads", integer=True)
+    @property
+    def _parameter_constraints(self):
+        # scikit-learn's view: N2SNet's own constraints, and 'no_validation' for the
+        # parameters skorch owns and checks itself (including prefixed ones such as
+        # module__width, which only exist per instance).
+        constraints = dict.fromkeys(self.get_params(deep=False), "no_validation")
+        constraints.update(self._n2s_parameter_constraints)
+        return constraints
+
+    def _validate_n2s_params(self):
+        """Check N2SNet's own parameters (skorch's ``_validate_params`` checks its)."""
+        if get_config()["skip_parameter_validation"]:
+            return
+        name = type(self).__name__
+        constraints = self._n2s_parameter_constraints
+        validate_parameter_constraints(
+            constraints, {key: getattr(self, key) for key in constraints}, caller_name=name)
+        if self.tile_size is not None and self.tile_size % DOWNSAMPLING:
+            raise InvalidParameterError(
+                f"The 'tile_size' parameter of {name} must be a multiple of "
+                f"{DOWNSAMPLING}. Got {self.tile_size!r} instead.")
 
     def get_default_callbacks(self):
-        return [*super().get_default_callbacks(), ("progress_bar", EpochProgressBar())]
+        """skorch's default callbacks plus the progress bar and the lr schedule.
+
+        Returns
+        -------
+        callbacks : list of (str, skorch.callbacks.Callback)
+        """
+        return [*super().get_default_callbacks(), ("progress_bar", EpochProgressBar()),
+                ("lr_scheduler", WarmupCosineLR())]
 
     def _rng(self):
         if getattr(self, "rng_", None) is None:
@@ -380,7 +311,12 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         return self.rng_
 
     def _seed(self):
+        """A seed for one training draw, from ``rng_`` (training only)."""
         return int(self._rng().randint(_SEED_MAX))
+
+    def _inference_generator(self):
+        """A fresh torch generator seeded from ``random_state``, for one inference call."""
+        return torch.Generator().manual_seed(_inference_seed(self.random_state))
 
     @contextlib.contextmanager
     def _threads(self):
@@ -418,18 +354,16 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         return Xf
 
     def _to_tensor(self, Xf):
-        x = torch.from_numpy(np.ascontiguousarray(Xf, dtype=np.float32))
-        x = x.unsqueeze(1) if self.channel_axis is None else x.permute(0, 3, 1, 2)
-        return x.contiguous().to(self.device)
-
-    def _to_numpy(self, x, Xf):
-        out = x.detach().cpu()
-        out = out[:, 0] if self.channel_axis is None else out.permute(0, 2, 3, 1)
-        return out.numpy().astype(Xf.dtype, copy=False)
+        return images_to_tensor(Xf, self.channel_axis, self.device)
 
     # ------------------------------------------------------------- initialisation
     def initialize_module(self):
-        """Build the module, seeded by ``random_state``, with the data's channel count."""
+        """Build the module, seeded by ``random_state``, with the data's channel count.
+
+        Returns
+        -------
+        self : N2SNet
+        """
         kwargs = self.get_params_for("module")
         if not isinstance(self.module, torch.nn.Module) and _accepts(self.module, "n_channels_in"):
             kwargs.setdefault("n_channels_in", getattr(self, "n_channels_in_", 1))
@@ -444,8 +378,24 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         return self
 
     def get_params_for_optimizer(self, prefix, named_parameters):
-        """skorch's optimizer arguments, with Adam/AdamW fused by default (one kernel
-        for all parameters: the small U-Net's optimizer step is mostly overhead)."""
+        """skorch's optimizer arguments, with Adam/AdamW fused by default.
+
+        One kernel updates all parameters: the small U-Net's optimizer step is mostly
+        overhead otherwise.
+
+        Parameters
+        ----------
+        prefix : str
+            The optimizer's attribute name (``'optimizer'``).
+        named_parameters : iterator of (str, torch.nn.Parameter)
+
+        Returns
+        -------
+        args : tuple
+            Positional arguments of the optimizer (the parameter groups).
+        kwargs : dict
+            Keyword arguments of the optimizer.
+        """
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
         optimizer = getattr(self, prefix)
         fusable = optimizer in (torch.optim.Adam, torch.optim.AdamW)
@@ -463,12 +413,15 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             Height and width at least 4. Integer images are scaled to [0, 1].
         y : None
             Ignored: the targets are the images themselves.
+        **fit_params : dict
+            Passed to skorch (the module's ``forward`` and ``train_split``).
 
         Returns
         -------
         self : N2SNet
+            The fitted net.
         """
-        self._check_n2s_params()
+        self._validate_n2s_params()
         Xf = self._check_images(X, reset=True)
         if not self.warm_start or not getattr(self, "initialized_", False):
             self.rng_ = check_random_state(self.random_state)
@@ -476,29 +429,42 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             return super().fit(self._to_tensor(Xf), None, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
-        """Continue training (without re-initialising) on X; see :meth:`fit`."""
-        if not torch.is_tensor(X):
-            self._check_n2s_params()
+        """Continue training (without re-initialising) on X for ``max_epochs`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width[, n_channels])
+        y : None
+            Ignored.
+        classes : None
+            Ignored (skorch's signature).
+        **fit_params : dict
+            Passed to skorch.
+
+        Returns
+        -------
+        self : N2SNet
+        """
+        if not torch.is_tensor(X):  # a tensor comes from fit, which validated it
+            self._validate_n2s_params()
             reset = not getattr(self, "initialized_", False)
             X = self._to_tensor(self._check_images(X, reset=reset))
         with self._threads():
             return super().partial_fit(X, None, classes=classes, **fit_params)
 
-    def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        # The schedule spans this call: its length is known once the train iterator
-        # exists (see get_iterator); base learning rates are restored afterwards so a
-        # warm start begins from them again.
-        self.epochs_this_fit_ = self.max_epochs if epochs is None else epochs
-        self.step_count_ = 0
-        optimizer = self.optimizer_
-        self.base_lrs_ = [group["lr"] for group in optimizer.param_groups]
-        try:
-            return super().fit_loop(X, y, epochs=epochs, **fit_params)
-        finally:
-            for group, lr in zip(optimizer.param_groups, self.base_lrs_):
-                group["lr"] = lr
-
     def get_iterator(self, dataset, training=False):
+        """The batch loader of a dataset, seeded from ``rng_``.
+
+        Parameters
+        ----------
+        dataset : torch Dataset
+        training : bool, default=False
+            Shuffle (training) or keep the order (validation).
+
+        Returns
+        -------
+        iterator : iterable of (X_batch, y_batch)
+        """
         prefix = "iterator_train" if training else "iterator_valid"
         iterator = self.iterator_train if training else self.iterator_valid
         kwargs = self.get_params_for(prefix)
@@ -511,44 +477,39 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         elif iterator is DataLoader and training:
             kwargs.setdefault("shuffle", True)
             kwargs.setdefault("generator", torch.Generator().manual_seed(self._seed()))
-        loader = iterator(dataset, **kwargs)
-        if training:
-            self.total_steps_ = max(1, getattr(self, "epochs_this_fit_", self.max_epochs)
-                                    * len(loader))
-        return loader
-
-    def _schedule_factor(self, step):
-        if self.lr_schedule == "constant":
-            return 1.0
-        warmup = max(1, int(0.05 * self.total_steps_))
-        ramp = min(1.0, (step + 1) / warmup)
-        return ramp * 0.5 * (1.0 + math.cos(math.pi * step / self.total_steps_))
-
-    def train_step(self, batch, **fit_params):
-        if self.lr_schedule != "constant":
-            factor = self._schedule_factor(self.step_count_)
-            for group, lr in zip(self.optimizer_.param_groups, self.base_lrs_):
-                group["lr"] = lr * factor
-        step = super().train_step(batch, **fit_params)
-        self.step_count_ += 1
-        return step
+        return iterator(dataset, **kwargs)
 
     def mask_batch(self, x):
-        """Hide pixels of a batch: return ``(net_input, mask)``, mask (N, 1, H, W)."""
+        """Hide pixels of a batch and fill them (see :func:`._masking.mask_batch`).
+
+        Parameters
+        ----------
+        x : tensor of shape (N, C, H, W)
+
+        Returns
+        -------
+        net_input : tensor like x
+            x with the hidden pixels replaced by ``fill``.
+        mask : bool tensor of shape (N, 1, H, W)
+            True where a pixel is hidden.
+        """
         generator = torch.Generator().manual_seed(self._seed())
-        n_images, _, height, width = x.shape
-        if self.masking == "grid":
-            mask = grid_batch_mask(n_images, height, width, self.stride, generator)
-        else:
-            mask = random_batch_mask(n_images, height, width, self.density, generator)
-        mask = mask.to(x.device)
-        if self.masking == "grid" and self.fill == "interpolate":
-            # No two pixels of a coset are neighbours: every hidden pixel sees all its
-            # neighbours, so the fill is the plain neighbour average (one convolution).
-            return torch.where(mask, neighbour_average(x), x), mask
-        return fill_masked_torch(x, mask, self.fill, generator), mask
+        return _mask_batch(x, masking=self.masking, stride=self.stride,
+                           density=self.density, fill=self.fill, generator=generator)
 
     def infer(self, x, **fit_params):
+        """The training module's output (autocast with ``precision='bfloat16'``).
+
+        Parameters
+        ----------
+        x : tensor of shape (N, C, H, W)
+        **fit_params : dict
+            Passed to the module's ``forward``.
+
+        Returns
+        -------
+        y_pred : float32 tensor of shape (N, C, H, W)
+        """
         x = x.to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -560,7 +521,23 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         return out.float()
 
     def get_loss(self, y_pred, y_true, X=None, training=False, mask=None):
-        """Criterion on the masked pixels (all channels) only; everywhere if no mask."""
+        """Criterion on the masked pixels (all channels) only; everywhere if no mask.
+
+        Parameters
+        ----------
+        y_pred : tensor of shape (N, C, H, W)
+        y_true : tensor of shape (N, C, H, W)
+            The unmasked batch.
+        X : tensor or None, default=None
+            The network's input (unused).
+        training : bool, default=False
+            Unused (skorch's signature).
+        mask : bool tensor of shape (N, 1, H, W) or None, default=None
+
+        Returns
+        -------
+        loss : scalar tensor
+        """
         y_true = to_tensor(y_true, device=self.device)
         if mask is None:
             return self.criterion_(y_pred, y_true)
@@ -573,6 +550,20 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         return self.criterion_(y_pred[full], y_true[full])
 
     def train_step_single(self, batch, **fit_params):
+        """Mask, predict, masked loss, backward: one training step without the update.
+
+        Parameters
+        ----------
+        batch : (X_batch, y_batch)
+            ``y_batch`` is ignored: the target is ``X_batch``.
+        **fit_params : dict
+            Passed to :meth:`infer`.
+
+        Returns
+        -------
+        step : dict
+            ``{'loss': loss, 'y_pred': y_pred}``.
+        """
         self._set_training(True)
         Xi, _ = unpack_data(batch)
         Xi = Xi.to(self.device)
@@ -583,6 +574,19 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         return {"loss": loss, "y_pred": y_pred}
 
     def validation_step(self, batch, **fit_params):
+        """The masked loss of a held-out batch, in eval mode and without gradient.
+
+        Parameters
+        ----------
+        batch : (X_batch, y_batch)
+        **fit_params : dict
+            Passed to :meth:`infer`.
+
+        Returns
+        -------
+        step : dict
+            ``{'loss': loss, 'y_pred': y_pred}``.
+        """
         self._set_training(False)
         Xi, _ = unpack_data(batch)
         Xi = Xi.to(self.device)
@@ -594,94 +598,54 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
     # ------------------------------------------------------------------- inference
     def inference_module(self):
-        """The module for inference: an eval-mode copy with batch norm folded into the
-        convolutions when the module offers it (``fused_for_inference``), in the
-        channels-last layout on CPU (about 1.7x faster together for BabyUnet)."""
-        self._set_training(False)
+        """The module inference runs, never a changed ``module_``.
+
+        With ``fused_for_inference`` (as :class:`BabyUnet` has): an eval-mode copy with
+        batch norm folded into the convolutions, in the channels-last layout on CPU
+        (about 1.7x faster together for BabyUnet). Otherwise ``module_`` itself, which
+        inference switches to eval mode for the duration of the call only.
+
+        Returns
+        -------
+        module : torch.nn.Module
+        """
         module = self.module_
         if hasattr(module, "fused_for_inference"):
             module = module.fused_for_inference()
-        if torch.device(self.device).type == "cpu":
-            module = module.to(memory_format=torch.channels_last)
+            if torch.device(self.device).type == "cpu":
+                module = module.to(memory_format=torch.channels_last)
         return module
 
     @staticmethod
     def _run(module, x):
         return module(x.contiguous(memory_format=torch.channels_last))
 
-    def _forward_tiles(self, module, x):
-        """Network output for a batch, whole or tile by tile (same result in the core)."""
-        height, width = x.shape[-2:]
-        tile = self.tile_size
-        if tile is None or (height <= tile and width <= tile):
-            return self._run(module, x)
-        out = None
-        for y0 in range(0, height, tile):
-            for x0 in range(0, width, tile):
-                ya, xa = max(0, y0 - TILE_MARGIN), max(0, x0 - TILE_MARGIN)
-                yb = min(height, y0 + tile + TILE_MARGIN)
-                xb = min(width, x0 + tile + TILE_MARGIN)
-                pred = self._run(module, x[:, :, ya:yb, xa:xb])
-                if out is None:
-                    out = pred.new_empty((x.shape[0], pred.shape[1], height, width))
-                out[:, :, y0:y0 + tile, x0:x0 + tile] = (
-                    pred[:, :, y0 - ya:y0 - ya + tile, x0 - xa:x0 - xa + tile])
-        return out
-
-    def _forward_images(self, x, module=None):
-        """Eval-mode, no-grad network output for a stack, in inference batches."""
-        module = self.inference_module() if module is None else module
+    def _forward_images(self, module, x):
+        """Network output for a stack, in inference batches, tile by tile if asked."""
         step = self.inference_batch_size
-        with torch.no_grad():
-            outputs = [self._forward_tiles(module, x[i:i + step].to(self.device))
-                       for i in range(0, len(x), step)]
+        outputs = [
+            forward_tiled(lambda tile: self._run(module, tile), x[i:i + step].to(self.device),
+                          self.tile_size)
+            for i in range(0, len(x), step)
+        ]
         return torch.cat(outputs)
 
-    def _grid_fill_source(self, x):
-        """Fill values valid for every grid coset (stride >= 2), or None for 'uniform'."""
-        if self.fill == "interpolate":
-            return neighbour_average(x)
-        if self.fill == "zero":
-            return torch.zeros_like(x)
-        if self.fill == "median":
-            nhwc = x.permute(0, 2, 3, 1).cpu().numpy()
-            source = masking.neighbour_median(nhwc, channel_axis=-1)
-            return torch.from_numpy(np.ascontiguousarray(source)).permute(0, 3, 1, 2).to(x)
-        return None
-
-    def _invariant_tensor(self, x):
-        """J-invariant output: each grid coset predicted from a pass that hid it."""
-        stride = self.stride
-        n_cosets = masking.n_grid_cosets(stride, 2)
-        offsets = [masking.grid_offsets(stride, 2, i) for i in range(n_cosets)]
-        source = self._grid_fill_source(x)
-        generator = torch.Generator().manual_seed(self._seed())
-        module = self.inference_module()
-        out = torch.empty_like(x)
-        per_chunk = max(1, self.inference_batch_size // n_cosets)
-        for start in range(0, len(x), per_chunk):
-            chunk = x[start:start + per_chunk]
-            k = len(chunk)
-            masked = chunk.repeat(n_cosets, 1, 1, 1)
-            for c, (oy, ox) in enumerate(offsets):
-                block = masked[c * k:(c + 1) * k]
-                if source is None:
-                    mask = torch.zeros_like(chunk[:, :1], dtype=torch.bool)
-                    mask[:, :, oy::stride, ox::stride] = True
-                    block.copy_(fill_masked_torch(chunk, mask, self.fill, generator))
-                else:
-                    src = source[start:start + k]
-                    block[:, :, oy::stride, ox::stride] = src[:, :, oy::stride, ox::stride]
-            pred = self._forward_images(masked, module)
-            for c, (oy, ox) in enumerate(offsets):
-                out[start:start + k, :, oy::stride, ox::stride] = (
-                    pred[c * k:(c + 1) * k, :, oy::stride, ox::stride])
-        return out
-
-    def _prepare(self, X):
+    def _predict(self, X, *, invariant):
+        """``(prediction, Xf)``: the one-pass or J-invariant output, and the float X."""
         check_is_fitted(self)
-        self._check_n2s_params()
-        return self._check_images(X, reset=False)
+        self._validate_n2s_params()
+        Xf = self._check_images(X, reset=False)
+        x = self._to_tensor(Xf)
+        module = self.inference_module()
+        with self._threads(), _evaluating(module), torch.no_grad():
+            if invariant:
+                out = invariant_forward(
+                    lambda stack: self._forward_images(module, stack), x,
+                    stride=self.stride, fill=self.fill, generator=self._inference_generator(),
+                    images_per_pass=self.inference_batch_size)
+            else:
+                out = self._forward_images(module, x)
+        return tensor_to_images(out, self.channel_axis, Xf.dtype), Xf
 
     def transform(self, X):
         """Denoise X with one pass of the network (the output to use).
@@ -692,14 +656,22 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
         Returns
         -------
-        X_denoised : ndarray of the same shape, float32 for float32 input, else float64
+        X_denoised : ndarray of the same shape
+            float32 for float32 input, else float64.
         """
-        Xf = self._prepare(X)
-        with self._threads():
-            return self._to_numpy(self._forward_images(self._to_tensor(Xf)), Xf)
+        return self._predict(X, invariant=False)[0]
 
     def predict(self, X):
-        """Same as :meth:`transform`."""
+        """Same as :meth:`transform`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width[, n_channels])
+
+        Returns
+        -------
+        X_denoised : ndarray of the same shape
+        """
         return self.transform(X)
 
     def invariant_transform(self, X):
@@ -707,6 +679,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
         Every coset of the stride-``stride`` grid is hidden (filled with ``fill``) in
         one of ``stride**2`` passes, and each pixel is read from the pass that hid it.
+        Repeated calls give the same output, also with the random ``'uniform'`` fill.
 
         Parameters
         ----------
@@ -715,16 +688,24 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Returns
         -------
         X_invariant : ndarray of the same shape
+            float32 for float32 input, else float64.
         """
-        Xf = self._prepare(X)
-        with self._threads():
-            return self._to_numpy(self._invariant_tensor(self._to_tensor(Xf)), Xf)
+        return self._predict(X, invariant=True)[0]
 
     def self_supervised_loss(self, X, loss="mse"):
-        """Loss of the J-invariant prediction against X itself (lower is better)."""
-        Xf = self._prepare(X)
-        with self._threads():
-            prediction = self._to_numpy(self._invariant_tensor(self._to_tensor(Xf)), Xf)
+        """Loss of the J-invariant prediction against X itself (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width[, n_channels])
+        loss : {'mse', 'mae'} or callable, default='mse'
+            A callable is called as ``loss(prediction, X)``.
+
+        Returns
+        -------
+        loss : float
+        """
+        prediction, Xf = self._predict(X, invariant=True)
         return get_loss(loss)(prediction, Xf)
 
     def __sklearn_tags__(self):
@@ -736,4 +717,3 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         if tags.transformer_tags is not None:
             tags.transformer_tags.preserves_dtype = ["float32", "float64"]
         return tags
-

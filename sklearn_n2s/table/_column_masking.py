@@ -18,14 +18,16 @@ the training rows and its loss is measured on the held-out rows; the invariance 
 respect to the values of the row being predicted, not the fitted state.
 """
 
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import SelfSupervisedScoreMixin
-from ..masking import check_n_groups, column_groups
+from ..masking import column_groups
 from ..utils._losses import get_loss
 from ..utils._table_validation import (
     check_dense_size,
@@ -34,9 +36,11 @@ from ..utils._table_validation import (
     row_chunks,
     to_dense,
 )
-from ..utils._validation import check_option
 
 FILLS = ("mean", "zero")
+#: The constraint on ``n_groups`` every column-partition estimator shares; whether it is
+#: at most ``n_features`` depends on the data and is checked in ``fit``.
+N_GROUPS_CONSTRAINT = [Interval(Integral, 2, None, closed="left")]
 # Poisson predictions are clipped here: log(0) is undefined and a zero rate for an
 # observed count is an infinite loss.
 POISSON_FLOOR = 1e-6
@@ -71,7 +75,7 @@ class ColumnInvariantMixin(SelfSupervisedScoreMixin):
     _row_independent = True
 
     def _set_partition(self, n_features):
-        check_n_groups(self.n_groups, n_features)
+        # column_groups raises if n_groups is more than n_features.
         self.groups_ = column_groups(n_features, self.n_groups, shuffle=True,
                                      random_state=self.random_state)
 
@@ -112,10 +116,13 @@ class ColumnInvariantMixin(SelfSupervisedScoreMixin):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The table to predict, with the features seen in ``fit``.
 
         Returns
         -------
         X_invariant : ndarray of shape (n_samples, n_features)
+            Entry ``(i, j)`` is predicted from row i's values outside the column group
+            of j (and the fitted state), never from ``X[i, j]`` itself.
         """
         X = self._check_input(X)
         check_dense_size(*X.shape, "the invariant prediction")
@@ -130,6 +137,7 @@ class ColumnInvariantMixin(SelfSupervisedScoreMixin):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The table to score, with the features seen in ``fit``.
         loss : {'mse', 'mae', 'poisson'} or callable, default='mse'
             The named losses are averaged block by block, so the whole prediction is
             never held in memory; ``'poisson'`` is the mean Poisson deviance (for count
@@ -139,6 +147,7 @@ class ColumnInvariantMixin(SelfSupervisedScoreMixin):
         Returns
         -------
         loss : float
+            The mean loss over all entries of X.
         """
         X = self._check_input(X)
         if not (isinstance(loss, str) and loss in ELEMENTWISE_LOSSES):
@@ -202,13 +211,23 @@ class ColumnMaskingDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimato
     fill_values_ : ndarray of shape (n_features,)
         Values given to masked columns.
     groups_ : list of ndarray
-        Column indices of each group.
+        Column indices of each group (``n_groups`` disjoint sorted arrays covering
+        every feature).
     n_features_in_ : int
         Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in ``fit``. Defined only when X has feature names that
+        are all strings.
 
     See Also
     --------
     LowRankDenoiser : an exact, closed-form J-invariant PCA denoiser.
+
+    References
+    ----------
+    .. [1] Batson, J. & Royer, L. (2019). Noise2Self: Blind Denoising by
+       Self-Supervision. Proceedings of the 36th International Conference on Machine
+       Learning (ICML), PMLR 97. arXiv:1901.11365.
 
     Examples
     --------
@@ -227,26 +246,35 @@ class ColumnMaskingDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimato
     {'transformer__n_components': 3}
     """
 
+    _parameter_constraints: dict = {
+        "transformer": [HasMethods(["fit", "transform"])],
+        "n_groups": N_GROUPS_CONSTRAINT,
+        "fill": [StrOptions(set(FILLS))],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, transformer, *, n_groups=10, fill="mean", random_state=None):
         self.transformer = transformer
         self.n_groups = n_groups
         self.fill = fill
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=False)  # transformer: validated in its fit
     def fit(self, X, y=None):
         """Fit the transformer on X and draw the column partition.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (CSR or CSC when sparse).
         y : None
             Ignored.
 
         Returns
         -------
         self : object
+            The fitted estimator.
         """
-        check_option(self.fill, "fill", FILLS)
         X = check_table(self, X, reset=True)
         self._set_partition(X.shape[1])
         self.transformer_ = clone(self.transformer).fit(X)
@@ -279,10 +307,13 @@ class ColumnMaskingDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimato
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The table to denoise, with the features seen in ``fit``.
 
         Returns
         -------
         X_denoised : ndarray of shape (n_samples, n_features)
+            ``transformer_.transform(X)``, mapped back with ``inverse_transform`` when
+            the transformer reduces the number of features.
         """
         X = self._check_input(X)
         check_dense_size(*X.shape)

@@ -12,25 +12,24 @@ nothing but the column partition. Calibrate it on the data to be smoothed, with
 ``cv=FullSplit()``; a row split would search neighbours in a smaller set of rows.
 """
 
-import numbers
+from numbers import Integral
 
-import numpy as np
-import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
+from sklearn.utils._param_validation import Interval
 
 from ..utils._table_validation import check_dense_size, check_table, complement, to_dense
-from ._column_masking import ColumnInvariantMixin
+from ._column_masking import N_GROUPS_CONSTRAINT, ColumnInvariantMixin
 
 
-def neighbour_average(indices, values):
-    """Row i of the result is the mean of ``values`` over the rows ``indices[i]``."""
-    n_rows, k = indices.shape
-    weights = sp.csr_matrix(
-        (np.full(n_rows * k, 1.0 / k), indices.ravel(), np.arange(0, n_rows * k + 1, k)),
-        shape=(n_rows, values.shape[0]),
-    )
-    return to_dense(weights @ values)
+def neighbour_average(graph, values):
+    """Row i of the result is the mean of ``values`` over the neighbours of row i.
+
+    ``graph`` is a kNN connectivity graph (CSR, ``k`` ones per row), as
+    :meth:`~sklearn.neighbors.NearestNeighbors.kneighbors_graph` returns it.
+    """
+    k = graph.indptr[1] - graph.indptr[0]
+    return to_dense(graph @ values) / k
 
 
 class KNNSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
@@ -50,12 +49,25 @@ class KNNSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     groups_ : list of ndarray
-        Column indices of each group.
+        Column indices of each group (``n_groups`` disjoint sorted arrays covering
+        every feature).
     n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in ``fit``. Defined only when X has feature names that
+        are all strings.
 
     See Also
     --------
     LowRankDenoiser : low-rank denoising with the same column partition.
+
+    References
+    ----------
+    .. [1] Batson, J. & Royer, L. (2019). Noise2Self: Blind Denoising by
+       Self-Supervision. Proceedings of the 36th International Conference on Machine
+       Learning (ICML), PMLR 97. arXiv:1901.11365.
+    .. [2] Wagner, F., Yan, Y. & Yanai, I. (2017). K-nearest neighbor smoothing for
+       high-throughput single-cell RNA-Seq data. bioRxiv 217737.
 
     Examples
     --------
@@ -74,6 +86,13 @@ class KNNSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
 
     _row_independent = False
 
+    _parameter_constraints: dict = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "n_groups": N_GROUPS_CONSTRAINT,
+        "metric": NearestNeighbors._parameter_constraints["metric"],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, n_neighbors=15, *, n_groups=10, metric="euclidean",
                  random_state=None):
         self.n_neighbors = n_neighbors
@@ -82,29 +101,29 @@ class KNNSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def _check_n_neighbors(self, n_samples):
+        """The row itself is not its own neighbour: the rows smoothed must be more than k."""
         k = self.n_neighbors
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-            raise TypeError(f"n_neighbors must be an integer, got {k!r}.")
-        if k < 1:
-            raise ValueError(f"n_neighbors must be >= 1, got {k}.")
         if k >= n_samples:
             raise ValueError(
                 f"n_neighbors={k} must be less than n_samples={n_samples}: the row itself "
                 "is excluded from its neighbours."
             )
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Validate X and draw the column partition (nothing else is learned).
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (CSR or CSC when sparse); more than ``n_neighbors`` rows.
         y : None
             Ignored.
 
         Returns
         -------
         self : object
+            The fitted estimator.
         """
         X = check_table(self, X, reset=True)
         self._check_n_neighbors(X.shape[0])
@@ -112,10 +131,10 @@ class KNNSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _neighbours(self, X):
-        """Indices of the ``n_neighbors`` nearest other rows of every row of X."""
+        """Connectivity graph of the ``n_neighbors`` nearest *other* rows of each row of X."""
         self._check_n_neighbors(X.shape[0])
         search = NearestNeighbors(n_neighbors=self.n_neighbors, metric=self.metric).fit(X)
-        return search.kneighbors(return_distance=False)  # X=None: each row excluded
+        return search.kneighbors_graph()  # X=None: each row is left out of its neighbours
 
     def transform(self, X):
         """Mean of each row and its ``n_neighbors`` nearest other rows.
@@ -123,16 +142,19 @@ class KNNSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to smooth (more than ``n_neighbors``), with the features seen in
+            ``fit``; neighbours are searched among them.
 
         Returns
         -------
         X_smoothed : ndarray of shape (n_samples, n_features)
+            Row i is ``(X[i] + sum of its n_neighbors nearest other rows) /
+            (n_neighbors + 1)``.
         """
         X = self._check_input(X)
         check_dense_size(*X.shape)
-        others = neighbour_average(self._neighbours(X), X)
-        k = self.n_neighbors
-        return (to_dense(X) + k * others) / (k + 1)
+        neighbour_sum = to_dense(self._neighbours(X) @ X)
+        return (to_dense(X) + neighbour_sum) / (self.n_neighbors + 1)
 
     def _predict_group(self, X, group):
         rest = complement(X.shape[1], group)

@@ -17,15 +17,17 @@ Sparse input is centred implicitly: the randomized SVD multiplies ``X - 1 mean^T
 dense blocks as ``X @ Q - 1 (mean @ Q)``, never forming the dense centred matrix.
 """
 
-import numbers
+from numbers import Integral
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 import scipy.stats
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import svd_flip
 
 from ..masking import check_n_groups
 from ..utils._table_validation import (
@@ -36,7 +38,12 @@ from ..utils._table_validation import (
     to_dense,
 )
 from ..utils._validation import check_option
-from ._column_masking import ELEMENTWISE_LOSSES, ColumnInvariantMixin, elementwise_loss
+from ._column_masking import (
+    ELEMENTWISE_LOSSES,
+    N_GROUPS_CONSTRAINT,
+    ColumnInvariantMixin,
+    elementwise_loss,
+)
 
 SOLVERS = ("auto", "full", "randomized")
 # 'auto' takes the exact SVD for dense data up to this many rows or columns.
@@ -44,24 +51,12 @@ _FULL_SVD_MAX_SIDE = 1000
 
 
 def check_rank(n_components, n_samples, n_features, name="n_components"):
-    """Raise unless ``n_components`` is an integer in ``[1, min(n_samples, n_features)]``."""
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {n_components!r}.")
-    if n_components < 1:
-        raise ValueError(f"{name} must be >= 1, got {n_components}.")
+    """Raise unless the rank ``n_components`` (an int >= 1) fits the data's shape."""
     if n_components > min(n_samples, n_features):
         raise ValueError(
             f"{name}={n_components} must be <= min(n_samples, n_features)"
             f" = {min(n_samples, n_features)}."
         )
-
-
-def _flip_signs(components):
-    """Make the largest-magnitude loading of each component positive (deterministic)."""
-    largest = np.argmax(np.abs(components), axis=1)
-    signs = np.sign(components[np.arange(len(components)), largest])
-    signs[signs == 0] = 1.0
-    return components * signs[:, np.newaxis]
 
 
 def _qr_basis(A):
@@ -139,17 +134,37 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         Column means of the training data.
     components_ : ndarray of shape (n_components, n_features)
         Loadings (right singular vectors of the centred data), signs fixed so that each
-        one's largest entry is positive.
+        one's largest-magnitude entry is positive
+        (:func:`~sklearn.utils.extmath.svd_flip`).
     singular_values_ : ndarray of shape (n_components,)
+        Singular values of the centred training data for each component, decreasing.
     explained_variance_ : ndarray of shape (n_components,)
+        Variance of the training data along each component,
+        ``singular_values_**2 / (n_samples - 1)``.
     groups_ : list of ndarray
-        Column indices of each group.
+        Column indices of each group (``n_groups`` disjoint sorted arrays covering
+        every feature).
     n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in ``fit``. Defined only when X has feature names that
+        are all strings.
 
     See Also
     --------
     ColumnMaskingDenoiser : the same for any scikit-learn transformer, by masking.
-    sklearn_n2s.table._mcv.MolecularCrossValidationScorer : the alternative for raw counts.
+    LowRankDenoiserCV : the rank chosen along a path, one decomposition per fold.
+    sklearn_n2s.model_selection.MolecularCrossValidationScorer : the alternative for raw
+        counts.
+
+    References
+    ----------
+    .. [1] Batson, J. & Royer, L. (2019). Noise2Self: Blind Denoising by
+       Self-Supervision. Proceedings of the 36th International Conference on Machine
+       Learning (ICML), PMLR 97. arXiv:1901.11365.
+    .. [2] Halko, N., Martinsson, P. G. & Tropp, J. A. (2011). Finding structure with
+       randomness: probabilistic algorithms for constructing approximate matrix
+       decompositions. SIAM Review 53(2), 217-288.
 
     Examples
     --------
@@ -167,6 +182,15 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     {'n_components': 4}
     """
 
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_groups": N_GROUPS_CONSTRAINT,
+        "svd_solver": [StrOptions(set(SOLVERS))],
+        "n_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_oversamples": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, n_components=10, *, n_groups=10, svd_solver="auto", n_iter=4,
                  n_oversamples=10, random_state=None):
         self.n_components = n_components
@@ -176,40 +200,31 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         self.n_oversamples = n_oversamples
         self.random_state = random_state
 
-    def _check_params(self, n_samples, n_features):
-        self._check_solver_params()
-        check_rank(self.n_components, n_samples, n_features)
-
-    def _check_solver_params(self):
-        check_option(self.svd_solver, "svd_solver", SOLVERS)
-        for name in ("n_iter", "n_oversamples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an integer, got {value!r}.")
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}.")
-
     def _solver(self, X):
         if self.svd_solver != "auto":
             return self.svd_solver
         small = min(X.shape) <= _FULL_SVD_MAX_SIDE
         return "full" if small and not sp.issparse(X) else "randomized"
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the column means and the loadings, and draw the column partition.
 
         Parameters
         ----------
         X : {array-like, sparse matrix (CSR or CSC)} of shape (n_samples, n_features)
+            Training data; ``n_components`` must be at most ``min(n_samples,
+            n_features)`` and ``n_groups`` at most ``n_features``.
         y : None
             Ignored.
 
         Returns
         -------
         self : object
+            The fitted estimator.
         """
         X = check_table(self, X, reset=True)
-        self._check_params(*X.shape)
+        check_rank(self.n_components, *X.shape)
         self._set_partition(X.shape[1])
         return self._fit_decomposition(X, self.n_components)
 
@@ -224,7 +239,8 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
                 X, self.mean_, n_components, n_oversamples=self.n_oversamples,
                 n_iter=self.n_iter, random_state=self.random_state,
             )
-        self.components_ = _flip_signs(Vt)
+        # Deterministic signs: each component's largest-magnitude loading is positive.
+        _, self.components_ = svd_flip(None, Vt, u_based_decision=False)
         self.singular_values_ = s
         self.explained_variance_ = s**2 / max(X.shape[0] - 1, 1)
         return self
@@ -235,10 +251,13 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The table to denoise, with the features seen in ``fit``.
 
         Returns
         -------
         X_denoised : ndarray of shape (n_samples, n_features)
+            The projection of ``X - mean_`` on the span of ``components_``, plus
+            ``mean_``.
         """
         X = self._check_input(X)
         check_dense_size(*X.shape)
@@ -268,9 +287,11 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The table to score, with the features seen in ``fit``.
         ranks : sequence of int
             Ranks, each at most ``len(components_)``.
         loss : {'mse', 'mae', 'poisson'}, default='mse'
+            The per-entry loss, averaged over X (see :meth:`self_supervised_loss`).
 
         Returns
         -------
@@ -356,20 +377,17 @@ class GroupProjection:
 def check_rank_grid(ranks):
     """The candidate ranks as a list of ints; a clear error if the grid is unusable.
 
-    An integer k stands for every rank from 1 to k.
+    ``ranks`` has passed :class:`LowRankDenoiserCV`'s parameter constraints (an int
+    >= 1 or an array-like); an integer k stands for every rank from 1 to k. What the
+    constraints cannot say about a sequence's entries is checked here.
     """
-    if isinstance(ranks, numbers.Integral) and not isinstance(ranks, bool):
-        if ranks < 1:
-            raise ValueError(f"n_components must be >= 1, got {ranks}.")
+    if isinstance(ranks, Integral):
         return list(range(1, int(ranks) + 1))
-    if isinstance(ranks, (str, bytes)) or not np.iterable(ranks):
-        raise TypeError(
-            f"n_components must be an integer or a sequence of integers, got {ranks!r}.")
     ranks = list(ranks)
     if not ranks:
         raise ValueError("n_components is empty: give at least one rank to try.")
     for k in ranks:
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        if isinstance(k, bool) or not isinstance(k, Integral):
             raise TypeError(f"n_components must hold integers, got {k!r}.")
         if k < 1:
             raise ValueError(f"n_components must hold ranks >= 1, got {k}.")
@@ -448,13 +466,32 @@ class LowRankDenoiserCV(LowRankDenoiser):
         The same in :class:`~sklearn.model_selection.GridSearchCV`'s format (scores are
         minus the losses): ``param_n_components``, ``split{i}_test_score``,
         ``mean_test_score``, ``std_test_score``, ``rank_test_score``.
-    mean_, components_, singular_values_, explained_variance_, groups_, n_features_in_
-        Of the model refitted on all rows at ``n_components_``, as in
+    mean_ : ndarray of shape (n_features,)
+        Column means of all rows (the refitted model's).
+    components_ : ndarray of shape (n_components_, n_features)
+        Loadings of the model refitted on all rows at ``n_components_``, as in
         :class:`LowRankDenoiser`.
+    singular_values_ : ndarray of shape (n_components_,)
+        Singular values of the refitted model, as in :class:`LowRankDenoiser`.
+    explained_variance_ : ndarray of shape (n_components_,)
+        Variance along each component of the refitted model.
+    groups_ : list of ndarray
+        Column indices of each group, the same in every fold and in the refit.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in ``fit``. Defined only when X has feature names that
+        are all strings.
 
     See Also
     --------
     LowRankDenoiser : one rank; tune it with GridSearchCV for any other grid.
+
+    References
+    ----------
+    .. [1] Batson, J. & Royer, L. (2019). Noise2Self: Blind Denoising by
+       Self-Supervision. Proceedings of the 36th International Conference on Machine
+       Learning (ICML), PMLR 97. arXiv:1901.11365.
 
     Examples
     --------
@@ -472,6 +509,13 @@ class LowRankDenoiserCV(LowRankDenoiser):
     (300, 40)
     """
 
+    _parameter_constraints: dict = {
+        **LowRankDenoiser._parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "cv": ["cv_object"],
+        "scoring": [callable, None],
+    }
+
     def __init__(self, n_components=(2, 4, 8, 16, 32), *, cv=3, scoring=None,
                  n_groups=10, svd_solver="auto", n_iter=4, n_oversamples=10,
                  random_state=None):
@@ -484,26 +528,27 @@ class LowRankDenoiserCV(LowRankDenoiser):
         self.n_oversamples = n_oversamples
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Score every candidate rank by cross-validation, then refit the best on all rows.
 
         Parameters
         ----------
         X : {array-like, sparse matrix (CSR or CSC)} of shape (n_samples, n_features)
+            Training data; every candidate rank must be at most ``min(n_train,
+            n_features)`` for the smallest training fold, and ``n_groups`` at most
+            ``n_features``.
         y : None
             Ignored.
 
         Returns
         -------
         self : object
+            The fitted estimator, refitted on all rows at ``n_components_``.
         """
         X = check_table(self, X, reset=True)
         ranks = check_rank_grid(self.n_components)
-        self._check_solver_params()
         check_n_groups(self.n_groups, X.shape[1])
-        if self.scoring is not None and not callable(self.scoring):
-            raise TypeError(f"scoring must be None or a callable scorer, got "
-                            f"{self.scoring!r}.")
         if sp.issparse(X):
             X = X.tocsr()  # row slices for the folds; a CSC input is not modified
         splits = list(check_cv(self.cv).split(X))

@@ -36,17 +36,22 @@ cell, two independent experiments would have shared some molecules; passing
 :func:`overlap_correction`.
 """
 
-import numbers
+from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.stats import poisson
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ..utils._table_validation import check_counts, check_table_array
 from ._column_masking import elementwise_loss
 
 MCV_LOSSES = ("sqrt_mse", "poisson", "mse")
+#: Constraints on the split's parameters, shared with
+#: :class:`~sklearn_n2s.model_selection.MolecularCrossValidationScorer`.
+FRACTION_CONSTRAINT = [Interval(Real, 0, 1, closed="neither")]
+SAMPLE_RATIO_CONSTRAINT = [Interval(Real, 0, 1, closed="left")]
 # Below this mean, E[sqrt(Poisson(mu))] is summed exactly; above, the asymptotic series
 # sqrt(mu) - 1/(8 sqrt(mu)) - 7/(128 mu^1.5) is accurate to about 1e-7.
 _EXACT_MAX_MEAN = 100.0
@@ -73,6 +78,17 @@ def _table():
 
 def expected_sqrt(mean):
     """``E[sqrt(Poisson(mean))]``, elementwise, for means >= 0.
+
+    Parameters
+    ----------
+    mean : float or array-like of float
+        Poisson means (negative values are taken as 0).
+
+    Returns
+    -------
+    expected : ndarray of float
+        Same shape as ``mean``: the exact sum over the Poisson distribution up to a mean
+        of 100, the asymptotic series above (accurate to about 1e-7).
 
     Examples
     --------
@@ -102,6 +118,24 @@ def convert_sqrt_expectation(values, from_fraction, to_fraction):
     result estimates ``E[sqrt(B)]`` for ``B ~ Poisson(to_fraction * lam)``. The identity
     when the fractions are equal.
 
+    Parameters
+    ----------
+    values : float or array-like of float
+        Expected square-root counts at depth ``from_fraction``.
+    from_fraction, to_fraction : float
+        Depths (shares of the counts), both > 0.
+
+    Returns
+    -------
+    converted : ndarray of float
+        Same shape as ``values``: ``g(to_fraction / from_fraction * g^-1(values))`` with
+        ``g`` = :func:`expected_sqrt`.
+
+    References
+    ----------
+    .. [1] Batson, J., Royer, L. & Webber, J. (2019). Molecular Cross-Validation for
+       Single-Cell RNA-seq. bioRxiv 786269.
+
     Examples
     --------
     >>> from sklearn_n2s.table._mcv import convert_sqrt_expectation, expected_sqrt
@@ -115,6 +149,10 @@ def convert_sqrt_expectation(values, from_fraction, to_fraction):
     return expected_sqrt(_inverse_expected_sqrt(values) * (to_fraction / from_fraction))
 
 
+@validate_params(
+    {"p": FRACTION_CONSTRAINT, "sample_ratio": SAMPLE_RATIO_CONSTRAINT},
+    prefer_skip_nested_validation=True,
+)
 def overlap_correction(p, sample_ratio):
     """Split fractions and overlap that mimic two independent draws from the cell.
 
@@ -132,6 +170,12 @@ def overlap_correction(p, sample_ratio):
         with ``p_b``, in both with ``overlap = p_a + p_b - 1`` (0 when
         ``sample_ratio`` is 0: the plain binomial split).
 
+    References
+    ----------
+    .. [1] Batson, J., Royer, L. & Webber, J. (2019). Molecular Cross-Validation for
+       Single-Cell RNA-seq. bioRxiv 786269 (supplementary note on overlapping
+       samples).
+
     Examples
     --------
     >>> from sklearn_n2s.table._mcv import overlap_correction
@@ -140,9 +184,6 @@ def overlap_correction(p, sample_ratio):
     >>> [round(v, 4) for v in overlap_correction(0.5, 0.2)]
     [0.5279, 0.5279, 0.0557]
     """
-    _check_fraction(p, "p")
-    if not 0 <= sample_ratio < 1:
-        raise ValueError(f"sample_ratio must be in [0, 1), got {sample_ratio!r}.")
     if sample_ratio == 0:
         return float(p), float(1 - p), 0.0
     # Efficiencies a (first) and b = c a (second) of two independent experiments whose
@@ -151,11 +192,6 @@ def overlap_correction(p, sample_ratio):
     a = ((1 + c) - np.sqrt((1 + c) ** 2 - 4 * c * sample_ratio)) / (2 * c)
     p_a, p_b = a / sample_ratio, c * a / sample_ratio
     return float(p_a), float(p_b), float(p_a + p_b - 1)
-
-
-def _check_fraction(p, name):
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p < 1:
-        raise ValueError(f"{name} must be a number in (0, 1), got {p!r}.")
 
 
 def _split_values(values, p_a, p_b, overlap, rng):
@@ -167,6 +203,15 @@ def _split_values(values, p_a, p_b, overlap, rng):
     return (only_a + both).astype(np.float64), (only_b + both).astype(np.float64)
 
 
+@validate_params(
+    {
+        "X": ["array-like", "sparse matrix"],
+        "p": FRACTION_CONSTRAINT,
+        "sample_ratio": SAMPLE_RATIO_CONSTRAINT,
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def molecular_split(X, p=0.5, *, sample_ratio=0.0, random_state=None):
     """Split counts into two parts, binomially (optionally with the overlap correction).
 
@@ -183,6 +228,13 @@ def molecular_split(X, p=0.5, *, sample_ratio=0.0, random_state=None):
     Returns
     -------
     A, B : ndarray or sparse matrix like X (float64)
+        ``A + B == X`` when ``sample_ratio`` is 0; with the overlap correction they
+        share counts, so ``A + B >= X``.
+
+    References
+    ----------
+    .. [1] Batson, J., Royer, L. & Webber, J. (2019). Molecular Cross-Validation for
+       Single-Cell RNA-seq. bioRxiv 786269.
 
     Examples
     --------
@@ -216,6 +268,19 @@ def poisson_loss(prediction, target):
     """Mean Poisson deviance of count predictions (clipped at 1e-6) against counts.
 
     Usable as ``SelfSupervisedScorer(loss=poisson_loss)``.
+
+    Parameters
+    ----------
+    prediction : array-like of float
+        Predicted rates (expected counts).
+    target : array-like of float
+        Observed counts, same shape.
+
+    Returns
+    -------
+    loss : float
+        ``mean(2 (target log(target / rate) - (target - rate)))``, 0 for a perfect
+        prediction.
     """
     prediction = np.asarray(prediction, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)

@@ -20,34 +20,30 @@ Two ways to use it with the self-supervised loss:
   the prediction never depends on ``x_J``, even through ``s``.
 """
 
+from numbers import Real
+
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_non_negative
 
 from ..utils._table_validation import (
     check_dense_size,
     check_table,
     complement,
     row_sums,
-    stored_values,
     to_dense,
 )
-from ..utils._validation import check_option, check_positive
 from ._column_masking import ColumnInvariantMixin
 
 OUTPUTS = ("normalized", "counts")
 EMPTY_ROWS = ("raise", "zero")
-
-
-def _check_non_negative(X, name="X"):
-    values = stored_values(X)
-    if values.size and values.min() < 0:
-        raise ValueError(
-            f"Negative values in data passed to {name} (min {values.min():g}): "
-            "library-size normalisation needs non-negative counts."
-        )
-
+_NORMALIZER_CONSTRAINTS = {
+    "target_sum": [Interval(Real, 0, None, closed="neither"), None],
+    "log": ["boolean"],
+    "empty_rows": [StrOptions(set(EMPTY_ROWS))],
+}
 
 def scale_rows(X, factors):
     """X with row i multiplied by ``factors[i]`` (a new array; sparse stays sparse)."""
@@ -85,7 +81,23 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     target_sum_ : float
+        Total every row is scaled to: ``target_sum``, or the median non-zero row total
+        of the training data when ``target_sum`` is None (1.0 if every row is empty).
     n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in ``fit``. Defined only when X has feature names that
+        are all strings.
+
+    See Also
+    --------
+    NormalizedDenoiser : normalisation and a table denoiser, exactly J-invariant.
+
+    References
+    ----------
+    .. [1] Batson, J. & Royer, L. (2019). Noise2Self: Blind Denoising by
+       Self-Supervision. Proceedings of the 36th International Conference on Machine
+       Learning (ICML), PMLR 97. arXiv:1901.11365.
 
     Examples
     --------
@@ -96,6 +108,8 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
     array([[1., 3.],
            [2., 2.]])
     """
+
+    _parameter_constraints: dict = dict(_NORMALIZER_CONSTRAINTS)
 
     def __init__(self, target_sum=None, *, log=True, empty_rows="raise"):
         self.target_sum = target_sum
@@ -112,25 +126,24 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
             )
         return sizes
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Record ``target_sum_`` (the median row total when ``target_sum`` is None).
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Non-negative values (counts).
+            Non-negative values (counts); with ``empty_rows='raise'``, no all-zero row.
         y : None
             Ignored.
 
         Returns
         -------
         self : object
+            The fitted estimator.
         """
-        if self.target_sum is not None:
-            check_positive(self.target_sum, "target_sum")
-        check_option(self.empty_rows, "empty_rows", EMPTY_ROWS)
         X = check_table(self, X, reset=True)
-        _check_non_negative(X)
+        check_non_negative(X, "LibrarySizeNormalizer (input X)")
         sizes = self._library_sizes(X)
         median = float(np.median(sizes[sizes > 0])) if np.any(sizes > 0) else 1.0
         self.target_sum_ = median if self.target_sum is None else float(self.target_sum)
@@ -142,16 +155,19 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative values (counts), with the features seen in ``fit``.
         library_size : array-like of shape (n_samples,) or None
             Rows with a library size of 0 come out as zeros.
 
         Returns
         -------
         X_normalized : ndarray or sparse matrix of shape (n_samples, n_features)
+            ``log1p(X / s * target_sum_)`` (without the ``log1p`` when ``log=False``),
+            sparse (CSR) when X is.
         """
         check_is_fitted(self)
         X = check_table(self, X, reset=False)
-        _check_non_negative(X)
+        check_non_negative(X, "LibrarySizeNormalizer (input X)")
         return self._normalize(X, library_size)
 
     def _normalize(self, X, library_size=None):
@@ -166,6 +182,19 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
 
         Without ``library_size`` the rows stay at ``target_sum_`` (normalised counts).
         Negative values from a denoiser are clipped at 0.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Values in the normalised space (the output of :meth:`transform`, or a
+            denoised version of it).
+        library_size : array-like of shape (n_samples,) or None, default=None
+            Total counts each row is scaled back to.
+
+        Returns
+        -------
+        X_counts : ndarray of shape (n_samples, n_features)
+            Non-negative counts (expected counts when X was denoised).
         """
         check_is_fitted(self)
         Z = to_dense(X)
@@ -213,6 +242,8 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     normalizer_ : LibrarySizeNormalizer
+        The normaliser fitted on the training counts (``target_sum``, ``log``,
+        ``empty_rows`` passed on).
     denoiser_ : estimator
         The fitted clone of ``denoiser``, fitted on the normalised data.
     groups_ : list of ndarray
@@ -220,6 +251,21 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     column_totals_ : ndarray of shape (n_features,)
         Column sums of the training counts (for the share of counts outside each group).
     n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in ``fit``. Defined only when X has feature names that
+        are all strings.
+
+    See Also
+    --------
+    LibrarySizeNormalizer : the normalisation alone, as a Pipeline step (the loss is
+        then only approximately J-invariant).
+
+    References
+    ----------
+    .. [1] Batson, J. & Royer, L. (2019). Noise2Self: Blind Denoising by
+       Self-Supervision. Proceedings of the 36th International Conference on Machine
+       Learning (ICML), PMLR 97. arXiv:1901.11365.
 
     Examples
     --------
@@ -238,6 +284,13 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     {'denoiser__n_components': 3}
     """
 
+    _parameter_constraints: dict = {
+        # _predict_group: the column-partition table denoisers of this package.
+        "denoiser": [HasMethods(["fit", "transform", "_predict_group"])],
+        **_NORMALIZER_CONSTRAINTS,
+        "output": [StrOptions(set(OUTPUTS))],
+    }
+
     def __init__(self, denoiser, *, target_sum=None, log=True, empty_rows="raise",
                  output="normalized"):
         self.denoiser = denoiser
@@ -250,30 +303,26 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     def _row_independent(self):
         return getattr(self.denoiser_, "_row_independent", True)
 
+    @_fit_context(prefer_skip_nested_validation=False)  # denoiser: validated in its fit
     def fit(self, X, y=None):
         """Fit the normaliser, then the denoiser on the normalised data.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Non-negative counts, no all-zero row.
+            Non-negative counts; with ``empty_rows='raise'``, no all-zero row.
         y : None
             Ignored.
 
         Returns
         -------
         self : object
+            The fitted estimator.
         """
-        check_option(self.output, "output", OUTPUTS)
         X = check_table(self, X, reset=True)
         self.normalizer_ = LibrarySizeNormalizer(
             self.target_sum, log=self.log, empty_rows=self.empty_rows).fit(X)
         self.denoiser_ = clone(self.denoiser).fit(self.normalizer_._normalize(X))
-        if not hasattr(self.denoiser_, "_predict_group"):
-            raise TypeError(
-                f"{type(self.denoiser).__name__} is not a column-partition table denoiser "
-                "(LowRankDenoiser, KNNSmoother or ColumnMaskingDenoiser)."
-            )
         self.groups_ = self.denoiser_.groups_
         self.column_totals_ = np.asarray(X.sum(axis=0), dtype=np.float64).ravel()
         return self
@@ -284,18 +333,25 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative counts, with the features seen in ``fit``.
 
         Returns
         -------
         X_denoised : ndarray of shape (n_samples, n_features)
+            The denoiser's output on the normalised X (``output='normalized'``), or
+            that output mapped back to each row's total counts (``output='counts'``).
         """
         X = self._check_input(X)
         check_dense_size(*X.shape)
-        _check_non_negative(X)
         denoised = to_dense(self.denoiser_.transform(self.normalizer_._normalize(X)))
         if self.output == "normalized":
             return denoised
         return self.normalizer_.inverse_transform(denoised, row_sums(X))
+
+    def _check_input(self, X):
+        X = super()._check_input(X)
+        check_non_negative(X, "NormalizedDenoiser (input X)")
+        return X
 
     def _masked_library_size(self, X, group):
         """Library size from the columns outside ``group``, rescaled to the full library."""
@@ -305,7 +361,6 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         return row_sums(X[:, rest]) / max(kept_share, np.finfo(float).tiny)
 
     def _group_prediction_and_target(self, X, group):
-        _check_non_negative(X)
         sizes = self._masked_library_size(X, group)
         Z = self.normalizer_._normalize(X, sizes)
         prediction = self.denoiser_._predict_group(Z, group)

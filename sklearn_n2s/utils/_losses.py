@@ -4,12 +4,38 @@ import numpy as np
 
 
 def mean_squared_error(prediction, target):
-    """Mean of the squared differences (the Noise2Self loss)."""
+    """Mean of the squared differences (the Noise2Self loss).
+
+    Parameters
+    ----------
+    prediction : array-like
+        The J-invariant prediction.
+    target : array-like of the same shape
+        The data it predicts.
+
+    Returns
+    -------
+    loss : float
+        ``mean((prediction - target) ** 2)``, computed in float64.
+    """
     return _mse_of_residual(np.subtract(prediction, target, dtype=np.float64))
 
 
 def mean_absolute_error(prediction, target):
-    """Mean of the absolute differences (robust to heavy-tailed noise)."""
+    """Mean of the absolute differences (robust to heavy-tailed noise).
+
+    Parameters
+    ----------
+    prediction : array-like
+        The J-invariant prediction.
+    target : array-like of the same shape
+        The data it predicts.
+
+    Returns
+    -------
+    loss : float
+        ``mean(abs(prediction - target))``, computed in float64.
+    """
     diff = np.asarray(prediction, dtype=np.float64) - np.asarray(target, dtype=np.float64)
     return float(np.mean(np.abs(diff)))
 
@@ -18,7 +44,23 @@ LOSSES = {"mse": mean_squared_error, "mae": mean_absolute_error}
 
 
 def get_loss(loss):
-    """Return the loss callable for a name in :data:`LOSSES`, or ``loss`` if callable."""
+    """Return the loss callable for a name in :data:`LOSSES`, or ``loss`` if callable.
+
+    Parameters
+    ----------
+    loss : {'mse', 'mae'} or callable
+        A name, or ``loss(prediction, target) -> float``.
+
+    Returns
+    -------
+    loss_fn : callable
+        ``loss_fn(prediction, target) -> float``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or a value that is neither a name nor callable.
+    """
     if callable(loss):
         return loss
     if isinstance(loss, str) and loss in LOSSES:

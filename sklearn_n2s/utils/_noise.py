@@ -41,6 +41,18 @@ def image_noise_variance(image, n_bins=8):
     the median block variance is taken (robust to the few blocks that hold edges or
     texture), and the bins are averaged, weighted by their number of blocks. Under
     signal-dependent noise each bin sees its own noise level.
+
+    Parameters
+    ----------
+    image : ndarray
+        One image (no sample or channel axis), with one to three axes.
+    n_bins : int, default=8
+        Number of intensity bins (fewer when there are under 4 blocks per bin).
+
+    Returns
+    -------
+    variance : float
+        The mean noise variance, in the image's units squared.
     """
     coeffs = pywt.dwtn(image, "db2")
     key = "d" * image.ndim
@@ -67,12 +79,19 @@ def estimate_noise_variance(X, *, channel_axis=None):
     Parameters
     ----------
     X : ndarray of shape (n_samples, *spatial[, n_channels])
-    channel_axis : None or -1
+        An image stack with one to three spatial axes, in the units the variance is
+        wanted in (converted to float64).
+    channel_axis : None or -1, default=None
+        -1 when X has a trailing channel axis; each channel is estimated on its own.
 
     Returns
     -------
     variances : ndarray of shape (n_samples,)
-        Averaged over channels.
+        Mean noise variance of each sample, averaged over channels.
+
+    See Also
+    --------
+    skimage.restoration.estimate_sigma : the global (median) estimate this refines.
 
     Examples
     --------

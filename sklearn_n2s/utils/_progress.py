@@ -2,8 +2,10 @@
 
 A bar is shown only when someone is watching: not with ``quiet=True``, not when the
 stream (stderr by default) is not a terminal (a pipe, a log file, a test run), and not
-when tqdm is missing (it is an optional dependency, in the ``cli`` extra). Otherwise the
-same object is returned, doing nothing, so callers never branch on it.
+when tqdm is missing (it is an optional dependency, in the ``cli`` extra). The terminal
+test is tqdm's own (``disable=None``: tqdm turns itself off when its stream is not a
+terminal). When tqdm is missing or the bar is switched off, a silent stand-in with the
+same ``update``/``close``/iteration is returned, so callers never branch on it.
 
 The environment variable ``N2S_PROGRESS`` overrides the terminal test: ``1`` forces bars
 on (for example under ``script`` or in a notebook), ``0`` forces them off.
@@ -52,23 +54,50 @@ class _Silent:
         return False
 
 
-def progress_enabled(quiet=False, file=None):
-    """Whether a bar would be shown: not quiet, tqdm importable, stream a terminal."""
+def _tqdm():
+    """tqdm's ``tqdm.auto.tqdm``, or None when tqdm is not installed."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def _disable(quiet):
+    """tqdm's ``disable``: True (off), False (forced on) or None (on for a terminal only)."""
     if quiet:
-        return False
+        return True
     forced = os.environ.get("N2S_PROGRESS", "").strip()
     if forced in ("0", "1"):
-        wanted = forced == "1"
-    else:
-        stream = sys.stderr if file is None else file
-        wanted = bool(getattr(stream, "isatty", lambda: False)())
-    if not wanted:
+        return forced == "0"
+    return None
+
+
+def progress_enabled(quiet=False, file=None):
+    """Whether :func:`progress` would draw a bar on ``file``.
+
+    Parameters
+    ----------
+    quiet : bool, default=False
+        Never show a bar.
+    file : stream or None, default=None
+        Where the bar would be written; stderr by default.
+
+    Returns
+    -------
+    enabled : bool
+        False when ``quiet``, when ``N2S_PROGRESS=0``, when tqdm is missing, or when the
+        stream is not a terminal (tqdm's own test) and ``N2S_PROGRESS`` is not ``1``.
+    """
+    disable, tqdm = _disable(quiet), _tqdm()
+    if disable is True or tqdm is None:
         return False
-    try:
-        import tqdm  # noqa: F401  (optional dependency)
-    except ImportError:
-        return False
-    return True
+    # Ask tqdm itself; a bar that waits forever (delay) never draws anything.
+    bar = tqdm(total=0, disable=disable, file=file or sys.stderr, delay=float("inf"),
+               leave=False)
+    enabled = not bar.disable
+    bar.close()
+    return enabled
 
 
 def progress(iterable=None, *, total=None, desc=None, quiet=False, file=None, unit="it"):
@@ -85,8 +114,10 @@ def progress(iterable=None, *, total=None, desc=None, quiet=False, file=None, un
     quiet : bool, default=False
         Never show a bar.
     file : stream or None
-        Where the bar is written; stderr by default.
+        Where the bar is written; stderr by default. tqdm draws nothing when it is not
+        a terminal, unless ``N2S_PROGRESS=1``.
     unit : str, default='it'
+        Name of one step, shown in the bar's rate.
 
     Returns
     -------
@@ -94,12 +125,11 @@ def progress(iterable=None, *, total=None, desc=None, quiet=False, file=None, un
     """
     if iterable is not None and total is None and hasattr(iterable, "__len__"):
         total = len(iterable)
-    if not progress_enabled(quiet, file):
+    disable, tqdm = _disable(quiet), _tqdm()
+    if disable is True or tqdm is None:
         return _Silent(iterable, total)
-    from tqdm.auto import tqdm
-
     return tqdm(iterable, total=total, desc=desc, file=file or sys.stderr, unit=unit,
-                leave=False, dynamic_ncols=True)
+                leave=False, dynamic_ncols=True, disable=disable)
 
 
 class ProgressScorer:
@@ -111,8 +141,11 @@ class ProgressScorer:
 
     Parameters
     ----------
-    scorer : callable ``(estimator, X, y=None) -> float``
-    bar : object with an ``update`` method (see :func:`progress`)
+    scorer : callable
+        ``scorer(estimator, X, y=None) -> float``, e.g. a
+        :class:`~sklearn_n2s.SelfSupervisedScorer`.
+    bar : object with an ``update`` method
+        What :func:`progress` returns.
     """
 
     def __init__(self, scorer, bar):
@@ -120,6 +153,24 @@ class ProgressScorer:
         self.bar = bar
 
     def __call__(self, estimator, X, y=None, **kwargs):
+        """Score with the wrapped scorer, then advance the bar by one (even on error).
+
+        Parameters
+        ----------
+        estimator : estimator
+            The fitted estimator to score.
+        X : array-like
+            The held-out data.
+        y : None
+            Passed on to the scorer.
+        **kwargs : dict
+            Passed on to the scorer.
+
+        Returns
+        -------
+        score : float
+            What the wrapped scorer returns.
+        """
         try:
             return self.scorer(estimator, X, y, **kwargs)
         finally:

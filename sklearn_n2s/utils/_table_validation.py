@@ -20,7 +20,7 @@ float64) with a message; compute them on row batches instead, or compute the los
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_non_negative, validate_data
 
 #: Largest dense array (number of values) an estimator will allocate for its output.
 MAX_DENSE_ENTRIES = 2**27
@@ -73,12 +73,8 @@ def check_counts(X, name="X", *, allow_empty_rows=False):
     With ``allow_empty_rows=False`` a row with no counts at all is refused too: its
     library size is zero and it cannot be normalised or split meaningfully.
     """
+    check_non_negative(X, f"{name} (raw counts: non-negative integers)")
     values = stored_values(X)
-    if values.size and values.min() < 0:
-        raise ValueError(
-            f"{name} has negative values (min {values.min():g}); this method needs "
-            "raw counts (non-negative integers)."
-        )
     if values.size and not np.all(values == np.round(values)):
         bad = values[values != np.round(values)][0]
         raise ValueError(
@@ -111,7 +107,8 @@ def check_dense_size(n_rows, n_cols, what="the output"):
     if n_rows * n_cols > MAX_DENSE_ENTRIES:
         raise ValueError(
             f"{what} would be a dense array of {n_rows} x {n_cols} values, more than the "
-            f"limit of {MAX_DENSE_ENTRIES} (sklearn_n2s.utils._table_validation.MAX_DENSE_ENTRIES). "
+            f"limit of {MAX_DENSE_ENTRIES} "
+            "(sklearn_n2s.utils._table_validation.MAX_DENSE_ENTRIES). "
             "Process the rows in batches, or use self_supervised_loss, which never "
             "materialises the whole prediction."
         )

@@ -1,13 +1,16 @@
 """Input validation shared by every estimator.
 
 One place decides what an image stack is, which dtypes are accepted and how integer
-images become floats, so every estimator fails the same way on bad input.
+images become floats, so every estimator fails the same way on bad input. The generic
+checks (finiteness, minimum sizes, no copy of an array that is already fine) are
+scikit-learn's :func:`~sklearn.utils.check_array`; only the image policy is ours.
 """
 
 import numbers
 
 import numpy as np
 from skimage.util import img_as_float
+from sklearn.utils import check_array
 
 MAX_SPATIAL_DIMS = 3
 
@@ -92,20 +95,14 @@ def to_float(X):
     return np.asarray(img_as_float(X), dtype=np.float64)
 
 
-def check_finite(X, name="X"):
-    """Raise a ValueError naming NaN or infinity if X holds any."""
-    # A finite sum proves every value finite without a boolean array the size of X;
-    # only when it is not (a NaN, an inf, or an overflow) look closer.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.sum(X, dtype=np.float64)
-    if np.isfinite(total) or np.isfinite(X).all():
-        return
-    kind = "NaN" if np.isnan(X).any() else "infinity"
-    raise ValueError(f"{name} contains {kind}; denoisers need finite values.")
-
-
 def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X", return_scale=False):
-    """Validate an image stack and return a float copy of it.
+    """Validate an image stack and return it as floats.
+
+    Our policy is checked first, with messages that name the problem (sparse, ragged,
+    complex, object and string input; the number of spatial axes; empty stacks; images
+    smaller than the filter); then :func:`sklearn.utils.check_array` (``allow_nd=True``,
+    no dtype conversion, no copy) refuses NaN and infinity; integer and boolean images
+    finally become floats through :func:`to_float`.
 
     Parameters
     ----------
@@ -115,7 +112,8 @@ def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X", return_sc
     min_spatial_size : int
         Smallest length allowed along every spatial axis (an image smaller than the
         filter cannot be filtered meaningfully).
-
+    name : str
+        Name of the input in error messages.
     return_scale : bool
         Also return :func:`intensity_scale` of the input's dtype.
 
@@ -141,10 +139,11 @@ def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X", return_sc
             "X[np.newaxis], a 1-d signal as X.reshape(1, -1)."
         )
     if n_spatial > MAX_SPATIAL_DIMS:
+        hint = ("" if channel_axis is not None
+                else " (set channel_axis=-1 for a trailing channel axis)")
         raise ValueError(
             f"{name} has {X.ndim} dimensions, i.e. {n_spatial} spatial axes; at most "
-            f"{MAX_SPATIAL_DIMS} spatial axes are supported"
-            f"{'' if channel_axis is not None else ' (set channel_axis=-1 for a trailing channel axis)'}."
+            f"{MAX_SPATIAL_DIMS} spatial axes are supported{hint}."
         )
     if X.shape[0] == 0:
         raise ValueError(
@@ -161,8 +160,11 @@ def check_stack(X, *, channel_axis=None, min_spatial_size=1, name="X", return_sc
             f"{name} has spatial shape {spatial}{features}, smaller than the filter needs: "
             f"every spatial axis must have at least {min_spatial_size} pixels."
         )
+    # NaN and infinity; float32/float64 come back as they are (no copy, no conversion).
+    X = check_array(X, accept_sparse=False, dtype=None, order=None, copy=False,
+                    ensure_all_finite=True, ensure_2d=True, allow_nd=True,
+                    ensure_min_samples=1, ensure_min_features=1, input_name=name)
     Xf = to_float(X)
-    check_finite(Xf, name)
     return (Xf, intensity_scale(X.dtype)) if return_scale else Xf
 
 

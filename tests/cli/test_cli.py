@@ -182,8 +182,10 @@ def _in_process(capsys, *args):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["calibrate", "{d}/grey.png", "--grid", "radius=-1,2"], ["radius must be > 0"]),
-    (["calibrate", "{d}/grey.png", "--grid", "radius=a"], ["radius must be an integer"]),
+    (["calibrate", "{d}/grey.png", "--grid", "radius=-1,2"],
+     ["'radius' parameter", "range [1, inf)", "Got -1"]),
+    (["calibrate", "{d}/grey.png", "--grid", "radius=a"],
+     ["'radius' parameter", "must be an int", "Got 'a'"]),
     (["calibrate", "{d}/grey.png", "--grid", "radus=1,2"], ["no parameter 'radus'", "radius"]),
     (["calibrate", "{d}/grey.png", "--grid", "radius=1,,2"], ["empty value"]),
     (["calibrate", "{d}/grey.png", "--grid", "radius=1", "--grid", "radius=2"], ["twice"]),
@@ -194,7 +196,8 @@ def _in_process(capsys, *args):
     (["denoise", "{d}/grey.png", "{d}/no/dir/out.png", "--param", "radius=1"],
      ["no such directory"]),
     (["denoise", "{d}/grey.png", "{d}/out.png", "--param", "radius"], ["--param"]),
-    (["denoise", "{d}/grey.png", "{d}/out.png", "--param", "radius=0"], ["radius must be > 0"]),
+    (["denoise", "{d}/grey.png", "{d}/out.png", "--param", "radius=0"],
+     ["bad --param", "'radius' parameter", "Got 0"]),
     (["denoise", "{d}/grey.png", "{d}/out.png", "--param", "radius=1", "--grid", "radius=2"],
      ["either --param"]),
     (["denoise", "{d}/stack.tif", "{d}/out.tif", "--volume", "--channel-axis",
@@ -237,7 +240,7 @@ def test_warnings_are_one_line(capsys, monkeypatch):
     from sklearn_n2s.cli import _main as cli
 
     def warns(args, report):
-        warnings.warn("first line\nsecond line", UserWarning)
+        warnings.warn("first line\nsecond line", UserWarning, stacklevel=2)
         return 0
 
     monkeypatch.setattr(cli, "cmd_demo", warns)
@@ -330,29 +333,43 @@ def test_progress_is_silent_when_quiet_or_not_a_terminal(monkeypatch):
     from sklearn_n2s.utils._progress import progress, progress_enabled
 
     monkeypatch.delenv("N2S_PROGRESS", raising=False)
-    assert not progress_enabled(quiet=True, file=_FakeTerminal())
-    assert not progress_enabled(file=io.StringIO())
-    bar = progress(range(4), file=io.StringIO())
-    assert list(bar) == [0, 1, 2, 3] and bar.n == 4
+    quiet_terminal = _FakeTerminal()
+    assert not progress_enabled(quiet=True, file=quiet_terminal)
+    bar = progress(range(4), file=quiet_terminal, quiet=True)
+    assert list(bar) == [0, 1, 2, 3] and bar.n == 4  # the silent stand-in counts
+    assert quiet_terminal.text == ""
+    pipe = io.StringIO()
+    assert not progress_enabled(file=pipe)
+    assert list(progress(range(4), desc="work", file=pipe)) == [0, 1, 2, 3]
+    assert pipe.getvalue() == ""  # tqdm turned itself off: not a terminal
     pytest.importorskip("tqdm")
     terminal = _FakeTerminal()
     assert progress_enabled(file=terminal)
+    assert terminal.text == ""  # asking draws nothing
     for _ in progress(range(3), desc="work", file=terminal):
         pass
-    assert "work" in terminal.text
+    assert "work" in terminal.text and "/3" in terminal.text
 
 
 def test_progress_environment_override(monkeypatch):
     import io
 
     pytest.importorskip("tqdm")
-    from sklearn_n2s.utils._progress import progress_enabled
+    from sklearn_n2s.utils._progress import progress, progress_enabled
 
     monkeypatch.setenv("N2S_PROGRESS", "1")
     assert progress_enabled(file=io.StringIO())
     assert not progress_enabled(quiet=True, file=io.StringIO())
+    forced = io.StringIO()
+    for _ in progress(range(3), desc="forced", file=forced):
+        pass
+    assert "forced" in forced.getvalue()  # drawn although not a terminal
     monkeypatch.setenv("N2S_PROGRESS", "0")
     assert not progress_enabled(file=_FakeTerminal())
+    terminal = _FakeTerminal()
+    for _ in progress(range(3), desc="off", file=terminal):
+        pass
+    assert terminal.text == ""
 
 
 def test_calibration_shows_a_bar_when_watched(files, tmp_path):

@@ -13,13 +13,15 @@ from sklearn_n2s import (
     JInvariantGaussian,
     JInvariantWavelet,
     SelfSupervisedScorer,
+    WaveletDecompositionCache,
 )
 from sklearn_n2s.base import shrink_towards_data
 
 CASES = {
     "DonutMedian": (DonutMedian(), "radius", [1, 2, 3, 4, 5]),
     "JInvariantGaussian": (JInvariantGaussian(), "sigma", [0.5, 1.0, 1.5, 2.0, 3.0]),
-    "JInvariantWavelet": (JInvariantWavelet(), "sigma", [0.02, 0.04, 0.08, 0.12, 0.16]),
+    "JInvariantWavelet": (JInvariantWavelet(memory=WaveletDecompositionCache()), "sigma",
+                          [0.02, 0.04, 0.08, 0.12, 0.16]),
 }
 
 

@@ -1,5 +1,8 @@
 """JInvariantWavelet: wraps skimage's denoise_wavelet; batched masking equals the plain loop."""
 
+import copy
+import pickle
+import threading
 import warnings
 
 import numpy as np
@@ -7,10 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.restoration import denoise_wavelet
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
 
-from sklearn_n2s import JInvariantWavelet
-from sklearn_n2s.image._wavelet import DECOMPOSITIONS
+from sklearn_n2s import FullSplit, JInvariantWavelet, WaveletDecompositionCache
+from sklearn_n2s.image import _wavelet
 from sklearn_n2s.masking import invariant_predict
+from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
 
 def plain_invariant(est, X):
@@ -50,7 +56,7 @@ def test_colour_channels_and_ycbcr(rng):
     est = JInvariantWavelet(sigma=0.1, channel_axis=-1).fit(X)
     np.testing.assert_allclose(est.invariant_transform(X), plain_invariant(est, X), atol=1e-12)
     est = JInvariantWavelet(sigma=0.1, channel_axis=-1, convert2ycbcr=True).fit(X)
-    assert est.invariant_transform(X).shape == X.shape
+    np.testing.assert_allclose(est.invariant_transform(X), plain_invariant(est, X), atol=1e-12)
 
 
 @settings(max_examples=15, deadline=None)
@@ -63,21 +69,122 @@ def test_colour_channels_and_ycbcr(rng):
 def test_wavelet_invariant_output_is_j_invariant(index, delta, sigma, wavelet):
     X = np.random.default_rng(3).random((1, 20, 21))
     est = JInvariantWavelet(sigma=sigma, wavelet=wavelet).fit(X)
-    base = est.invariant_transform(X)
-    Y = X.copy()
-    Y[(0,) + index] += delta
-    assert abs(est.invariant_transform(Y)[(0,) + index] - base[(0,) + index]) < 1e-10
+    check_j_invariance(est, X, coordinates=[(0,) + index], delta=delta, atol=1e-10)
 
 
 def test_cache_is_keyed_on_the_data(rng):
-    DECOMPOSITIONS.clear()
+    cache = WaveletDecompositionCache()
     X = rng.random((1, 32, 32))
-    est = JInvariantWavelet(sigma=0.1).fit(X)
+    est = JInvariantWavelet(sigma=0.1, memory=cache).fit(X)
     first = est.invariant_transform(X)
     Y = X.copy()
     Y[0, 5, 5] += 1.0  # same shape, different data: must not reuse X's decomposition
     np.testing.assert_allclose(est.invariant_transform(Y), plain_invariant(est, Y), atol=1e-12)
     np.testing.assert_allclose(est.invariant_transform(X), first)
+    assert (cache.misses, cache.hits) == (2, 1)
+
+
+# ------------------------------------------------------------------ memory= (the cache)
+def _sweep(estimator, X, sigmas=(0.05, 0.1, 0.2), modes=("soft", "hard")):
+    grid = {"sigma": list(sigmas), "mode": list(modes), "method": ["BayesShrink", "VisuShrink"]}
+    search = GridSearchCV(estimator, grid, cv=FullSplit(), refit=False).fit(X)
+    return search.cv_results_["mean_test_score"]
+
+
+def test_clones_share_the_cache_and_a_sweep_hits_it(rng):
+    X = rng.random((1, 40, 36))
+    cache = WaveletDecompositionCache()
+    est = JInvariantWavelet(memory=cache)
+    first, second = clone(est), clone(clone(est))
+    assert first.memory is cache and second.memory is cache
+    assert copy.deepcopy(est).memory is cache
+    first.fit(X).score(X)
+    assert (cache.misses, cache.hits) == (1, 0)
+    second.set_params(sigma=0.3, mode="hard").fit(X).score(X)
+    assert (cache.misses, cache.hits) == (1, 1)  # the second step of a sweep reuses it
+    # A whole GridSearchCV: 12 candidates, one decomposition.
+    cache.clear()
+    _sweep(est, X)
+    assert (cache.misses, cache.hits) == (1, 11)
+    assert len(cache) == 1 and cache.nbytes > 0
+
+
+def test_results_are_identical_with_and_without_cache(rng):
+    X = rng.random((2, 33, 32))
+    for params in ({}, {"wavelet": "db2"}, {"stride": 3, "cosets": 4}):
+        cached = JInvariantWavelet(memory=WaveletDecompositionCache(), **params)
+        plain = JInvariantWavelet(**params)
+        np.testing.assert_array_equal(_sweep(cached, X), _sweep(plain, X))
+        for output in ("invariant", "shrink"):
+            cached.set_params(output=output, sigma=0.1).fit(X)
+            plain.set_params(output=output, sigma=0.1).fit(X)
+            for _ in range(2):  # the second call reads the cache
+                np.testing.assert_array_equal(cached.transform(X), plain.transform(X))
+
+
+def test_memory_none_keeps_no_state(rng):
+    X = rng.random((1, 32, 32))
+    est = JInvariantWavelet(sigma=0.1).fit(X)
+    state = dict(vars(est))
+    est.invariant_transform(X)
+    est.score(X)
+    assert vars(est) == state
+    # no module-level cache remains
+    caches = [v for v in vars(_wavelet).values() if isinstance(v, WaveletDecompositionCache)]
+    assert caches == []
+
+
+def test_cache_limits_and_pickle(rng):
+    X = rng.random((1, 32, 32))
+    cache = WaveletDecompositionCache(max_entries=1)
+    est = JInvariantWavelet(sigma=0.1, memory=cache).fit(X)
+    est.score(X)
+    est.score(X + 1.0)  # evicts X's entry
+    est.score(X)
+    assert (cache.misses, cache.hits, len(cache)) == (3, 0, 1)
+    tiny = WaveletDecompositionCache(max_bytes=100)  # too small to keep anything
+    JInvariantWavelet(sigma=0.1, memory=tiny).fit(X).score(X)
+    assert len(tiny) == 0 and tiny.nbytes == 0
+    # Pickling (process-based parallelism) gives a new, empty cache with the same limits.
+    restored = pickle.loads(pickle.dumps(est))
+    assert restored.memory is not cache
+    assert repr(restored.memory) == repr(cache) == (
+        "WaveletDecompositionCache(max_entries=1, max_bytes=536870912)")
+    assert len(restored.memory) == 0
+    assert restored.score(X) == est.score(X)
+    with pytest.raises(ValueError, match="max_entries"):
+        WaveletDecompositionCache(max_entries=-1)
+
+
+def test_cached_coefficients_are_read_only(rng):
+    X = rng.random((1, 32, 32))
+    cache = WaveletDecompositionCache()
+    JInvariantWavelet(sigma=0.1, memory=cache).fit(X).score(X)
+    (_, coeffs, _), _ = next(iter(cache._entries.values()))
+    assert not coeffs[0].flags.writeable
+
+
+def test_cache_is_thread_safe(rng):
+    X = rng.random((1, 32, 32))
+    cache = WaveletDecompositionCache()
+    expected = JInvariantWavelet(sigma=0.1).fit(X).score(X)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(JInvariantWavelet(sigma=0.1, memory=cache).fit(X).score(X))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results == [expected] * 20
+    assert cache.hits + cache.misses == 20 and cache.hits >= 16
 
 
 def test_approximate_loss_uses_a_subset_of_cosets(camera_noisy):
@@ -104,7 +211,12 @@ def test_noise_free_piecewise_constant_image_gives_no_nan(output):
     X[0, :8] = 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        out = JInvariantWavelet(output=output).fit(X).transform(X)
+        est = JInvariantWavelet(output=output).fit(X)
+        out = est.transform(X)
     assert np.isfinite(out).all()
-    if output == "ordinary":
-        np.testing.assert_array_equal(out, X)
+    if output == "invariant":
+        # No noise found, nothing thresholded: each coset is its masked fill.
+        np.testing.assert_allclose(out, plain_invariant(est, X), atol=1e-12)
+    else:
+        # ordinary: the image itself; shrink: noise variance 0, so lam = 0 (the data).
+        np.testing.assert_allclose(out, X, atol=1e-12)

@@ -67,3 +67,8 @@ def test_pbmc_counts_are_recovered():
     assert counts.shape == (700, 765)
     assert counts.min() == 0 and np.all(counts == np.round(counts))
     assert counts.sum(1).min() > 0
+    # normalising the counts again gives back what the file stores (to its float32
+    # rounding of about 5e-4 in log units)
+    raw = adata.raw.X.toarray() if hasattr(adata.raw.X, "toarray") else adata.raw.X
+    library = adata.obs["n_counts"].to_numpy()[:, np.newaxis]
+    np.testing.assert_allclose(np.log1p(counts / library * 1e4), raw, rtol=0, atol=1e-3)

@@ -234,9 +234,24 @@ def test_h5ad_round_trip_and_errors(tmp_path):
         n2s_io.read_h5ad(tmp_path / "bad.h5ad")
 
 
-def test_reading_never_modifies_the_file(tmp_path):
-    stack = _uint8((3, 6, 6))
-    write_image(tmp_path / "s.tif", stack)
-    before = (tmp_path / "s.tif").read_bytes()
-    read_image(tmp_path / "s.tif").array[...] = 0
-    assert (tmp_path / "s.tif").read_bytes() == before
+@pytest.mark.parametrize("suffix, shape", [(".tif", (3, 6, 6)), (".npy", (3, 6, 6)),
+                                           (".png", (6, 7))])
+def test_reading_and_denoising_never_modify_the_file(tmp_path, suffix, shape):
+    """The read array is the caller's own: writing into it, or denoising and writing the
+    result next to the input, leaves the input file on disk as it was."""
+    from sklearn_n2s import DonutMedian
+
+    stack = _uint8(shape)
+    path = write_image(tmp_path / f"in{suffix}", stack)
+    before = path.read_bytes()
+    loaded = read_image(path)
+    assert not isinstance(loaded.array, np.memmap)  # not a view of the file
+    X = as_stack(loaded.array)
+    denoised = DonutMedian(radius=1).fit(X).transform(X)
+    write_image(tmp_path / f"out{suffix}",
+                restore_dtype(denoised, stack.dtype).reshape(loaded.array.shape))
+    loaded.array[...] = 0
+    assert path.read_bytes() == before
+    np.testing.assert_array_equal(read_image(path).array, stack)  # what the disk holds
+    out = read_image(tmp_path / f"out{suffix}").array
+    np.testing.assert_array_equal(out.reshape(X.shape), restore_dtype(denoised, np.uint8))

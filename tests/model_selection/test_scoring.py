@@ -73,7 +73,9 @@ def test_randomized_halving_and_cross_val_score(stack):
                                   scoring=scorer, cv=2, min_resources=4, factor=2).fit(X)
     assert halving.best_params_["sigma"] >= 1.0
     scores = cross_val_score(JInvariantWavelet(sigma=0.3), X, scoring=scorer, cv=4)
-    assert scores.shape == (4,) and np.all(scores < 0)
+    expected = [-JInvariantWavelet(sigma=0.3).fit(X[train]).self_supervised_loss(X[test])
+                for train, test in KFold(4).split(X)]
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
 
 
 def test_multi_metric_scoring_dict(stack):
@@ -109,6 +111,22 @@ def test_pipeline_is_scored_on_its_last_step(stack):
     search = GridSearchCV(pipe, {"jinvariantgaussian__sigma": [0.5, 2.0]},
                           scoring=SelfSupervisedScorer(), cv=FullSplit()).fit(X)
     assert search.best_params_["jinvariantgaussian__sigma"] == 2.0
+
+
+def test_pipeline_steps_before_the_last_all_apply(stack):
+    """Every earlier step transforms, in order; 'passthrough' and a lone step work."""
+    _, X = stack
+    pipe = make_pipeline(FunctionTransformer(lambda Z: Z + 1), "passthrough",
+                         FunctionTransformer(lambda Z: 3 * Z), JInvariantGaussian(sigma=1.0))
+    pipe.fit(X)
+    Xt = 3 * (X + 1)
+    direct = JInvariantGaussian(sigma=1.0).fit(Xt).self_supervised_loss(Xt, loss="mae")
+    assert self_supervised_loss(pipe, X, loss="mae") == pytest.approx(direct, rel=1e-12)
+    lone = make_pipeline(JInvariantGaussian(sigma=1.0)).fit(X)
+    assert SelfSupervisedScorer()(lone, X) == pytest.approx(lone[-1].score(X), rel=1e-12)
+    with pytest.raises(TypeError, match="FunctionTransformer has no invariant_transform"):
+        self_supervised_loss(make_pipeline(JInvariantGaussian(), FunctionTransformer()).fit(X),
+                             X)
 
 
 def test_scorer_refuses_estimators_without_invariant_prediction(stack):

@@ -1,11 +1,10 @@
-"""BabyUnet: shapes for any size, channels, the bottleneck in use, receptive field."""
+"""BabyUnet: shapes for any size, channels, the reference layout, receptive field."""
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from sklearn_n2s.neural import BabyUnet
-from sklearn_n2s.neural._net import TILE_MARGIN
+from sklearn_n2s.neural import TILE_MARGIN, BabyUnet
 
 
 @pytest.mark.parametrize("height, width", [(4, 4), (5, 7), (28, 28), (30, 17)])
@@ -35,17 +34,44 @@ def test_wrong_input_rank_raises():
         BabyUnet(width=4)(torch.randn(1, 8, 8))
 
 
-def test_bottleneck_block_receives_gradient():
-    # The reference computes conv3 and discards its output; ours must use it.
+# The layout of czbiohub-sf/noise2self models/babyunet.py since its fix of 2019-12-16
+# (commit b306ca7, "x = self.conv3(x)": the bottleneck feeds the decoder), for width w:
+# block name -> (input channels, output channels).
+def _reference_layout(w, n_in=1, n_out=1):
+    return {"conv1": (n_in, w), "conv2": (w, 2 * w), "conv3": (2 * w, 2 * w),
+            "conv4": (4 * w, 2 * w), "conv5": (3 * w, w), "conv6": (w, n_out)}
+
+
+@pytest.mark.parametrize("width, n_in", [(16, 1), (4, 3)])
+def test_layers_are_those_of_the_reference(width, n_in):
+    net = BabyUnet(n_channels_in=n_in, width=width)
+    for name, (c_in, c_out) in _reference_layout(width, n_in, n_in).items():
+        block = getattr(net, name)
+        first = block if name == "conv6" else block.conv1
+        assert (first.in_channels, first.out_channels) == (c_in, c_out), name
+        if name != "conv6":  # a ConvBlock: conv, BN, conv, BN, as the reference's
+            assert (block.conv2.in_channels, block.conv2.out_channels) == (c_out, c_out)
+            assert block.norm1.num_features == block.norm2.num_features == c_out
+    assert net.conv6.kernel_size == (1, 1)
+
+
+def test_default_size_is_the_reference_size():
+    # The reference BabyUnet (width 16, one channel) has 72,353 parameters.
+    assert sum(p.numel() for p in BabyUnet().parameters()) == 72_353
+
+
+def test_bottleneck_block_feeds_the_output():
+    # As in the fixed reference: conv3's output reaches the output (gradient flows).
     net = BabyUnet(width=4)
     net(torch.randn(2, 1, 16, 16)).square().mean().backward()
     grad = net.conv3.conv1.weight.grad
     assert grad is not None and grad.abs().sum() > 0
-
-
-def test_default_size_matches_reference():
-    n_params = sum(p.numel() for p in BabyUnet().parameters())
-    assert 60_000 < n_params < 90_000
+    with torch.no_grad():
+        net.eval()
+        x = torch.randn(1, 1, 16, 16)
+        before = net(x)
+        net.conv3.conv2.bias += 1.0
+        assert not torch.allclose(net(x), before)
 
 
 def test_receptive_field_is_inside_tile_margin():

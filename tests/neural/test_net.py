@@ -1,5 +1,7 @@
 """N2SNet: masking equals the core, exact J-invariance, training, persistence, CV, errors."""
 
+import copy
+import math
 import pickle
 
 import numpy as np
@@ -10,16 +12,18 @@ pytest.importorskip("skorch")
 
 from scipy import ndimage as ndi
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_n2s import SelfSupervisedScorer, masking
-from sklearn_n2s.neural._net import (
-    N2SNet,
+from sklearn_n2s.neural import N2SNet, warmup_cosine_factor
+from sklearn_n2s.neural._masking import (
     fill_masked_torch,
     grid_batch_mask,
     neighbour_average,
     random_batch_mask,
 )
+from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
 TINY = {"module__width": 4, "max_epochs": 1, "batch_size": 8, "random_state": 0}
 
@@ -125,26 +129,15 @@ def test_random_batch_mask_density():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_invariant_output_ignores_the_pixel_itself(fitted, dtype):
     net, X = fitted
-    X = X[:3].astype(dtype)
-    base = net.invariant_transform(X)
-    rng = np.random.default_rng(0)
-    for _ in range(6):
-        i, r, c = rng.integers(3), rng.integers(16), rng.integers(16)
-        Y = X.copy()
-        Y[i, r, c] += 5.0
-        out = net.invariant_transform(Y)
-        assert out[i, r, c] == pytest.approx(base[i, r, c], abs=1e-10)
-        assert not np.allclose(out, base)  # the change reaches other pixels
+    # corners, edge midpoints and 4 random pixels; the change reaches other pixels
+    assert check_j_invariance(net, X[:3].astype(dtype), n_probes=4, delta=5.0,
+                              atol=1e-10) > 1e-3
 
 
 def test_invariant_output_rgb_ignores_all_channels_of_the_pixel(fitted_rgb):
     net, X = fitted_rgb
-    X = X[:2]
-    base = net.invariant_transform(X)
-    Y = X.copy()
-    Y[1, 5, 9, :] = [3.0, -3.0, 7.0]
-    out = net.invariant_transform(Y)
-    np.testing.assert_array_equal(out[1, 5, 9], base[1, 5, 9])
+    check_j_invariance(net, X[:2], coordinates=[(1, 5, 9), (0, 0, 15)],
+                       delta=[3.0, -3.0, 7.0], atol=0)
 
 
 @pytest.mark.parametrize("fill", ["zero", "median", "uniform"])
@@ -154,23 +147,14 @@ def test_invariant_output_other_fills(fitted, fill):
     net.initialize()
     net.module_.load_state_dict(fitted[0].module_.state_dict())
     net.n_channels_in_ = 1
-    base = net.invariant_transform(X[:2])
-    Y = X[:2].copy()
-    Y[0, 7, 3] -= 4.0
-    net.rng_ = np.random.RandomState(0)
-    base = net.invariant_transform(X[:2])
-    net.rng_ = np.random.RandomState(0)
-    out = net.invariant_transform(Y)
-    assert out[0, 7, 3] == base[0, 7, 3]
+    # exact, and 'uniform' draws repeat (same seed every call), or the check says so
+    check_j_invariance(net, X[:2], coordinates=[(0, 7, 3)], delta=-4.0, atol=0)
 
 
 def test_invariant_output_bfloat16(fitted):
     net, X = fitted
     net = pickle.loads(pickle.dumps(net)).set_params(precision="bfloat16")
-    base = net.invariant_transform(X[:2])
-    Y = X[:2].copy()
-    Y[1, 0, 15] += 6.0
-    assert net.invariant_transform(Y)[1, 0, 15] == base[1, 0, 15]
+    check_j_invariance(net, X[:2], coordinates=[(1, 0, 15)], delta=6.0, atol=0)
 
 
 def test_tiled_inference_matches_whole_image(fitted):
@@ -183,6 +167,89 @@ def test_tiled_inference_matches_whole_image(fitted):
     tiled.module_.load_state_dict(net.module_.state_dict())
     np.testing.assert_allclose(tiled.transform(X), whole_plain, atol=1e-5)
     np.testing.assert_allclose(tiled.invariant_transform(X), whole_inv, atol=1e-5)
+
+
+class PlainConvNet(torch.nn.Module):
+    """A module without ``fused_for_inference``: inference uses ``module_`` itself."""
+
+    def __init__(self, n_channels_in=1, width=4):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(n_channels_in, width, 3, padding=1), torch.nn.BatchNorm2d(width),
+            torch.nn.Conv2d(width, n_channels_in, 3, padding=1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def _snapshot(net):
+    """Everything a net holds, comparable by value (tensors, arrays, random states)."""
+    state = {}
+    for key, value in vars(net).items():
+        if isinstance(value, torch.nn.Module):
+            state[key] = (
+                {name: tensor.clone() for name, tensor in value.state_dict().items()},
+                [sub.training for sub in value.modules()],
+                [param.stride() for param in value.parameters()],
+            )
+        elif isinstance(value, torch.optim.Optimizer):
+            state[key] = copy.deepcopy(value.state_dict())
+        elif isinstance(value, np.random.RandomState):
+            state[key] = value.get_state()
+        elif key == "history_":
+            state[key] = (len(value), len(value[-1, "batches"]), value.to_list())
+        else:
+            state[key] = pickle.dumps(value)
+    return state
+
+
+def _assert_same(a, b, path="net"):
+    assert type(a) is type(b), path
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}[{i}]")
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), path
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"fill": "uniform"}, {"fill": "uniform", "random_state": None},
+    {"fill": "uniform", "random_state": np.random.RandomState(3)},
+    {"module": PlainConvNet}, {"tile_size": 8},
+])
+def test_inference_never_changes_the_fitted_net(params):
+    X = noisy_blobs(n=6)
+    net = N2SNet(**{**TINY, **params}).fit(X)
+    before = _snapshot(net)
+
+    def outputs():
+        return (net.transform(X), net.invariant_transform(X), net.predict(X),
+                net.score(X), net.self_supervised_loss(X), net.self_supervised_loss(X, "mae"))
+
+    first, second = outputs(), outputs()
+    _assert_same(_snapshot(net), before)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    # ... and equal to what an untouched copy of the fitted net gives.
+    fresh = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(fresh.invariant_transform(X), first[1])
+
+
+def test_uniform_fill_draws_depend_on_random_state(fitted):
+    net, X = fitted
+    net = pickle.loads(pickle.dumps(net)).set_params(fill="uniform")
+    a = net.invariant_transform(X[:2])
+    b = net.set_params(random_state=1).invariant_transform(X[:2])
+    assert not np.array_equal(a, b)
 
 
 def test_scorer_uses_the_invariant_loss(fitted):
@@ -244,13 +311,48 @@ def test_options_train(params):
     assert torch.get_num_threads() == before
 
 
-def test_cosine_schedule_restores_the_base_lr():
-    net = N2SNet(**{**TINY, "max_epochs": 2}, lr=0.01).fit(noisy_blobs(n=8))
-    assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(0.01)
-    net.total_steps_ = 200
-    factors = [net._schedule_factor(step) for step in range(200)]
+def _hand_rolled_factor(step, total_steps):
+    # The schedule N2SNet computed by hand before it moved to skorch's LRScheduler:
+    # the callback must give exactly these numbers.
+    warmup = max(1, int(0.05 * total_steps))
+    ramp = min(1.0, (step + 1) / warmup)
+    return ramp * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+def _batch_lrs(net, epochs=slice(None)):
+    return [batch["event_lr"] for epoch in net.history[epochs] for batch in epoch["batches"]
+            if "event_lr" in batch]  # training batches only
+
+
+def test_cosine_schedule_has_the_hand_rolled_factors():
+    factors = [warmup_cosine_factor(step, 200) for step in range(200)]
+    np.testing.assert_array_equal(factors, [_hand_rolled_factor(s, 200) for s in range(200)])
     assert factors[0] < factors[10] == pytest.approx(1.0, abs=0.01)
     assert factors[-1] < 0.001 and np.all(np.diff(factors[10:]) <= 0)
+
+
+def test_cosine_schedule_steps_every_batch_and_restores_the_base_lr():
+    X = noisy_blobs(n=10)
+    params = {**TINY, "max_epochs": 4, "batch_size": 3, "lr": 0.01}  # 4 batches an epoch
+    net = N2SNet(**params).fit(X)
+    expected = [0.01 * _hand_rolled_factor(step, 16) for step in range(16)]
+    np.testing.assert_allclose(_batch_lrs(net), expected, rtol=1e-15)
+    assert net.optimizer_.param_groups[0]["lr"] == 0.01
+    net.partial_fit(X)  # the schedule spans each call
+    np.testing.assert_allclose(_batch_lrs(net, slice(4, None)), expected, rtol=1e-15)
+    assert net.optimizer_.param_groups[0]["lr"] == 0.01
+    # Held-out batches do not step the schedule.
+    from skorch.dataset import ValidSplit
+
+    valid = N2SNet(**params, train_split=ValidSplit(5)).fit(X)  # 8 images: 3 batches
+    np.testing.assert_allclose(
+        _batch_lrs(valid), [0.01 * _hand_rolled_factor(s, 12) for s in range(12)], rtol=1e-15)
+
+
+def test_constant_schedule_keeps_the_lr():
+    net = N2SNet(**TINY, lr=0.01, lr_schedule="constant").fit(noisy_blobs(n=8))
+    assert "event_lr" not in net.history[-1, "batches", -1]
+    assert net.optimizer_.param_groups[0]["lr"] == 0.01
 
 
 def test_validation_split_records_valid_loss():
@@ -283,7 +385,9 @@ def test_verbose_controls_output(capsys):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     N2SNet(**TINY, verbose=1).fit(X)
-    assert "train_loss" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "train_loss" in captured.out
+    assert captured.err == ""  # stderr is no terminal here: tqdm draws no bar
 
 
 # --------------------------------------------------------------- persistence
@@ -314,14 +418,22 @@ def test_clone_and_set_params():
 
 
 # ---------------------------------------------------------------- model selection
-def test_grid_search_with_self_supervised_scorer():
+def test_grid_search_picks_the_lowest_self_supervised_loss():
+    # lr=1e-6 leaves the network at its random initialisation: clearly the worst.
     X = noisy_blobs(n=18)
-    grid = {"module__width": [2, 4], "optimizer__lr": [1e-2], "max_epochs": [1, 2]}
-    search = GridSearchCV(N2SNet(batch_size=6, random_state=0), grid,
-                          scoring=SelfSupervisedScorer(), cv=3)
+    bad, grid = 1e-6, {"lr": [1e-6, 3e-3, 3e-2]}
+    base = N2SNet(module__width=4, max_epochs=3, batch_size=6, random_state=0)
+    search = GridSearchCV(base, grid, scoring=SelfSupervisedScorer(), cv=KFold(3))
     search.fit(X)
-    assert set(search.best_params_) == set(grid)
-    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    # The losses computed by hand, fold by fold, outside the search.
+    losses = [
+        np.mean([clone(base).set_params(lr=lr).fit(X[train]).self_supervised_loss(X[test])
+                 for train, test in KFold(3).split(X)])
+        for lr in grid["lr"]
+    ]
+    np.testing.assert_allclose(-search.cv_results_["mean_test_score"], losses, rtol=1e-6)
+    assert search.best_params_["lr"] == grid["lr"][int(np.argmin(losses))] != bad
+    assert losses[0] > 1.2 * min(losses)
     assert search.transform(X).shape == X.shape
 
 
@@ -376,14 +488,36 @@ def test_unfitted_raises():
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"masking": "checker"}, "masking"), ({"fill": "mean"}, "fill"),
-    ({"stride": 1}, "stride"), ({"density": 1.5}, "density"),
-    ({"tile_size": 30}, "multiple of 4"), ({"lr_schedule": "step"}, "lr_schedule"),
-    ({"channel_axis": 0}, "channel_axis"), ({"precision": "half"}, "precision"),
+    ({"masking": "checker"}, "'masking' parameter"), ({"fill": "mean"}, "'fill' parameter"),
+    ({"stride": 1}, "'stride' parameter"), ({"density": 1.5}, "'density' parameter"),
+    ({"density": 0}, "'density' parameter"), ({"tile_size": 30}, "multiple of 4"),
+    ({"tile_size": 2}, "'tile_size' parameter"), ({"lr_schedule": "step"}, "lr_schedule"),
+    ({"channel_axis": 0}, "'channel_axis' parameter"), ({"precision": "half"}, "precision"),
+    ({"inference_batch_size": 0}, "inference_batch_size"), ({"num_threads": 0}, "num_threads"),
+    ({"channels_last": "yes"}, "channels_last"), ({"random_state": "x"}, "random_state"),
 ])
 def test_bad_parameters_raise(params, match):
-    with pytest.raises(ValueError, match=match):
-        N2SNet(**TINY, **params).fit(noisy_blobs(n=4))
+    with pytest.raises(InvalidParameterError, match=match):
+        N2SNet(**{**TINY, **params}).fit(noisy_blobs(n=4))
+    with pytest.raises(InvalidParameterError, match=match):
+        N2SNet(**{**TINY, **params}).partial_fit(noisy_blobs(n=4))
+
+
+def test_parameters_are_checked_before_the_data():
+    with pytest.raises(InvalidParameterError, match="The 'stride' parameter of N2SNet"):
+        N2SNet(**TINY, stride=0).fit(np.zeros((2, 16)))  # also a bad X
+
+
+def test_inference_checks_parameters_set_after_fit(fitted):
+    net = pickle.loads(pickle.dumps(fitted[0])).set_params(stride=1)
+    with pytest.raises(InvalidParameterError, match="stride"):
+        net.invariant_transform(fitted[1][:1])
+
+
+def test_sklearn_check_param_validation():
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    check_param_validation("N2SNet", N2SNet(module__width=2, max_epochs=1))
 
 
 # -------------------------------------------------------------------- example

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.optimize import brentq
 from sklearn.model_selection import GridSearchCV
+from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_limits
 
 from sklearn_n2s import FullSplit
@@ -24,16 +26,41 @@ def poisson_counts(n=300, g=40, rank=3, seed=0):
     return rng.poisson(rates).astype(np.float64), rates
 
 
-def test_split_is_binomial_and_independent():
+def assert_mean_is(values, expected, n_se=5.0):
+    """The sample mean of ``values`` is within ``n_se`` standard errors of ``expected``."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    se = values.std(ddof=1) / np.sqrt(values.size)
+    assert abs(values.mean() - expected) < n_se * se, (values.mean(), expected, se)
+
+
+def covariance_terms(a, b):
+    """Per-cell products whose mean is the covariance of a and b."""
+    return (a - a.mean()) * (b - b.mean())
+
+
+@pytest.mark.parametrize("counts", ["poisson", "overdispersed"])
+def test_split_is_binomial_given_the_counts(counts):
+    """A | X ~ Binomial(X, p), so Cov(A, B) = p (1 - p) (Var X - E X).
+
+    For Poisson counts that covariance is 0 (the parts are independent, which is what
+    MCV relies on); for overdispersed counts it is positive. A split that is not
+    binomial (deterministic, or drawn without regard to X) fails one of the checks.
+    Tolerances: 5 standard errors of each statistic at this sample size.
+    """
     rng = np.random.default_rng(0)
-    lam = 6.0
-    X = rng.poisson(lam, (20000, 1)).astype(float)
-    A, B = molecular_split(X, 0.3, random_state=1)
+    lam, p, n = 6.0, 0.3, 50_000
+    if counts == "poisson":
+        X, var_x = rng.poisson(lam, n), lam
+    else:  # negative binomial: mean lam, variance lam + lam**2 / 2
+        X, var_x = rng.negative_binomial(2, 2 / (2 + lam), n), lam + lam**2 / 2
+    A, B = (part[:, 0] for part in molecular_split(X[:, None], p, random_state=1))
     np.testing.assert_array_equal(A + B, X)
-    # Poisson thinning: A ~ Poisson(0.3 lam), B ~ Poisson(0.7 lam), independent
-    assert A.mean() == pytest.approx(0.3 * lam, rel=0.03)
-    assert A.var() == pytest.approx(0.3 * lam, rel=0.05)
-    assert abs(np.corrcoef(A[:, 0], B[:, 0])[0, 1]) < 0.03
+    assert_mean_is(A - p * X, 0.0)  # E[A | X] = p X
+    assert_mean_is((A - p * X) ** 2 - p * (1 - p) * X, 0.0)  # Var[A | X] = p (1-p) X
+    expected_covariance = p * (1 - p) * (var_x - lam)
+    assert_mean_is(covariance_terms(A, B), expected_covariance)
+    if counts == "overdispersed":
+        assert expected_covariance > 3.0  # far from 0, many standard errors away
 
 
 def test_split_sparse_matches_dense_and_keeps_input():
@@ -46,7 +73,9 @@ def test_split_sparse_matches_dense_and_keeps_input():
     assert sp.issparse(A) and sp.issparse(B)
     np.testing.assert_array_equal((A + B).toarray(), X)
     np.testing.assert_array_equal(Xs.data, data)
-    assert A.sum() == pytest.approx(Ad.sum(), rel=0.05)
+    # the draws follow the non-zero entries in row-major order: the same split
+    np.testing.assert_array_equal(A.toarray(), Ad)
+    np.testing.assert_array_equal(B.toarray(), Bd)
 
 
 def test_overlap_correction():
@@ -54,14 +83,45 @@ def test_overlap_correction():
     # two independent experiments of efficiency a = p_a * r capture r together
     a, b = p_a * 0.2, p_b * 0.2
     assert a + b - a * b == pytest.approx(0.2)
-    assert overlap == pytest.approx(p_a + p_b - 1) and overlap > 0
-    p_a, p_b, overlap = overlap_correction(0.8, 0.3)
-    assert p_b * 0.3 / (p_a * 0.3) == pytest.approx(0.25 / 1.0)
+    assert overlap > 0
     # with the overlap, the parts share counts: their sum exceeds the data
     X, _ = poisson_counts()
     A, B = molecular_split(X, 0.5, sample_ratio=0.3, random_state=0)
     assert np.all(A + B >= X) and (A + B).sum() > X.sum()
     assert A.sum() / X.sum() == pytest.approx(overlap_correction(0.5, 0.3)[0], rel=0.02)
+
+
+@pytest.mark.parametrize("p, ratio", [(0.5, 0.2), (0.8, 0.3)])
+def test_overlap_split_mimics_two_independent_captures(p, ratio):
+    """The corrected split has the joint law of two independent experiments.
+
+    Simulated directly: a cell holds Poisson(mu) molecules; two experiments capture
+    each one independently, with efficiencies a and b = a (1 - p) / p chosen so that
+    together they capture ``ratio`` of the molecules (solved here, not taken from
+    ``overlap_correction``). The union of their captures is the observed count X.
+    Splitting X must give parts with the same conditional means and the same
+    covariance (mu a b, from the shared molecules) as the two experiments' own counts.
+    """
+    c = (1 - p) / p
+    a = brentq(lambda a: a + c * a - c * a * a - ratio, 0.0, 1.0)
+    b = c * a
+    rng = np.random.default_rng(0)
+    mu, n = 20.0, 100_000
+    molecules = rng.poisson(mu, n)
+    first = rng.binomial(molecules, a)
+    second_shared = rng.binomial(first, b)
+    second_only = rng.binomial(molecules - first, b)
+    X = first + second_only
+    A, B = (part[:, 0] for part in molecular_split(X[:, None], p, sample_ratio=ratio,
+                                                   random_state=1))
+    first_b = second_shared + second_only
+    # same X in both: given X the paired differences have mean 0
+    assert_mean_is(A - first, 0.0)
+    assert_mean_is(B - first_b, 0.0)
+    assert_mean_is(covariance_terms(A, B) - covariance_terms(first, first_b), 0.0)
+    # and the shared molecules make that covariance clearly positive
+    assert_mean_is(covariance_terms(A, B), mu * a * b)
+    assert mu * a * b > 0.2
 
 
 def test_expected_sqrt_matches_simulation():
@@ -115,7 +175,7 @@ def test_scorer_is_deterministic_and_leaves_input():
 
 
 @pytest.mark.parametrize("X, match", [
-    (np.array([[1.0, -2.0]]), "negative"),
+    (np.array([[1.0, -2.0]]), "Negative values in data passed to X"),
     (np.array([[1.5, 2.0]]), "non-integer"),
     (np.array([[np.nan, 2.0]]), "NaN"),
     (sp.coo_matrix(np.ones((2, 2))), "COO format"),
@@ -126,12 +186,24 @@ def test_bad_counts(X, match):
 
 
 def test_bad_parameters():
-    with pytest.raises(ValueError, match="p must be a number in"):
+    """Checked at construction, with scikit-learn's constraints and messages."""
+    scorer = "MolecularCrossValidationScorer"
+    with pytest.raises(InvalidParameterError,
+                       match=rf"'p' parameter of {scorer} must be a float in the range "
+                             r"\(0.0, 1.0\). Got 1.0 instead."):
         MolecularCrossValidationScorer(p=1.0)
-    with pytest.raises(ValueError, match="loss must be one of"):
+    with pytest.raises(InvalidParameterError, match=f"'loss' parameter of {scorer}"):
         MolecularCrossValidationScorer(loss="huber")
-    with pytest.raises(ValueError, match="sample_ratio"):
+    with pytest.raises(InvalidParameterError,
+                       match=r"'sample_ratio' parameter .* \[0.0, 1.0\)"):
         MolecularCrossValidationScorer(sample_ratio=1.5)
+    with pytest.raises(InvalidParameterError, match=f"'random_state' parameter of {scorer}"):
+        MolecularCrossValidationScorer(random_state=None)  # one split for every candidate
+    with pytest.raises(InvalidParameterError, match="'p' parameter of molecular_split"):
+        molecular_split(np.ones((2, 2)), 0.0)
+    with pytest.raises(InvalidParameterError,
+                       match="'sample_ratio' parameter of overlap_correction"):
+        overlap_correction(0.5, 1.0)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_n2s import FullSplit, SelfSupervisedScorer
 from sklearn_n2s.table import (
@@ -14,6 +16,7 @@ from sklearn_n2s.table import (
     LowRankDenoiser,
     NormalizedDenoiser,
 )
+from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
 
 def counts(n=200, g=30, rank=3, seed=0):
@@ -52,13 +55,7 @@ def test_wrapper_is_exactly_invariant(inner, output):
     """The size factor is taken without the group: x_J cannot reach its prediction."""
     X = counts()
     est = NormalizedDenoiser(inner, output=output).fit(X)
-    base = est.invariant_transform(X)
-    rng = np.random.default_rng(1)
-    for _ in range(4):
-        i, j = rng.integers(X.shape[0]), rng.integers(X.shape[1])
-        changed = X.copy()
-        changed[i, j] += 500.0
-        assert abs(est.invariant_transform(changed)[i, j] - base[i, j]) < 1e-10
+    check_j_invariance(est, X, n_probes=4, delta=500.0, atol=1e-10)
 
 
 def test_pipeline_is_only_approximately_invariant():
@@ -99,11 +96,22 @@ def test_counts_output_and_knn_with_full_split():
     X = counts()
     est = NormalizedDenoiser(KNNSmoother(5, random_state=0), output="counts").fit(X)
     out = est.transform(X)
+    # the normalised output, mapped back to each row's own library size
+    normalized = clone(est).set_params(output="normalized").fit(X).transform(X)
+    np.testing.assert_allclose(
+        out, np.maximum(np.expm1(normalized), 0) * X.sum(1, keepdims=True)
+        / est.normalizer_.target_sum_, rtol=1e-12)
     assert out.min() >= 0
     np.testing.assert_allclose(out.sum(1), X.sum(1), rtol=0.2)
+    # FullSplit with the default scoring: each candidate's own score on all rows
+    grid = [2, 10]
     search = GridSearchCV(NormalizedDenoiser(KNNSmoother(random_state=0)),
-                          {"denoiser__n_neighbors": [2, 10]}, cv=FullSplit())
-    assert search.fit(X).best_params_["denoiser__n_neighbors"] in (2, 10)
+                          {"denoiser__n_neighbors": grid}, cv=FullSplit()).fit(X)
+    scores = [NormalizedDenoiser(KNNSmoother(k, random_state=0)).fit(X).score(X)
+              for k in grid]
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], scores, rtol=1e-12)
+    assert scores[0] != scores[1]
+    assert search.best_params_["denoiser__n_neighbors"] == grid[int(np.argmax(scores))]
 
 
 def test_bad_input():
@@ -114,14 +122,20 @@ def test_bad_input():
     zero_row[3] = 0
     with pytest.raises(ValueError, match="zero total"):
         LibrarySizeNormalizer().fit(zero_row)
-    with pytest.raises(ValueError, match="target_sum must be > 0"):
+    with pytest.raises(InvalidParameterError,
+                       match=r"'target_sum' parameter .* range \(0.0, inf\) or None"):
         LibrarySizeNormalizer(target_sum=0).fit(X)
-    with pytest.raises(ValueError, match="output must be one of"):
+    with pytest.raises(InvalidParameterError,
+                       match="'output' parameter of NormalizedDenoiser must be a str among"):
         NormalizedDenoiser(LowRankDenoiser(1, n_groups=2), output="log").fit(X)
-    with pytest.raises(TypeError, match="not a column-partition table denoiser"):
+    with pytest.raises(InvalidParameterError,
+                       match="'denoiser' parameter .* implementing 'fit', 'transform' and "
+                             "'_predict_group'"):
         from sklearn.decomposition import PCA
 
         NormalizedDenoiser(PCA(1)).fit(X)
+    with pytest.raises(ValueError, match="Negative values in data passed to Normalized"):
+        NormalizedDenoiser(LowRankDenoiser(1, n_groups=2)).fit(X).score(X - 1000)
     with pytest.raises(ValueError, match="COO format"):
         LibrarySizeNormalizer().fit(sp.coo_matrix(X))
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_n2s import DonutMedian, JInvariantGaussian, JInvariantWavelet
 from sklearn_n2s.utils._validation import check_stack, intensity_scale
@@ -66,13 +67,37 @@ def test_caller_array_is_never_modified(estimator, rng):
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_float_dtype_is_preserved(estimator, rng, dtype):
-    X = _image(rng).astype(dtype)
+    X64 = _image(rng)
+    X = X64.astype(dtype)
     est = estimator.fit(X)
     for output in ("shrink", "ordinary", "invariant"):
         out = est.set_params(output=output).transform(X)
         assert out.dtype == dtype
-        assert out.shape == X.shape
-        assert np.isfinite(out).all()
+        # the same numbers as in float64, to float32 precision
+        np.testing.assert_allclose(out, est.transform(X64), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_check_stack_does_not_copy_floats(dtype, rng):
+    X = _image(rng).astype(dtype)
+    assert check_stack(X) is X
+    F = np.asfortranarray(X)
+    assert check_stack(F) is F
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_transform_score_never_change_the_fitted_estimator(estimator, rng):
+    X = _image(rng)
+    est = estimator.fit(X)
+    for output in ("shrink", "ordinary", "invariant"):
+        est.set_params(output=output)
+        state = dict(vars(est))
+        est.transform(X)
+        est.invariant_transform(X)
+        est.score(X)
+        est.shrinkage_weights(X)
+        est.self_supervised_loss(X, loss="mae")
+        assert vars(est) == state
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
@@ -89,9 +114,9 @@ def test_spatial_rank_must_match_fit(estimator, rng):
         est.transform(rng.random((1, 8, 8, 8)))
 
 
-@pytest.mark.parametrize("channel_axis", [0, 1, "last", 2.5])
+@pytest.mark.parametrize("channel_axis", [0, 1, "last", 2.5, True])
 def test_channel_axis_must_be_none_or_minus_one(channel_axis, rng):
-    with pytest.raises(ValueError, match="channel_axis"):
+    with pytest.raises(InvalidParameterError, match="'channel_axis' parameter"):
         JInvariantGaussian(channel_axis=channel_axis).fit(_image(rng))
 
 
@@ -107,20 +132,65 @@ def test_unfitted_estimator_refuses_transform(rng):
     [
         (DonutMedian(radius=0), "radius"),
         (DonutMedian(radius=1.5), "radius"),
+        (DonutMedian(n_jobs="all"), "n_jobs"),
         (JInvariantGaussian(sigma=-1), "sigma"),
+        (JInvariantGaussian(sigma="1"), "sigma"),
+        (JInvariantGaussian(truncate=0), "truncate"),
         (JInvariantGaussian(mode="bogus"), "mode"),
+        (JInvariantWavelet(sigma=0), "sigma"),
         (JInvariantWavelet(wavelet="nope"), "wavelet"),
+        (JInvariantWavelet(wavelet="morl"), "wavelet"),  # continuous: not discrete
         (JInvariantWavelet(stride=1), "stride"),
         (JInvariantWavelet(fill="nope"), "fill"),
         (JInvariantWavelet(method="nope"), "method"),
-        (JInvariantWavelet(convert2ycbcr=True), "convert2ycbcr"),
+        (JInvariantWavelet(wavelet_levels=0), "wavelet_levels"),
+        (JInvariantWavelet(cosets=0), "cosets"),
+        (JInvariantWavelet(memory="cache_dir"), "memory"),
         (DonutMedian(output="best"), "output"),
         (DonutMedian(noise_variance=-1.0), "noise_variance"),
+        (DonutMedian(noise_variance=np.inf), "noise_variance"),
     ],
 )
 def test_bad_parameters_are_named(estimator, message, rng):
-    with pytest.raises((ValueError, TypeError), match=message):
+    # scikit-learn's message: "The 'radius' parameter of DonutMedian must be ..."
+    with pytest.raises(InvalidParameterError,
+                       match=f"The '{message}' parameter of {type(estimator).__name__}"):
         estimator.fit(_image(rng))
+
+
+@pytest.mark.parametrize(
+    "estimator, message",
+    [
+        (JInvariantWavelet(convert2ycbcr=True), "convert2ycbcr=True requires channel_axis"),
+        (JInvariantGaussian(sigma=[1.0, -2.0]), "sigma must be a number > 0"),
+        (JInvariantGaussian(sigma=[1.0, np.nan]), "sigma must be a number > 0"),
+        (JInvariantGaussian(sigma=[[1.0, 2.0]]), "sigma must be a number > 0"),
+        (JInvariantGaussian(sigma=[1.0, 2.0, 3.0]), "3 values but X has 2 spatial axes"),
+    ],
+)
+def test_checks_across_parameters_and_data_run_in_fit(estimator, message, rng):
+    with pytest.raises(ValueError, match=message):
+        estimator.fit(_image(rng))
+    assert not hasattr(estimator, "n_spatial_dims_")  # a refused fit leaves no state
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_sklearn_check_param_validation(estimator):
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    check_param_validation(type(estimator).__name__, estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_parameters_are_validated_in_fit_only(estimator, rng):
+    """As in scikit-learn: a bad value set after fit is not re-checked by transform."""
+    X = _image(rng)
+    est = estimator.set_params(output="shrink").fit(X)
+    est.set_params(noise_variance=-1.0)  # only fit validates; transform takes it as is
+    est.transform(X)
+    with pytest.raises(InvalidParameterError, match="noise_variance"):
+        est.fit(X)
+    est.set_params(noise_variance=None)
 
 
 def test_too_small_images_are_refused():

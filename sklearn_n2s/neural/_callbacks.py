@@ -1,0 +1,211 @@
+"""skorch callbacks of :class:`~sklearn_n2s.neural.N2SNet`: progress bar, learning rate.
+
+- :class:`EpochProgressBar`: skorch's per-epoch bar, drawn only when the net is verbose
+  and stderr is a terminal (tqdm's ``disable=None``).
+- :class:`WarmupCosineLR`: a :class:`skorch.callbacks.LRScheduler` stepping a
+  :class:`torch.optim.lr_scheduler.LambdaLR` every batch: a linear warm-up over the first
+  5% of the steps of a ``fit``, then a cosine decay to 0 by its last step
+  (:func:`warmup_cosine_factor`). The schedule spans each ``fit`` or ``partial_fit``
+  call, and the base learning rates are restored when it ends, so the next call starts
+  from them again.
+"""
+
+import math
+
+import numpy as np
+import tqdm
+from skorch.callbacks import LRScheduler, ProgressBar
+from torch.optim.lr_scheduler import LambdaLR
+
+
+class EpochProgressBar(ProgressBar):
+    """skorch's per-epoch progress bar, silent when the net's ``verbose`` is 0.
+
+    With ``verbose`` on, the bar is created with ``disable=None``: tqdm draws it only
+    when its stream (stderr) is a terminal, so logs and pipes stay clean.
+    """
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Open the bar of this epoch.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        dataset_train, dataset_valid : torch Dataset or None
+            Their lengths give the number of batches (``batches_per_epoch='auto'``).
+        **kwargs
+            Ignored.
+        """
+        total = self.batches_per_epoch
+        if total == "auto":
+            total = self._get_batches_per_epoch(net, dataset_train, dataset_valid)
+        elif total == "count":
+            total = len(net.history[-2, "batches"]) if len(net.history) > 1 else None
+        if self._use_notebook():
+            self.pbar_ = tqdm.tqdm_notebook(total=total, leave=False,
+                                            disable=not net.verbose)
+        else:
+            self.pbar_ = tqdm.tqdm(total=total, leave=False,
+                                   disable=None if net.verbose else True)
+
+
+def warmup_cosine_factor(step, total_steps, warmup_fraction=0.05):
+    """Learning-rate factor at a step: linear warm-up times a cosine decay.
+
+    ``min(1, (step + 1) / warmup) * (1 + cos(pi * step / total_steps)) / 2`` with
+    ``warmup = max(1, int(warmup_fraction * total_steps))``.
+
+    Parameters
+    ----------
+    step : int
+        Steps (batches) done so far in this fit, from 0.
+    total_steps : int
+        Steps of the whole fit.
+    warmup_fraction : float, default=0.05
+
+    Returns
+    -------
+    factor : float in [0, 1]
+    """
+    warmup = max(1, int(warmup_fraction * total_steps))
+    ramp = min(1.0, (step + 1) / warmup)
+    return ramp * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+class WarmupCosine:
+    """Picklable ``lr_lambda`` of :class:`~torch.optim.lr_scheduler.LambdaLR`.
+
+    Parameters
+    ----------
+    total_steps : int
+    warmup_fraction : float, default=0.05
+    """
+
+    def __init__(self, total_steps, warmup_fraction=0.05):
+        self.total_steps = total_steps
+        self.warmup_fraction = warmup_fraction
+
+    def __call__(self, step):
+        return warmup_cosine_factor(step, self.total_steps, self.warmup_fraction)
+
+
+def _n_train_batches(net, dataset):
+    """Batches per epoch of the training iterator, without building it."""
+    kwargs = net.get_params_for("iterator_train")
+    batch_size = kwargs.get("batch_size", net.batch_size)
+    n = len(dataset)
+    if batch_size == -1:
+        batch_size = n
+    if kwargs.get("drop_last", False):
+        return n // batch_size
+    return math.ceil(n / batch_size)
+
+
+class WarmupCosineLR(LRScheduler):
+    """Linear warm-up and cosine decay of the learning rate, stepped every batch.
+
+    Active while the net's ``lr_schedule`` is ``'cosine'``. The
+    :class:`~torch.optim.lr_scheduler.LambdaLR` is built when the first epoch of a
+    ``fit``/``partial_fit`` begins, once the number of training batches is known:
+    ``max_epochs * batches per epoch`` steps in all. The learning rate of each batch
+    is recorded in the history under ``event_name``.
+
+    Parameters
+    ----------
+    warmup_fraction : float, default=0.05
+        Fraction of the steps spent warming up linearly.
+    event_name : str or None, default='event_lr'
+        History key of the learning rate of each batch; None records nothing.
+
+    Examples
+    --------
+    >>> from sklearn_n2s.neural._callbacks import WarmupCosineLR
+    >>> lrs = WarmupCosineLR().simulate(100, initial_lr=0.01)
+    >>> print(f"first {lrs[0]:.4f}, peak at step {lrs.argmax()}, last {lrs[-1]:.1e}")
+    first 0.0020, peak at step 4, last 2.5e-06
+    """
+
+    def __init__(self, warmup_fraction=0.05, event_name="event_lr"):
+        super().__init__(policy=LambdaLR, event_name=event_name, step_every="batch")
+        self.warmup_fraction = warmup_fraction
+
+    @property
+    def kwargs(self):
+        # Nothing is passed through to the policy: the lr_lambda is built here.
+        return {}
+
+    def simulate(self, steps, initial_lr, step_args=None):
+        """Learning rates of a fit of ``steps`` batches starting from ``initial_lr``.
+
+        Parameters
+        ----------
+        steps : int
+        initial_lr : float
+        step_args : None
+            Ignored (kept for skorch's signature).
+
+        Returns
+        -------
+        lrs : ndarray of shape (steps,)
+        """
+        return np.array([initial_lr * warmup_cosine_factor(s, steps, self.warmup_fraction)
+                         for s in range(steps)])
+
+    def on_train_begin(self, net, **kwargs):
+        """Forget any previous schedule: the next epoch builds this fit's.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        **kwargs
+            Ignored.
+        """
+        self.lr_scheduler_ = None
+        self.batch_idx_ = 0
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        """Build the schedule at the first epoch of a fit (cosine nets only).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        dataset_train : torch Dataset
+        **kwargs
+            Ignored.
+        """
+        if self.lr_scheduler_ is not None or getattr(net, "lr_schedule", "cosine") != "cosine":
+            return
+        total_steps = max(1, net.max_epochs * _n_train_batches(net, dataset_train))
+        groups = net.optimizer_.param_groups
+        self.base_lrs_ = [group["lr"] for group in groups]
+        for group in groups:
+            group["initial_lr"] = group["lr"]
+        self.lr_scheduler_ = LambdaLR(
+            net.optimizer_, WarmupCosine(total_steps, self.warmup_fraction))
+
+    def on_batch_end(self, net, training, **kwargs):
+        """Record this batch's learning rate and step the schedule (training only).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        training : bool
+        **kwargs
+            Passed to :meth:`skorch.callbacks.LRScheduler.on_batch_end`.
+        """
+        if self.lr_scheduler_ is not None:
+            super().on_batch_end(net, training=training, **kwargs)
+
+    def on_train_end(self, net, **kwargs):
+        """Restore the base learning rates, so that the next fit starts from them.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        **kwargs
+            Ignored.
+        """
+        if self.lr_scheduler_ is not None:
+            for group, lr in zip(net.optimizer_.param_groups, self.base_lrs_):
+                group["lr"] = lr
+        self.lr_scheduler_ = None
