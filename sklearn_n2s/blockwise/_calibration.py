@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, validate_params
 
 from ..image._blockwise import _check_dask_stack, _require_dask, receptive_radius
 from ..model_selection import FullSplit
@@ -52,6 +53,16 @@ def stratified_choice(n_total, n_chosen, random_state=None):
     return [int(rng.choice(stratum)) for stratum in strata]
 
 
+@validate_params(
+    {
+        "X": ["array-like"],
+        "n_patches": [Interval(numbers.Integral, 1, None, closed="left")],
+        "halo": [Interval(numbers.Integral, 0, None, closed="left"), tuple],
+        "channel_axis": [None, Options(numbers.Integral, {-1})],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def representative_patches(X, n_patches=8, halo=0, *, channel_axis=None, random_state=0):
     """Cut a stack of equal-size patches, one chunk (plus halo) each, spread over X.
 
@@ -79,8 +90,6 @@ def representative_patches(X, n_patches=8, halo=0, *, channel_axis=None, random_
     """
     import dask
 
-    if isinstance(n_patches, bool) or not isinstance(n_patches, numbers.Integral) or n_patches < 1:
-        raise ValueError(f"n_patches must be an integer >= 1, got {n_patches!r}.")
     n_spatial = X.ndim - 1 - (channel_axis is not None)
     halo = (int(halo),) * n_spatial if isinstance(halo, numbers.Integral) else tuple(halo)
     grid = tuple(len(X.chunks[axis]) for axis in range(1, n_spatial + 1))

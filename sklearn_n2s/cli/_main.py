@@ -620,7 +620,18 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 
 
 def main(argv=None):
-    """Entry point of the ``n2s`` console script; returns the exit status."""
+    """Entry point of the ``n2s`` console script.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        The arguments after ``n2s``; None reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 on an error (printed as one line on stderr), 130 on Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     report = _Reporter(quiet=getattr(args, "quiet", False) and not verbose, verbose=verbose)

@@ -227,6 +227,22 @@ def plan_chunks(X, halo, align, channel_axis=None):
     The sample axis keeps its chunks (no halo: samples are independent); a channel axis
     becomes one chunk; a spatial axis held in one chunk needs no halo; other spatial
     axes get chunks no smaller than the halo (and aligned, for the wavelet).
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, *spatial[, n_channels])
+    halo : tuple of int
+        Pixels each chunk borrows from its neighbours, per spatial axis.
+    align : tuple of int
+        Chunk starts must be multiples of these, per spatial axis.
+    channel_axis : None or -1, default=None
+
+    Returns
+    -------
+    X : dask.array.Array
+        Rechunked (the same array when no change is needed).
+    depth : dict of int to int
+        ``depth`` for :func:`dask.array.map_overlap`, 0 on the sample and channel axes.
     """
     n_spatial = len(halo)
     chunks = [X.chunks[0]]
@@ -312,8 +328,17 @@ def _chunk_noise_variance(block, channel_axis):
 def chunk_noise_variance(X, channel_axis=None):
     """Per-sample noise variance: the median over a sample's chunks of per-chunk estimates.
 
-    Each chunk (without halo) is estimated with :func:`~sklearn_n2s.estimate_noise_variance`;
-    returns a lazy array of shape ``(n_samples,)``.
+    Each chunk (without halo) is estimated with :func:`~sklearn_n2s.estimate_noise_variance`.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, *spatial[, n_channels])
+    channel_axis : None or -1, default=None
+
+    Returns
+    -------
+    noise_variance : dask.array.Array of shape (n_samples,)
+        Lazy, in the float units of X (see :func:`~sklearn_n2s.estimate_noise_variance`).
     """
     da = _require_dask()
     one_per_chunk = (X.chunks[0],) + tuple((1,) * len(c) for c in X.chunks[1:])

@@ -276,7 +276,17 @@ class WaveletDecompositionCache:
             return self._nbytes
 
     def get(self, key):
-        """The entry stored under ``key``, or None (counted as a hit or a miss)."""
+        """The entry stored under ``key``, or None (counted as a hit or a miss).
+
+        Parameters
+        ----------
+        key : hashable
+            From the masked decomposition's inputs and settings.
+
+        Returns
+        -------
+        value : object or None
+        """
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -286,7 +296,16 @@ class WaveletDecompositionCache:
             return None
 
     def put(self, key, value, nbytes):
-        """Store ``value`` (``nbytes`` large), dropping the least recently used entries."""
+        """Store ``value`` (``nbytes`` large), dropping the least recently used entries.
+
+        Parameters
+        ----------
+        key : hashable
+        value : object
+            Treated as read-only by every reader.
+        nbytes : int
+            Its size; an entry larger than ``max_bytes`` is not stored.
+        """
         if nbytes > self.max_bytes or self.max_entries == 0:
             return
         with self._lock:

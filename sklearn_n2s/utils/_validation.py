@@ -174,19 +174,6 @@ def spatial_axes(ndim, channel_axis):
     return tuple(range(1, last))
 
 
-def check_positive(value, name, *, allow_zero=False, integer=False):
-    """Raise a clear error unless ``value`` is a positive (or non-negative) number."""
-    kinds = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise TypeError(
-            f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}."
-        )
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}.")
-    return value
-
-
 def check_option(value, name, options):
     """Raise a ValueError naming the allowed options when ``value`` is not one of them."""
     if not isinstance(value, str) or value not in options:
