@@ -15,11 +15,14 @@ Both are calibrated by a plain ``GridSearchCV`` with the self-supervised scorer 
 noisy image only; since this example knows the clean image, it also shows what the
 search could not see: the ground-truth loss and PSNR at every parameter.
 
-Set ``N2S_EXAMPLE_SMALL=1`` to run it on a 128 x 128 crop (the test suite does).
+Set ``N2S_EXAMPLE_SMALL=1`` to run it on a 128 x 128 crop (the test suite does). Without
+a screen (``MPLBACKEND=Agg``) or with ``N2S_EXAMPLES_OUT=DIR`` the figures are saved
+as PNG files instead of shown.
 """
 
 import os
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from skimage import data
@@ -37,6 +40,8 @@ from sklearn_n2s import (
 from sklearn_n2s.plotting import plot_calibration, plot_comparison
 
 SMALL = os.environ.get("N2S_EXAMPLE_SMALL") == "1"
+STEM = "gaussian_wavelet_calibration"  # headless, figures are saved as STEM_<n>.png
+NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
 clean = img_as_float(data.coins())
 if SMALL:
@@ -89,4 +94,20 @@ plot_comparison(
     [f"noisy ({psnr(noisy):.1f} dB)"]
     + [f"{name} ({psnr(image):.1f} dB)" for name, image in outputs.items()] + ["clean"],
     vmin=0, vmax=1)
-plt.show()
+
+# %%
+# Show the figures, or save them when there is no screen
+# ------------------------------------------------------
+# With a non-interactive backend (``MPLBACKEND=Agg``: a server, CI, the test suite) or
+# with ``N2S_EXAMPLES_OUT`` set, the figures are written as PNG files to that directory
+# (default: the current one) instead of shown.
+out_dir = os.environ.get("N2S_EXAMPLES_OUT")
+if out_dir is not None or matplotlib.get_backend().lower() in NON_INTERACTIVE:
+    os.makedirs(out_dir or ".", exist_ok=True)
+    for number in plt.get_fignums():
+        path = os.path.join(out_dir or ".", f"{STEM}_{number}.png")
+        plt.figure(number).savefig(path, dpi=80)
+        print(f"saved {path}")
+    plt.close("all")
+else:
+    plt.show()

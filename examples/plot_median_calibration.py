@@ -12,11 +12,14 @@ up by the noise variance (Batson & Royer, ICML 2019, figure 2).
 This example draws both filters, radii 1 to 6, on scikit-image's ``camera`` with
 Gaussian noise of standard deviation 0.1.
 
-Set ``N2S_EXAMPLE_SMALL=1`` to run it on a 128 x 128 crop (the test suite does).
+Set ``N2S_EXAMPLE_SMALL=1`` to run it on a 128 x 128 crop (the test suite does). Without
+a screen (``MPLBACKEND=Agg``) or with ``N2S_EXAMPLES_OUT=DIR`` the figures are saved
+as PNG files instead of shown.
 """
 
 import os
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from skimage import data
@@ -28,6 +31,8 @@ from sklearn_n2s import DonutMedian, FullSplit, SelfSupervisedScorer
 from sklearn_n2s.plotting import plot_calibration, plot_comparison
 
 SMALL = os.environ.get("N2S_EXAMPLE_SMALL") == "1"
+STEM = "median_calibration"  # headless, figures are saved as STEM_<n>.png
+NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 RADII = [1, 2, 3, 4, 5, 6]
 
 # %%
@@ -88,4 +93,20 @@ plot_comparison([noisy, denoised, clean],
                 [f"noisy ({psnr[0]:.1f} dB)",
                  f"donut median r={search.best_params_['radius']} ({psnr[1]:.1f} dB)",
                  "clean"], vmin=0, vmax=1)
-plt.show()
+
+# %%
+# Show the figures, or save them when there is no screen
+# ------------------------------------------------------
+# With a non-interactive backend (``MPLBACKEND=Agg``: a server, CI, the test suite) or
+# with ``N2S_EXAMPLES_OUT`` set, the figures are written as PNG files to that directory
+# (default: the current one) instead of shown.
+out_dir = os.environ.get("N2S_EXAMPLES_OUT")
+if out_dir is not None or matplotlib.get_backend().lower() in NON_INTERACTIVE:
+    os.makedirs(out_dir or ".", exist_ok=True)
+    for number in plt.get_fignums():
+        path = os.path.join(out_dir or ".", f"{STEM}_{number}.png")
+        plt.figure(number).savefig(path, dpi=80)
+        print(f"saved {path}")
+    plt.close("all")
+else:
+    plt.show()

@@ -15,8 +15,9 @@ choose the rank three ways:
 - the truth available only here: the full-depth data, normalised the same way.
 
 Run ``python examples/plot_single_cell_rank.py --help`` for smaller, faster settings;
-``N2S_EXAMPLE_SMALL=1`` shrinks it for the gallery smoke test and ``N2S_EXAMPLE_OUTPUT``
-names the figure.
+``N2S_EXAMPLE_SMALL=1`` shrinks it for the gallery smoke test. The figure is always saved
+as a PNG file: ``--out``, else ``N2S_EXAMPLE_OUTPUT``, else ``single_cell_rank.png`` in
+``N2S_EXAMPLES_OUT`` (default: the current directory).
 """
 # requires: scanpy anndata
 
@@ -85,6 +86,7 @@ def plot(grid, losses, out):
         ax.set(title=f"{name}\nbest rank {best}", xlabel="rank", xscale="log")
     axes[0].set_ylabel("loss (lower is better)")
     fig.tight_layout()
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
 
@@ -98,8 +100,8 @@ def main(argv=None):
     parser.add_argument("--max-cells", type=int, default=150 if small else 700)
     parser.add_argument("--max-genes", type=int, default=200 if small else 765)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.environ.get("N2S_EXAMPLE_OUTPUT",
-                                                        "single_cell_rank.png"))
+    default_out = os.path.join(os.environ.get("N2S_EXAMPLES_OUT", "."), "single_cell_rank.png")
+    parser.add_argument("--out", default=os.environ.get("N2S_EXAMPLE_OUTPUT", default_out))
     args = parser.parse_args(argv)
     counts = load_counts(args.max_cells, args.max_genes)
     losses = curves(counts, args.depth, args.grid, args.seed)
