@@ -117,7 +117,8 @@ def ground_truth_losses(search, param_values, param, X, clean):
 
 
 # ---------------------------------------------------------------------------- figures
-def plot_calibration(search, param=None, clean=None, X=None, ax=None):
+def plot_calibration(search, param=None, clean=None, X=None, ax=None, *, loss_scale=1.0,
+                     loss_unit=None, name=None):
     """Self-supervised loss against a searched parameter, the chosen value marked.
 
     Parameters
@@ -136,6 +137,14 @@ def plot_calibration(search, param=None, clean=None, X=None, ax=None):
         ``clean``).
     ax : matplotlib Axes or None, default=None
         Where to draw; a new figure when None.
+    loss_scale : float, default=1.0
+        Factor applied to every loss drawn, e.g. ``1 / intensity_scale(dtype) ** 2`` to
+        show the losses of an integer image in its own units (as ``n2s`` prints them)
+        rather than in the estimators' 0..1 units.
+    loss_unit : str or None, default=None
+        The unit of the scaled losses, added to the y label (e.g. ``'uint8 units²'``).
+    name : str or None, default=None
+        The estimator's name in the title; None uses its class name.
 
     Returns
     -------
@@ -163,21 +172,25 @@ def plot_calibration(search, param=None, clean=None, X=None, ax=None):
     param = _choose_param(search, param)
     rows = _rows_for(search, param)
     values = [search.cv_results_["params"][i][param] for i in rows]
+    loss_scale = float(loss_scale)
     losses = -np.asarray(search.cv_results_[_score_key(search)], dtype=float)[rows]
+    losses = losses * loss_scale
     numeric = _is_numeric(values)
     xs = [float(v) for v in values] if numeric else list(range(len(values)))
 
     plt = _pyplot()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 5.0))
     ylabel = "self-supervised loss (MSE)" if _is_self_supervised(search) else "-score"
-    ax.plot(xs, losses, "o-", color="C0", lw=2, label=ylabel.replace(" (MSE)", ""))
+    if loss_unit:
+        ylabel = ylabel.replace(" (MSE)", "") + f" (MSE, {loss_unit})"
+    ax.plot(xs, losses, "o-", color="C0", lw=2, label=ylabel.split(" (")[0])
     chosen = xs[[repr(v) for v in values].index(repr(search.best_params_[param]))]
     ax.plot([chosen], [losses[xs.index(chosen)]], "*", color="C3", ms=18, zorder=5,
             label=f"chosen: {param} = {_fmt(search.best_params_[param])}")
     if clean is None:
         ax.axvline(chosen, color="C3", ls=":", lw=1)
     else:
-        truth = ground_truth_losses(search, values, param, X, clean)
+        truth = ground_truth_losses(search, values, param, X, clean) * loss_scale
         ax.plot(xs, truth, "s--", color="C2", lw=2, label="ground-truth loss (vs clean)")
         best = int(np.argmin(truth))
         ax.plot([xs[best]], [truth[best]], "o", ms=14, mfc="none", mec="C2", mew=2,
@@ -186,8 +199,9 @@ def plot_calibration(search, param=None, clean=None, X=None, ax=None):
     if not numeric:
         ax.set_xticks(xs, [_fmt(v) for v in values])
     ax.set_xlabel(param)
-    ax.set_ylabel("mean squared error" if clean is not None else ylabel)
-    name = type(getattr(search, "estimator", search)).__name__
+    ax.set_ylabel(ylabel if clean is None else
+                  "mean squared error" + (f" ({loss_unit})" if loss_unit else ""))
+    name = name or type(getattr(search, "estimator", search)).__name__
     ax.set_title(f"{name}: calibration of {param}")
     ax.grid(alpha=0.3)
     # Below the axes: inside, it would hide the curves or the gap between them.

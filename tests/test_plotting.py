@@ -162,3 +162,16 @@ def test_plot_comparison_rows_and_errors():
         plot_comparison([np.zeros((2, 5, 5))])
     with pytest.raises(ValueError, match="empty"):
         plot_comparison([])
+
+
+def test_losses_in_the_data_units_and_the_estimator_named(median_search):
+    """The CLI prints losses in the input's units (uint8 counts²) and names the model
+    its own way: the plot can say the same."""
+    fig = plot_calibration(median_search, loss_scale=255.0 ** 2, loss_unit="uint8 units²",
+                           name="DonutMedian (median)")
+    ax = fig.axes[0]
+    curve = _line(ax, "self-supervised")
+    np.testing.assert_allclose(curve.get_ydata(),
+                               -median_search.cv_results_["mean_test_score"] * 255.0 ** 2)
+    assert "uint8 units²" in ax.get_ylabel()
+    assert ax.get_title().startswith("DonutMedian (median):")

@@ -26,6 +26,7 @@ from .. import (
     JInvariantWavelet,
     WaveletDecompositionCache,
 )
+from ..io._images import atomic_output
 from ..model_selection import calibrate, format_table
 
 #: (name, estimator, parameter, values) of each denoiser the demo calibrates.
@@ -96,7 +97,13 @@ def _save_png(path, image):
     from skimage.io import imsave
     from skimage.util import img_as_ubyte
 
-    imsave(path, img_as_ubyte(np.clip(image, 0, 1)), check_contrast=False)
+    with atomic_output(path) as tmp:  # complete or absent, never half-written
+        imsave(tmp, img_as_ubyte(np.clip(image, 0, 1)), check_contrast=False)
+
+
+def _save_figure(fig, path, **kwargs):
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", **kwargs)
 
 
 def _save_figures(out, searches, X, clean, noisy, outputs):
@@ -110,13 +117,13 @@ def _save_figures(out, searches, X, clean, noisy, outputs):
     fig.suptitle("Noise2Self calibration on camera + Gaussian noise: self-supervised loss "
                  "(no clean image) vs ground truth", fontsize="large")
     fig.tight_layout()
-    fig.savefig(out / "calibration.png", dpi=100)
+    _save_figure(fig, out / "calibration.png", dpi=100)
     plt.close(fig)
     images = [noisy] + list(outputs.values()) + [clean]
     titles = [f"noisy ({_psnr(clean, noisy):.1f} dB)"] + [
         f"{name} ({_psnr(clean, image):.1f} dB)" for name, image in outputs.items()] + ["clean"]
     fig = plot_comparison(images, titles, vmin=0, vmax=1)
-    fig.savefig(out / "comparison.png", dpi=100, bbox_inches="tight")
+    _save_figure(fig, out / "comparison.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -15,11 +15,20 @@ together, and the chosen parameters are applied to every image.
 
 Tables go to stdout; progress bars, notes and warnings to stderr. An error is one line
 on stderr and a non-zero exit status (2 for a bad command line, 1 otherwise); pass
-``--verbose`` to see the traceback.
+``--verbose`` to see the traceback. Losses are printed in the input's units (an 8-bit
+image's 0..255 levels, squared), the unit named in the table's header.
+
+Nothing is lost: an output (``OUT``, ``--plot``) that is one of the inputs, by any name
+(``./in.tif``, a symbolic or hard link), is refused unless ``--overwrite`` is given;
+every output is written to a temporary file beside it and renamed once complete, so an
+error or Ctrl-C leaves no half-written file; input holding NaN or infinite values writes
+nothing; and the output paths are checked before a long calibration starts.
 """
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -39,13 +48,27 @@ GAUSSIAN_SIGMAS = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0]
 # little below the true level, hence the low end).
 WAVELET_SIGMA_FACTORS = [0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.25, 1.5]
 MEDIAN_RADII = {1: range(1, 11), 2: range(1, 7), 3: range(1, 4)}
+#: The losses of a grid closer than this (relative to their mean) are "flat".
+FLAT_LOSS_SPREAD = 1e-4
+#: Environment variable read when --threads is not given.
+THREADS_ENV = "N2S_THREADS"
+#: Variables that libraries loaded later (OpenBLAS, MKL, OpenMP, torch) read at load time.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
-EPILOG = """examples:
+EPILOG = f"""examples:
   n2s demo --out demo_out
   n2s calibrate noisy.tif --method wavelet --json
   n2s calibrate noisy.png --method median --grid radius=1,2,3,4
   n2s denoise noisy.tif denoised.tif --method gaussian
   n2s denoise photo.jpg clean.png --param radius=2
+  n2s --threads 1 denoise big.tif out.tif        # on a busy or shared machine
+
+environment:
+  {THREADS_ENV}=N     threads for BLAS, OpenMP, torch and dask when --threads is not
+                    given (default: the libraries' own, usually every core; on a busy
+                    machine 1 is often many times faster)
+  N2S_PROGRESS=0|1  never / always draw progress bars (default: only on a terminal)
 """
 
 
@@ -81,10 +104,9 @@ def _split_assignment(item, option):
     name, sep, values = item.partition("=")
     name = name.strip()
     if not sep or not name or not values.strip():
-        raise CommandLineError(
-            f"bad {option} {item!r}: expected NAME=VALUE"
-            f"{',VALUE,...' if option == '--grid' else ''}, e.g. radius=1,2,3"
-        )
+        example = "NAME=VALUE,VALUE,..., e.g. radius=1,2,3" if option == "--grid" else (
+            "NAME=VALUE, e.g. radius=2")
+        raise CommandLineError(f"bad {option} {item!r}: expected {example}")
     return name, values
 
 
@@ -107,6 +129,10 @@ def parse_params(items):
     params = {}
     for item in items or []:
         name, value = _split_assignment(item, "--param")
+        if "," in value:
+            raise CommandLineError(
+                f"bad --param {item!r}: --param fixes one value; to search several, "
+                f"use --grid {name}={value.strip()}")
         params[name] = parse_value(value)
     return params
 
@@ -124,8 +150,8 @@ def check_param_names(estimator, names, option):
 
 
 # ------------------------------------------------------------------------- estimators
-def make_estimator(method, *, channel_axis=None, output="shrink"):
-    """A fresh estimator for a ``--method`` name."""
+def make_estimator(method, *, channel_axis=None, output="shrink", num_threads=None):
+    """A fresh estimator for a ``--method`` name (``num_threads``: the net's torch threads)."""
     if method == "lowrank":
         from ..io._images import optional_module
 
@@ -154,9 +180,39 @@ def make_estimator(method, *, channel_axis=None, output="shrink"):
                      }[method]()
     settable = estimator.get_params()
     # A seeded net, so the same command gives the same result.
-    wanted = {"channel_axis": channel_axis, "output": output, "random_state": 0}
-    estimator.set_params(**{k: v for k, v in wanted.items() if k in settable})
+    wanted = {"channel_axis": channel_axis, "output": output, "random_state": 0,
+              "num_threads": num_threads}
+    estimator.set_params(**{k: v for k, v in wanted.items()
+                            if k in settable and (v is not None or k != "num_threads")})
     return estimator
+
+
+def table_model(estimator, normalize):
+    """The table model the CLI fits: ``estimator``, after a library-size normaliser when
+    ``normalize`` (each cell to 10,000 counts, then log1p: the README's pipeline)."""
+    if not normalize:
+        return estimator
+    from sklearn.pipeline import make_pipeline
+
+    from ..model_selection._calibration import TARGET_SUM
+    from ..table import LibrarySizeNormalizer
+
+    return make_pipeline(LibrarySizeNormalizer(TARGET_SUM, empty_rows="zero"), estimator)
+
+
+def model_name(args, estimator=None):
+    """The name tables, plots and messages give the model (one name everywhere)."""
+    from ..model_selection._calibration import estimator_name
+
+    if estimator is None:
+        estimator = make_estimator(args.method)
+    if args.method in TABLE_METHODS:
+        estimator = table_model(estimator, _normalize(args))
+    return estimator_name(estimator)
+
+
+def _normalize(args):
+    return args.method in TABLE_METHODS and not getattr(args, "no_normalize", False)
 
 
 def noise_sigma(X, channel_axis):
@@ -215,7 +271,7 @@ def calibrate(estimator, grid, X, *, cv, quiet=False, desc="calibrating"):
         raise CommandLineError(f"calibration failed: {_one_line(exc)}") from exc
 
 
-def calibrate_rank_path(grid, X, *, cv, quiet=False):
+def calibrate_rank_path(grid, X, *, cv, quiet=False, normalize=False):
     """The rank path for ``--method lowrank``, its failures one CLI error line."""
     from ..model_selection import calibrate_rank_path as rank_path
 
@@ -224,7 +280,7 @@ def calibrate_rank_path(grid, X, *, cv, quiet=False):
         raise CommandLineError(f"bad --grid: the lowrank calibration searches n_components "
                                f"only, not {sorted(unknown)[0]!r}")
     try:
-        return rank_path(grid, X, cv=cv, quiet=quiet)
+        return rank_path(grid, X, cv=cv, quiet=quiet, normalize=normalize)
     except (ValueError, TypeError) as exc:
         raise CommandLineError(f"calibration failed: {_one_line(exc)}") from exc
 
@@ -267,11 +323,33 @@ class _Reporter:
 
 
 # --------------------------------------------------------------------------- loading
+def check_finite(values, path):
+    """Refuse NaN and infinite values before any work, so that nothing is written."""
+    import scipy.sparse as sp
+
+    data = values.data if sp.issparse(values) else np.asarray(values)
+    if data.dtype.kind not in "fc":
+        return
+    _refuse_non_finite(path, int(np.count_nonzero(np.isnan(data))),
+                       int(np.count_nonzero(np.isinf(data))))
+
+
+def _refuse_non_finite(path, n_nan, n_inf):
+    if not (n_nan or n_inf):
+        return
+    parts = [f"{n} {kind} value{'s' if n != 1 else ''}"
+             for n, kind in ((n_nan, "NaN"), (n_inf, "infinite")) if n]
+    raise CommandLineError(f"{path} holds {' and '.join(parts)}: n2s denoises finite data "
+                           "only, so nothing was written (replace them first, e.g. with "
+                           "numpy.nan_to_num)")
+
+
 def load_stack(path, *, channel_axis_flag, volume):
     """Read an image file and view it as a stack; returns (loaded, X, alpha)."""
     from ..io._images import as_stack, read_image, split_alpha
 
     loaded = read_image(path, channel_axis=-1 if channel_axis_flag else None)
+    check_finite(loaded.array, path)
     colour, alpha = split_alpha(loaded.array, loaded.channel_axis)
     X = as_stack(colour, channel_axis=loaded.channel_axis, volume=volume)
     return loaded, X, alpha
@@ -283,22 +361,197 @@ def _describe(loaded, X):
             f"{X.shape[1:]} ({loaded.array.dtype})")
 
 
-def _write_plot(search, path, report):
+def load_table(path, layer=None):
+    """``(adata, counts)`` of an ``.h5ad`` file, counts as anndata_io finds them."""
+    from ..io._images import optional_module, read_h5ad
+
+    anndata_io = optional_module("io._anndata", "an .h5ad count table")
+    adata = read_h5ad(path)
+    if layer is not None and layer != "X" and layer not in adata.layers:
+        options = [f"--layer {name}" for name in adata.layers] + ["--layer X (the main "
+                                                                  "matrix)"]
+        raise CommandLineError(f"{path} has no layer {layer!r}: use {' or '.join(options)}")
+    counts = anndata_io.get_counts(adata, layer)
+    check_finite(counts, path)
+    return adata, counts
+
+
+# ----------------------------------------------------------------------- file safety
+def check_outputs(inputs, outputs, *, overwrite=False):
+    """Before any work: refuse an output that is an input, or that cannot be written.
+
+    Parameters
+    ----------
+    inputs : list of path
+        The files read.
+    outputs : list of (label, path)
+        The files to write and how the command line named them (``'output'``,
+        ``'--plot'``).
+    overwrite : bool
+        ``--overwrite``: an output may replace an input or an existing ``.zarr`` store.
+    """
+    from ..io._images import check_writable, is_chunked_path, same_file
+
+    for label, path in outputs:
+        for source in inputs:
+            if same_file(path, source) and not overwrite:
+                shown = f"{path}" if str(path) == str(source) else f"{path}, that is {source},"
+                raise CommandLineError(
+                    f"{label} {shown} is the input file: refusing to replace it (pass "
+                    "--overwrite to replace the input, or choose another output)")
+        store = is_chunked_path(path)
+        if store and os.path.exists(path) and not overwrite:
+            raise CommandLineError(f"{label} {path} exists: pass --overwrite to replace it")
+        check_writable(path, option=label, directory_ok=store)
+
+
+def _check_plot_format(path):
+    """The figure type matplotlib will write, from the ``--plot`` suffix."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:  # no plot will be written (a note says why)
+        return
+    suffix = Path(path).suffix.lower().lstrip(".")
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in kinds:
+        shown = f".{suffix}" if suffix else "(no extension)"
+        raise CommandLineError(f"--plot {path}: unsupported figure type {shown}; use one of "
+                               f"{' '.join('.' + k for k in sorted(kinds))}")
+
+
+def _write_plot(search, path, report, *, name=None, loss_scale=1.0, loss_unit=None):
+    from ..io._images import atomic_output
+
     if not any(search.cv_results_["params"]):
         report.note("n2s: note: no calibration plot: no parameter was searched")
         return None
     try:
         from ..plotting import plot_calibration
 
-        fig = plot_calibration(search)
+        fig = plot_calibration(search, name=name, loss_scale=loss_scale, loss_unit=loss_unit)
     except ImportError as exc:
         report.note(f"n2s: note: no calibration plot: {_one_line(exc)}")
         return None
-    fig.savefig(path, dpi=120)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=Path(path).suffix.lower().lstrip("."))
+    finally:
+        plt.close(fig)
     return str(path)
+
+
+def loss_units(args, dtype):
+    """``(scale, unit)``: a loss times ``scale`` is in the input's units, named ``unit``.
+
+    The estimators compute integer images in 0..1 units (``img_as_float``); printed
+    beside a wavelet ``sigma`` in the file's units, a loss is scaled back to them.
+    """
+    if args.method in TABLE_METHODS:
+        return 1.0, "log-normalised units²" if _normalize(args) else "counts²"
+    from ..utils._validation import intensity_scale
+
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        return 1.0 / intensity_scale(dtype) ** 2, f"{dtype} units²"
+    return 1.0, "input units²"
+
+
+# ------------------------------------------------------------------- grid warnings
+def _numeric(values):
+    return all(isinstance(v, (int, float, np.integer, np.floating))
+               and not isinstance(v, (bool, np.bool_)) for v in values)
+
+
+def _beyond(values, upwards):
+    """Two values past the end of a sorted numeric grid, spaced as the grid ends."""
+    end, neighbour = (values[-1], values[-2]) if upwards else (values[0], values[1])
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        step = max(1, abs(int(end) - int(neighbour)))
+        step = step if upwards else -step
+        return [int(end) + step, int(end) + 2 * step]
+    if end > 0 and neighbour > 0 and end != neighbour:
+        ratio = max(end, neighbour) / min(end, neighbour)
+        ratio = ratio if upwards else 1 / ratio
+        return [float(f"{end * ratio:.3g}"), float(f"{end * ratio ** 2:.3g}")]
+    step = abs(end - neighbour) if upwards else -abs(end - neighbour)
+    return [float(f"{end + step:.3g}"), float(f"{end + 2 * step:.3g}")]
+
+
+def _accepts(args, estimator, name, value, X):
+    """Would a calibration with ``name=value`` run on X (a suggestion that works)?"""
+    from sklearn.base import clone
+
+    if args.method in TABLE_METHODS:
+        return name == "n_components" and 1 <= value <= min(X.shape) - 1
+    try:
+        candidate = clone(estimator).set_params(**{name: value})
+        candidate._validate_params()
+        if args.method in ("median", "gaussian", "wavelet"):
+            n_spatial = X.ndim - 1 - (getattr(estimator, "channel_axis", None) is not None)
+            if name == "radius" and 2 * value >= min(X.shape[1:1 + n_spatial]):
+                return False  # the default grid's limit: a disk inside the image
+            candidate.fit(X[:1])  # the filters learn nothing: this only checks the sizes
+    except Exception:
+        return False
+    return True
+
+
+def warn_about_grid(search, args, X, channel_axis, estimator):
+    """Warn when the losses are flat over the grid, or the pick is at its edge."""
+    from ..model_selection import results_rows
+
+    rows = results_rows(search)
+    losses = np.array([loss for _, loss, _ in rows], dtype=float)
+    if len(losses) < 2 or not np.all(np.isfinite(losses)):
+        return
+    best = ", ".join(f"{k}={_fmt(v)}" for k, v in search.best_params_.items())
+    spread = float(np.ptp(losses)) / max(abs(float(np.mean(losses))), np.finfo(float).tiny)
+    if spread < FLAT_LOSS_SPREAD:
+        warnings.warn(f"the self-supervised loss is flat over the grid (relative spread "
+                      f"{spread:.1g}), so the pick {best} is arbitrary"
+                      f"{_flat_hint(args, X, channel_axis, search)}", UserWarning,
+                      stacklevel=2)
+        return
+    searched = {}
+    for params, _, _ in rows:
+        for key, value in params.items():
+            searched.setdefault(key, []).append(value)
+    for name, values in searched.items():
+        values = sorted(set(values))
+        if len(values) < 2 or not _numeric(values) or name not in search.best_params_:
+            continue
+        pick = search.best_params_[name]
+        if pick not in (values[0], values[-1]):
+            continue
+        upwards = pick == values[-1]
+        extra = [v for v in _beyond(values, upwards) if _accepts(args, estimator, name, v, X)]
+        if not extra:
+            continue  # the pick is as far as the model (or the data) goes
+        grid = sorted(set(extra + ([values[-2], pick] if upwards else [pick, values[1]])))
+        warnings.warn(
+            f"the pick {name}={_fmt(pick)} is at the edge of the grid (the "
+            f"{'largest' if upwards else 'smallest'} value searched): the best may lie "
+            f"beyond it; try --grid {name}={','.join(_fmt(v) for v in grid)}",
+            UserWarning, stacklevel=2)
+
+
+def _flat_hint(args, X, channel_axis, search):
+    names = {k for p in search.cv_results_["params"] for k in p}
+    if args.method == "wavelet" and "sigma" in names:
+        dtype = np.dtype(X.dtype)
+        span = (f"{dtype}: {np.iinfo(dtype).min}..{np.iinfo(dtype).max}"
+                if dtype.kind in "iu" else str(dtype))
+        try:
+            noise = noise_sigma(X, channel_axis)
+            grid = default_grid("wavelet", X, channel_axis)["sigma"]
+        except (ValueError, CommandLineError):
+            return f"; --grid sigma is in the input's units ({span})"
+        return (f"; --grid sigma is in the input's units ({span}), where the estimated "
+                f"noise level is {noise:.3g}: try --grid sigma="
+                f"{','.join(_fmt(v) for v in grid)}")
+    return "; search a wider grid"
 
 
 # -------------------------------------------------------------------------- commands
@@ -310,25 +563,35 @@ def cmd_demo(args, report):
     return 0
 
 
+def _threads(args):
+    return getattr(args, "threads_limit", None)
+
+
 def _calibrated_search(args, X, channel_axis, report, grid, output="shrink"):
-    estimator = make_estimator(args.method, channel_axis=channel_axis, output=output)
+    estimator = make_estimator(args.method, channel_axis=channel_axis, output=output,
+                               num_threads=_threads(args))
     grid = grid or default_grid(args.method, X, channel_axis)
     check_param_names(estimator, grid, "--grid")
     searched = "; ".join(f"{k} in {', '.join(_fmt(v) for v in vs)}" for k, vs in grid.items())
-    report.note(f"calibrating {type(estimator).__name__} over {searched or 'its defaults'}")
+    report.note(f"calibrating {model_name(args, estimator)} over "
+                f"{searched or 'its defaults'}")
     if args.method == "lowrank":
-        return calibrate_rank_path(grid, X, cv=cv_for(args.method, X.shape[0]),
-                                   quiet=report.quiet)
-    return calibrate(estimator, grid, X, cv=cv_for(args.method, X.shape[0]),
-                     quiet=report.quiet, desc=f"calibrating {args.method}")
+        search = calibrate_rank_path(grid, X, cv=cv_for(args.method, X.shape[0]),
+                                     quiet=report.quiet, normalize=_normalize(args))
+    else:
+        search = calibrate(estimator, grid, X, cv=cv_for(args.method, X.shape[0]),
+                           quiet=report.quiet, desc=f"calibrating {args.method}")
+    warn_about_grid(search, args, X, channel_axis, estimator)
+    return search
 
 
-def _print_search(search, report):
+def _print_search(search, report, loss_scale=1.0, loss_unit=None):
     rows = results_rows(search)
     names = list(rows[0][0]) if rows else []
-    table = [[_fmt(p[n]) for n in names] + [f"{loss:.6g}"] for p, loss, _ in rows]
+    table = [[_fmt(p[n]) for n in names] + [f"{loss * loss_scale:.6g}"] for p, loss, _ in rows]
     chosen = next((i for i, (_, _, c) in enumerate(rows) if c), None)
-    report.table(format_table(names + ["self-supervised loss"], table, chosen))
+    header = "self-supervised loss" + (f" ({loss_unit})" if loss_unit else "")
+    report.table(format_table(names + [header], table, chosen))
     best = ", ".join(f"{k}={_fmt(v)}" for k, v in search.best_params_.items())
     report.table(f"chosen: {best or 'defaults'}  (* marks the lowest self-supervised loss)")
 
@@ -342,6 +605,10 @@ def cmd_calibrate(args, report):
     resolve_method(args, args.file)
     grid = parse_grid(args.grid)  # a bad grid fails before any work
     check_param_names(make_estimator(args.method), grid, "--grid")
+    plot = None if args.no_plot else (args.plot or f"{Path(args.file).stem}_calibration.png")
+    if plot:  # before the calibration, which may be long
+        check_outputs([args.file], [("--plot", plot)], overwrite=args.overwrite)
+        _check_plot_format(plot)
     if is_table_path(args.file):
         _, X = load_table(args.file, args.layer)
         loaded = None
@@ -352,40 +619,47 @@ def cmd_calibrate(args, report):
                                   volume=args.volume)
         report.note(f"read {args.file}: {_describe(loaded, X)}")
         search = _calibrated_search(args, X, loaded.channel_axis, report, grid)
-    plot = None if args.no_plot else (args.plot or f"{Path(args.file).stem}_calibration.png")
-    plot = _write_plot(search, plot, report) if plot else None
+    source = X if loaded is None else loaded.array
+    scale, unit = loss_units(args, source.dtype)
+    name = model_name(args)
+    plot = _write_plot(search, plot, report, name=name, loss_scale=scale,
+                       loss_unit=unit) if plot else None
     if args.json:
         report.table(json.dumps(_jsonable({
             "file": str(args.file), "method": args.method,
-            "estimator": type(search.estimator).__name__,
+            "estimator": name,
             "n_samples": X.shape[0],
-            "shape": list((X if loaded is None else loaded.array).shape),
-            "dtype": str((X if loaded is None else loaded.array).dtype),
+            "shape": list(source.shape),
+            "dtype": str(source.dtype),
             "best_params": search.best_params_,
-            "results": [{"params": p, "self_supervised_loss": loss, "chosen": c}
+            "loss_unit": unit,
+            "results": [{"params": p, "self_supervised_loss": loss * scale, "chosen": c}
                         for p, loss, c in results_rows(search)],
             "plot": plot,
         }), indent=2))
     else:
-        _print_search(search, report)
+        _print_search(search, report, scale, unit)
         if plot:
             report.note(f"wrote {plot}")
     return 0
 
 
-def _fitted_estimator(args, X, channel_axis, report, grid, params):
+def _fitted_estimator(args, X, channel_axis, report, grid, params, dtype=None):
+    """``(fitted model, its parameters)``: fixed by --param, or calibrated."""
     if params:
-        estimator = make_estimator(args.method, channel_axis=channel_axis, output=args.output)
+        estimator = make_estimator(args.method, channel_axis=channel_axis, output=args.output,
+                                   num_threads=_threads(args))
         try:
-            return estimator.set_params(**params).fit(X)
+            estimator.set_params(**params)
+            return table_model(estimator, _normalize(args)).fit(X), dict(params)
         except (ValueError, TypeError) as exc:
             raise CommandLineError(f"bad --param: {_one_line(exc)}") from exc
     search = _calibrated_search(args, X, channel_axis, report, grid, output=args.output)
     if report.verbose:
-        _print_search(search, report)
+        _print_search(search, report, *loss_units(args, X.dtype if dtype is None else dtype))
     report.note("chosen: " + (", ".join(f"{k}={_fmt(v)}" for k, v in
                                          search.best_params_.items()) or "defaults"))
-    return search.best_estimator_
+    return search.best_estimator_, dict(search.best_params_)
 
 
 def _denoise_stack(estimator, X, report):
@@ -398,6 +672,16 @@ def _denoise_stack(estimator, X, report):
     return np.concatenate(out, axis=0)
 
 
+def _check_result(result, source):
+    """A non-finite result is never written."""
+    import scipy.sparse as sp
+
+    data = result.data if sp.issparse(result) else np.asarray(result)
+    if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
+        raise CommandLineError(f"denoising {source} gave NaN or infinite values: nothing "
+                               "was written (try other parameters, or --verbose)")
+
+
 def _denoise_other(args, report):
     """``.zarr`` and ``.h5ad``: handed to the modules that know those formats."""
     from ..io._images import is_chunked_path, is_table_path
@@ -406,37 +690,45 @@ def _denoise_other(args, report):
         if check(args.input) != check(args.output_file):
             raise CommandLineError(f"a {kind} input needs a {kind} output (and the reverse)")
     resolve_method(args, args.input)
+    check_outputs([args.input], [("output", args.output_file)], overwrite=args.overwrite)
     if is_table_path(args.input):
         return _denoise_h5ad(args, report)
     return _denoise_zarr(args, report)
 
 
+def _check_finite_zarr(path):
+    """One streaming pass over a store: NaN and infinite values are refused."""
+    from ..io._images import MissingFeatureError
+
+    try:
+        import dask
+        import dask.array as da
+    except ImportError:
+        raise MissingFeatureError(
+            "a .zarr store needs dask: pip install 'sklearn_n2s[dask]'") from None
+    if not os.path.exists(path):
+        return  # denoise_zarr_store says so
+    darr = da.from_zarr(str(path))
+    if np.dtype(darr.dtype).kind in "fc":
+        n_nan, n_inf = dask.compute(da.isnan(darr).sum(), da.isinf(darr).sum())
+        _refuse_non_finite(path, int(n_nan), int(n_inf))
+
+
 def _denoise_zarr(args, report):
-    from ..io._images import denoise_zarr_store
+    from ..io._images import atomic_output, denoise_zarr_store
 
     estimator = make_estimator(args.method, channel_axis=-1 if args.channel_axis else None,
-                               output=args.output)
+                               output=args.output, num_threads=_threads(args))
     params = parse_params(args.param)
     check_param_names(estimator, params, "--param")
     estimator.set_params(**params)
-    report.note(f"denoising {args.input} blockwise with {type(estimator).__name__}")
+    _check_finite_zarr(args.input)
+    report.note(f"denoising {args.input} blockwise with {model_name(args, estimator)}")
     grid = None if params else (parse_grid(args.grid) or _zarr_default_grid(args))
-    used = denoise_zarr_store(args.input, args.output_file, estimator, grid)
+    with atomic_output(args.output_file) as tmp:
+        used = denoise_zarr_store(args.input, tmp, estimator, grid)
     report.note(f"wrote {args.output_file}" + (f" with {used}" if used else ""))
     return 0
-
-
-def load_table(path, layer=None):
-    """``(adata, counts)`` of an ``.h5ad`` file, counts as anndata_io finds them."""
-    from ..io._images import optional_module, read_h5ad
-
-    anndata_io = optional_module("io._anndata", "an .h5ad count table")
-    adata = read_h5ad(path)
-    try:
-        return adata, anndata_io.get_counts(adata, layer)
-    except KeyError as exc:
-        raise CommandLineError(f"{path} has no layer {_one_line(exc)}; its layers: "
-                               f"{', '.join(adata.layers) or 'none'} (and X)") from None
 
 
 def _denoise_h5ad(args, report):
@@ -447,12 +739,14 @@ def _denoise_h5ad(args, report):
     check_param_names(make_estimator(args.method), {**grid, **params}, "--grid/--param")
     adata, counts = load_table(args.input, args.layer)
     report.note(f"read {args.input}: {counts.shape[0]} cells x {counts.shape[1]} genes")
-    estimator = _fitted_estimator(args, counts, None, report, grid, params)
+    estimator, used = _fitted_estimator(args, counts, None, report, grid, params)
     anndata_io = optional_module("io._anndata", "an .h5ad count table")
     anndata_io.denoise_anndata(adata, estimator, layer=args.layer, fit=False)
+    _check_result(adata.layers["denoised"], args.input)
     write_h5ad(adata, args.output_file)
-    report.note(f"wrote {args.output_file}: layer 'denoised' from "
-                f"{type(estimator).__name__}({_params_text(estimator, args)})")
+    values = "log-normalised values" if _normalize(args) else "counts"
+    report.note(f"wrote {args.output_file}: layer 'denoised' (denoised {values}) from "
+                f"{model_name(args)}({_params_text(used)})")
     return 0
 
 
@@ -486,7 +780,14 @@ def _zarr_default_grid(args):
 
 
 def cmd_denoise(args, report):
-    from ..io._images import is_chunked_path, is_table_path, join_alpha, restore_dtype, write_image
+    from ..io._images import (
+        file_format,
+        is_chunked_path,
+        is_table_path,
+        join_alpha,
+        restore_dtype,
+        write_image,
+    )
 
     if any(is_chunked_path(p) or is_table_path(p) for p in (args.input, args.output_file)):
         return _denoise_other(args, report)
@@ -496,37 +797,53 @@ def cmd_denoise(args, report):
     grid, params = parse_grid(args.grid), parse_params(args.param)  # fail before any work
     check_param_names(make_estimator(args.method), {**grid, **params},
                       "--param" if params else "--grid")
-    from ..io._images import file_format
-
     file_format(args.output_file)
+    check_outputs([args.input], [("output", args.output_file)], overwrite=args.overwrite)
     loaded, X, alpha = load_stack(args.input, channel_axis_flag=args.channel_axis,
                                   volume=args.volume)
     report.note(f"read {args.input}: {_describe(loaded, X)}")
-    estimator = _fitted_estimator(args, X, loaded.channel_axis, report, grid, params)
+    estimator, used = _fitted_estimator(args, X, loaded.channel_axis, report, grid, params,
+                                        dtype=loaded.array.dtype)
     denoised = _denoise_stack(estimator, X, report)
+    _check_result(denoised, args.input)
     shape = loaded.array.shape[:-1] + (X.shape[-1],) if alpha is not None else loaded.array.shape
     result = restore_dtype(denoised.reshape(shape), loaded.array.dtype)
     result = join_alpha(result, alpha)
-    write_image(args.output_file, result, channel_axis=loaded.channel_axis)
+    write_image(args.output_file, result, channel_axis=loaded.channel_axis,
+                metadata=loaded.metadata)
     report.note(f"wrote {args.output_file}: {result.shape} {result.dtype}, "
-                f"{type(estimator).__name__}({_params_text(estimator, args)})")
+                f"{model_name(args, estimator)}({_params_text(used)})")
     return 0
 
 
-def _params_text(estimator, args):
-    names = list(parse_params(args.param)) or list(parse_grid(args.grid)) or [
-        n for n in ("radius", "sigma", "n_components") if n in estimator.get_params()]
-    return ", ".join(f"{n}={_fmt(estimator.get_params()[n])}" for n in names)
-
+def _params_text(params):
+    return ", ".join(f"{n}={_fmt(v)}" for n, v in params.items())
 
 # ---------------------------------------------------------------------------- parser
+def _thread_count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of threads, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 thread or more, got {value}")
+    return value
+
+
 def _common_options():
-    """--quiet and --verbose, accepted before or after the sub-command."""
+    """--quiet, --verbose and --threads, accepted before or after the sub-command."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress bars or notes, only results and errors")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="more detail, and the full traceback on errors")
+    common.add_argument("--threads", type=_thread_count, default=argparse.SUPPRESS,
+                        metavar="N",
+                        help=f"threads for BLAS (threadpoolctl), OpenMP, torch and dask "
+                             f"(default: ${THREADS_ENV} if set, else the libraries' own, "
+                             f"usually every core; on a busy machine 1 can be many times "
+                             f"faster)")
     return common
 
 
@@ -534,14 +851,16 @@ def _method_options(parser):
     parser.add_argument("--method", choices=METHODS, default=None,
                         help="denoiser: median = DonutMedian (radius), gaussian = "
                              "JInvariantGaussian (sigma, pixels), wavelet = JInvariantWavelet "
-                             "(sigma, noise level in the file's units), net = N2SNet "
-                             "(needs the torch extra), lowrank = LowRankDenoiser "
-                             "(n_components, .h5ad only); default: median for images, "
-                             "lowrank for .h5ad")
+                             "(sigma, noise level in the file's units: 0..255 for 8-bit), "
+                             "net = N2SNet (needs the torch extra), lowrank = "
+                             "LibrarySizeNormalizer + LowRankDenoiser (n_components, .h5ad "
+                             "only); default: median for images, lowrank for .h5ad")
     parser.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
                         help="values to search (repeatable); default: radius 1..6, "
                              "sigma 0.5..5 px, wavelet sigma 0.25..1.5 x the estimated "
-                             "noise level, or n_components 2..40")
+                             "noise level (in the file's units), or n_components 2..40. "
+                             "A warning says when the pick is at the edge of the grid or "
+                             "the loss is flat over it")
     parser.add_argument("--channel-axis", action="store_true",
                         help="the last axis holds colour channels (automatic for PNG/JPEG "
                              "colour images and RGB TIFFs)")
@@ -551,6 +870,17 @@ def _method_options(parser):
     parser.add_argument("--layer", default=None, metavar="NAME",
                         help=".h5ad only: the layer holding the counts (default: "
                              "layers['counts'] if present, else X)")
+    parser.add_argument("--no-normalize", action="store_true",
+                        help=".h5ad only: fit the low-rank model to the raw counts; by "
+                             "default each cell is first scaled to 10,000 counts and "
+                             "log1p-transformed (scanpy's normalize_total + log1p, the "
+                             "README's pipeline), and the denoised layer holds "
+                             "log-normalised values")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow an output (OUT, --plot) to replace an input file "
+                             "(however it is named: ./, links), or an existing .zarr "
+                             "store; without it n2s refuses. Outputs are always written "
+                             "to a temporary file first and renamed when complete")
 
 
 def build_parser():
@@ -587,7 +917,8 @@ def build_parser():
     _method_options(cal)
     cal.add_argument("--json", action="store_true", help="print the results as JSON")
     cal.add_argument("--plot", metavar="PNG",
-                     help="where to write the plot (default FILESTEM_calibration.png)")
+                     help="where to write the plot (default FILESTEM_calibration.png; "
+                          "its type from the suffix: .png, .pdf, .svg, ...)")
     cal.add_argument("--no-plot", action="store_true", help="write no plot")
     cal.set_defaults(run=cmd_calibrate)
 
@@ -635,21 +966,76 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     report = _Reporter(quiet=getattr(args, "quiet", False) and not verbose, verbose=verbose)
-    previous = warnings.showwarning
-    if not verbose:
-        warnings.showwarning = _one_line_warnings
+    # A fresh warnings state per run: each warning shown once per command, and the
+    # previous showwarning given back afterwards.
+    with warnings.catch_warnings():
+        if not verbose:
+            warnings.showwarning = _one_line_warnings
+        try:
+            args.threads_limit = thread_limit(args)
+            with limit_threads(args.threads_limit):
+                return args.run(args, report)
+        except KeyboardInterrupt:
+            print("n2s: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # the one place every failure becomes one line
+            if verbose:
+                raise
+            print(f"n2s: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+
+
+def thread_limit(args):
+    """``--threads``, else ``$N2S_THREADS``, else None (leave the libraries as they are)."""
+    if getattr(args, "threads", None) is not None:
+        return args.threads
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return None
     try:
-        return args.run(args, report)
-    except KeyboardInterrupt:
-        print("n2s: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # the one place every failure becomes one line
-        if verbose:
-            raise
-        print(f"n2s: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return _thread_count(text)
+    except argparse.ArgumentTypeError as exc:
+        raise CommandLineError(f"{THREADS_ENV}={text!r}: {exc}") from None
+
+
+@contextlib.contextmanager
+def limit_threads(n_threads):
+    """Run with ``n_threads`` in BLAS/OpenMP (threadpoolctl), torch and dask; restore after.
+
+    Libraries loaded later in the run (torch for ``--method net``, a second BLAS) read
+    the ``*_NUM_THREADS`` environment variables set here when they load; the net also
+    gets ``num_threads``.
+    """
+    if n_threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update({name: str(n_threads) for name in _THREAD_VARIABLES})
+    torch = sys.modules.get("torch")
+    previous = torch.get_num_threads() if torch is not None else None
+    try:
+        with threadpool_limits(limits=n_threads), _dask_workers(n_threads):
+            if torch is not None:
+                torch.set_num_threads(n_threads)
+            yield
     finally:
-        warnings.showwarning = previous
+        if torch is not None:
+            torch.set_num_threads(previous)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _dask_workers(n_threads):
+    try:
+        import dask
+    except ImportError:
+        return contextlib.nullcontext()
+    return dask.config.set(num_workers=n_threads)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 Every estimator here takes a stack ``(n_samples, *spatial[, n_channels])`` with one to
 three spatial axes, and a dask array as well (chunk by chunk, see
-:mod:`sklearn_n2s.blockwise`).
+:mod:`sklearn_n2s.blockwise`). With ``spatial_ndim`` set they also take one image
+``(*spatial[, n_channels])``; without it a 2-D array is n one-dimensional signals, and
+``fit`` says so with a :class:`SpatialAxesWarning`.
 """
 
-from ._base import BaseImageDenoiser, JInvariantDenoiserMixin
+from ._base import BaseImageDenoiser, JInvariantDenoiserMixin, SpatialAxesWarning
 from ._gaussian import JInvariantGaussian
 from ._median import DonutMedian
 from ._wavelet import JInvariantWavelet, WaveletDecompositionCache
@@ -16,5 +18,6 @@ __all__ = [
     "JInvariantDenoiserMixin",
     "JInvariantGaussian",
     "JInvariantWavelet",
+    "SpatialAxesWarning",
     "WaveletDecompositionCache",
 ]

@@ -12,8 +12,29 @@ intensity-valued parameters to the float units of integer input, see
 The base class adds validation, ``fit``, ``transform``, ``invariant_transform``,
 ``score`` and the self-supervised loss.
 
+Number of spatial axes
+----------------------
+A stack ``(n_samples, *spatial)`` is what every method takes; a 2-D array is then n
+one-dimensional signals, which scikit-learn's common checks rely on, but a user with one
+2-D image means something else. ``spatial_ndim`` says it explicitly: with
+``spatial_ndim=2`` a single image ``(H, W)`` is a stack of one (the output has the
+input's shape) and ``(n, H, W)`` a stack; with the default None a 2-D array is still n
+signals, and ``fit`` warns (:class:`SpatialAxesWarning`) naming the two fixes.
+
+Numeric range
+-------------
+Squares of values beyond about ``2**(maxexp/4)`` of the dtype (``2**256`` in float64,
+``2**32`` in float32) overflow somewhere: in a sum of squares, a wavelet sub-band
+variance, a noise variance. Such a stack is divided by a power of two (exact in
+floating point) before filtering and every output is multiplied back, so the results are
+the ones the filters would give with unlimited range: the median and the Gaussian are
+equivariant, the wavelet's thresholds follow the data. What cannot be represented in the
+input's units is refused with a ``ValueError`` naming the range: a self-supervised loss
+(a square) above the largest float64, an output that leaves the dtype's range. No
+method returns a non-finite value for finite input.
+
 Parameters are declared the scikit-learn way: each class's ``_parameter_constraints``
-(the shared ``channel_axis``, ``output`` and ``noise_variance`` come from
+(the shared ``channel_axis``, ``output``, ``noise_variance`` and ``spatial_ndim`` come from
 :attr:`JInvariantDenoiserMixin._parameter_constraints`) is checked once per ``fit`` by
 :func:`sklearn.base._fit_context`, which raises
 :class:`~sklearn.utils._param_validation.InvalidParameterError` (a ``ValueError``).
@@ -24,6 +45,7 @@ and never change the estimator.
 """
 
 import copy
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -34,7 +56,18 @@ from sklearn.utils.validation import check_is_fitted
 from ..base import OUTPUTS, SelfSupervisedScoreMixin, shrink_towards_data
 from ..utils._losses import RESIDUAL_LOSSES, get_loss
 from ..utils._noise import estimate_noise_variance
-from ..utils._validation import check_stack
+from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, internal_unit
+
+#: Degree of homogeneity of the named losses: ``loss(c * X) = c**degree * loss(X)``.
+_LOSS_DEGREE = {"mse": 2, "mae": 1}
+
+
+class SpatialAxesWarning(UserWarning):
+    """An image denoiser got a 2-D array without being told its number of spatial axes.
+
+    The array is read as ``n`` one-dimensional signals; for one 2-D image pass
+    ``spatial_ndim=2`` (or ``X[np.newaxis]``), for 1-D signals ``spatial_ndim=1``.
+    """
 
 
 def _is_dask_array(X):
@@ -54,6 +87,7 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         "channel_axis": [None, Options(Integral, {-1})],
         "output": [StrOptions(set(OUTPUTS))],
         "noise_variance": [None, Interval(Real, 0, None, closed="left")],
+        "spatial_ndim": [None, Interval(Integral, 1, MAX_SPATIAL_DIMS, closed="both")],
     }
 
     #: Smallest number of pixels along every spatial axis the filter accepts.
@@ -65,14 +99,36 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         """Checks the constraints cannot express (run once per ``fit``, after the
         data's number of spatial axes is known); none by default."""
 
-    def _validate(self, X, *, reset):
-        """The float stack and the intensity scale of its original dtype."""
-        X, scale = check_stack(X, channel_axis=self.channel_axis,
-                               min_spatial_size=self._min_spatial_size(), return_scale=True)
+    def _check_spatial_shape(self, spatial_shape):
+        """Refuse an image the filter cannot serve (one smaller than its reach, say)
+        before any work; none by default.
+
+        Runs in ``fit``, on every call (from the data's shape: cheap), and for a dask
+        array on the whole image's shape, before any chunk is computed.
+        """
+
+    def _validate(self, X, *, reset, whole_spatial_shape=None):
+        """The float stack, the intensity scale of its original dtype, and whether X was
+        a single image (``spatial_ndim`` given) that got a sample axis.
+
+        ``whole_spatial_shape`` is the shape :meth:`_check_spatial_shape` judges when X
+        stands for a larger image (a patch checked for a dask array in ``fit``); a chunk's
+        estimator carries it as ``_whole_spatial_shape`` (see
+        :meth:`_blockwise_block_estimator`).
+        """
+        X, scale, single = check_stack(
+            X, channel_axis=self.channel_axis, spatial_ndim=self.spatial_ndim,
+            min_spatial_size=self._min_spatial_size(), return_scale=True,
+            return_single=True)
         n_spatial = X.ndim - 1 - (self.channel_axis is not None)
+        if whole_spatial_shape is None:
+            whole_spatial_shape = getattr(self, "_whole_spatial_shape", X.shape[1:1 + n_spatial])
         if reset:
             # before any fitted attribute is set: a refused fit leaves no fitted state
             self._check_params_against_data(n_spatial)
+            self._check_spatial_shape(tuple(int(s) for s in whole_spatial_shape))
+            if self.spatial_ndim is None and n_spatial == 1 and X.shape[0] > 1:
+                _warn_ambiguous_axes(X.shape, self.channel_axis, stacklevel=5)
             self.n_spatial_dims_ = n_spatial
             self.n_features_in_ = int(np.prod(X.shape[1:]))
         elif n_spatial != self.n_spatial_dims_:
@@ -80,15 +136,69 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
                 f"X has {n_spatial} spatial axes, but {type(self).__name__} was fitted on "
                 f"data with {self.n_spatial_dims_}."
             )
-        return X, scale
+        else:
+            self._check_spatial_shape(tuple(int(s) for s in whole_spatial_shape))
+        return X, scale, single
 
     def _prepare(self, X):
-        """Check fitted; return the validated float stack and its scale.
+        """Check fitted; return ``(X, scale, unit, single)`` for the filters.
 
-        The parameters are not checked again: that happens once, in ``fit``.
+        ``X`` is the validated float stack divided by ``unit`` (a power of two, 1.0 for
+        all but huge values, see :func:`internal_unit`), ``scale`` maps the input's
+        intensities to those internal units, ``single`` says X was one image. The
+        parameters are not checked again: that happens once, in ``fit``.
         """
         check_is_fitted(self)
-        return self._validate(X, reset=False)
+        X, scale, single = self._validate(X, reset=False)
+        unit = internal_unit(X)
+        if unit != 1.0:
+            X = X / X.dtype.type(unit)  # exact: a power of two
+            scale = scale / unit
+        return X, scale, unit, single
+
+    def _in_internal_units(self, unit):
+        """The estimator that filters ``X / unit``: itself, or a per-call copy.
+
+        Intensity parameters scaled by ``scale`` follow the internal unit by
+        themselves; a parameter rescaled only on request (the wavelet's ``sigma`` with
+        ``rescale_sigma=False``) is asked to follow it too. Only float input gets a unit
+        other than 1, and there the request changes nothing else (its intensity scale
+        is 1).
+        """
+        if unit == 1.0 or getattr(self, "rescale_sigma", True):
+            return self
+        estimator = copy.copy(self)
+        estimator.rescale_sigma = True
+        return estimator
+
+    def _to_input_units(self, out, X, unit, single):
+        """Multiply an output back by ``unit`` (X is the internal stack); refuse a
+        non-finite result; drop the sample axis of a single image."""
+        if unit != 1.0:
+            with np.errstate(over="ignore"):
+                out *= out.dtype.type(unit)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(
+                f"{type(self).__name__}: the output leaves the range of {out.dtype} "
+                f"(magnitudes up to {np.finfo(out.dtype).max:.3g}) for X with values up "
+                f"to {_peak(X, unit):.3g} in magnitude. Convert X to float64 or divide it "
+                "by a constant first."
+            )
+        return out[0] if single else out
+
+    def _loss_in_input_units(self, value, X, unit, degree):
+        """A loss computed on the internal stack X, in the input's units; refused if
+        not finite."""
+        with np.errstate(over="ignore"):
+            value = float(np.float64(value) * np.float64(unit) ** degree)
+        if not np.isfinite(value):
+            raise ValueError(
+                f"{type(self).__name__}: the self-supervised loss of X overflows float64 "
+                f"(largest value {np.finfo(np.float64).max:.3g}): X holds values up to "
+                f"{_peak(X, unit):.3g} in magnitude, whose squared errors cannot be "
+                "represented. Divide X by a constant (e.g. its maximum) first."
+            )
+        return value
 
     # -------------------------------------------------------------------- contract
     @_fit_context(prefer_skip_nested_validation=True)
@@ -98,6 +208,7 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         Parameters
         ----------
         X : array-like or dask array of shape (n_samples, *spatial[, n_channels])
+            With ``spatial_ndim`` set, also one image ``(*spatial[, n_channels])``.
             One to three spatial axes, plus a trailing channel axis when
             ``channel_axis=-1``. A dask array is checked without being loaded (its
             dtype, number of axes and size).
@@ -112,11 +223,16 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         if _is_dask_array(X):
             from ._blockwise import _check_dask_stack
 
+            X = self._dask_stack(X)[0]
             # Nothing is learned: check the shape and dtype without loading the array.
             _check_dask_stack(X, self.channel_axis)
+            spatial_end = X.ndim - (self.channel_axis is not None)
             self._validate(np.zeros((1,) + tuple(min(n, 8) for n in X.shape[1:]),
-                                    dtype=X.dtype), reset=True)
+                                    dtype=X.dtype), reset=True,
+                           whole_spatial_shape=X.shape[1:spatial_end])
             self.n_features_in_ = int(np.prod(X.shape[1:]))
+            if self.spatial_ndim is None and self.n_spatial_dims_ == 1 and X.shape[0] > 1:
+                _warn_ambiguous_axes(X.shape, self.channel_axis, stacklevel=4)
         else:
             self._validate(X, reset=True)
         return self
@@ -131,26 +247,27 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         Parameters
         ----------
         X : array-like or dask array of shape (n_samples, *spatial[, n_channels])
-            Images with as many spatial axes as the data seen in ``fit`` (any size).
+            Images with as many spatial axes as the data seen in ``fit`` (any size);
+            with ``spatial_ndim`` set, also one image ``(*spatial[, n_channels])``.
 
         Returns
         -------
-        X_denoised : ndarray or dask array of the same shape
+        X_denoised : ndarray or dask array of the same shape as X
             float32 for float16/float32 input, else float64, in the input's float units
             (integer images are scaled like :func:`skimage.util.img_as_float`). Lazy
             for a dask array (see :mod:`sklearn_n2s.blockwise`).
         """
         if _is_dask_array(X):
-            from ._blockwise import blockwise_transform
-
-            return blockwise_transform(self, X, method="transform")
-        X, scale = self._prepare(X)
+            return self._blockwise(X, "transform")
+        X, scale, unit, single = self._prepare(X)
+        estimator = self._in_internal_units(unit)
         if self.output == "ordinary":
-            return self._denoise(X, scale)
-        invariant = self._invariant(X, scale)
-        if self.output == "invariant":
-            return invariant
-        return shrink_towards_data(invariant, X, self._noise_variance(X, scale))[0]
+            out = estimator._denoise(X, scale)
+        else:
+            out = estimator._invariant(X, scale)
+            if self.output == "shrink":
+                out = shrink_towards_data(out, X, estimator._noise_variance(X, scale))[0]
+        return self._to_input_units(out, X, unit, single)
 
     def invariant_transform(self, X):
         """J-invariant prediction of X: the output at a pixel never looks at that pixel.
@@ -166,11 +283,24 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
             float32 for float16/float32 input, else float64.
         """
         if _is_dask_array(X):
-            from ._blockwise import blockwise_transform
+            return self._blockwise(X, "invariant_transform")
+        X, scale, unit, single = self._prepare(X)
+        out = self._in_internal_units(unit)._invariant(X, scale)
+        return self._to_input_units(out, X, unit, single)
 
-            return blockwise_transform(self, X, method="invariant_transform")
-        X, scale = self._prepare(X)
-        return self._invariant(X, scale)
+    def _dask_stack(self, X):
+        """A dask image as a stack: ``(X, single)``, as :func:`check_stack` does."""
+        if self.spatial_ndim is not None and (
+                X.ndim == self.spatial_ndim + (self.channel_axis is not None)):
+            return X[np.newaxis], True
+        return X, False
+
+    def _blockwise(self, X, method):
+        from ._blockwise import blockwise_transform
+
+        X, single = self._dask_stack(X)
+        out = blockwise_transform(self, X, method=method)
+        return out[0] if single else out
 
     def shrinkage_weights(self, X):
         """Per-sample weight ``lam`` that ``output='shrink'`` gives the invariant prediction.
@@ -186,9 +316,10 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
             ``noise_variance / L`` per sample, in [0, 1], where ``L`` is the sample's
             self-supervised loss (see :func:`sklearn_n2s.base.shrink_weights`).
         """
-        X, scale = self._prepare(X)
-        invariant = self._invariant(X, scale)
-        return shrink_towards_data(invariant, X, self._noise_variance(X, scale))[1]
+        X, scale, unit, _ = self._prepare(X)
+        estimator = self._in_internal_units(unit)
+        invariant = estimator._invariant(X, scale)
+        return shrink_towards_data(invariant, X, estimator._noise_variance(X, scale))[1]
 
     def self_supervised_loss(self, X, loss="mse"):
         """Loss of the J-invariant prediction against X itself (lower is better).
@@ -209,14 +340,21 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         loss : float
             The loss, in the squared float units of the input for ``'mse'``.
         """
-        X, scale = self._prepare(X)
+        X, scale, unit, _ = self._prepare(X)
+        estimator = self._in_internal_units(unit)
         if isinstance(loss, str) and loss in RESIDUAL_LOSSES:
-            return RESIDUAL_LOSSES[loss](self._invariant_residual(X, scale))
-        prediction, covered = self._invariant_covered(X, scale)
+            value = RESIDUAL_LOSSES[loss](estimator._invariant_residual(X, scale))
+            return self._loss_in_input_units(value, X, unit, _LOSS_DEGREE[loss])
+        prediction, covered = estimator._invariant_covered(X, scale)
         loss_fn = get_loss(loss)
-        if covered is None:
-            return loss_fn(prediction, X)
-        return loss_fn(prediction[covered], X[covered])
+        if covered is not None:
+            prediction, X = prediction[covered], X[covered]
+        if unit == 1.0:
+            return self._loss_in_input_units(loss_fn(prediction, X), X, 1.0, 0)
+        # a callable sees the input's units
+        with np.errstate(over="ignore"):
+            value = loss_fn(prediction * X.dtype.type(unit), X * X.dtype.type(unit))
+        return self._loss_in_input_units(value, X, unit, 0)
 
     # ------------------------------------------------------------- overridable steps
     def _invariant_covered(self, X, scale):
@@ -252,8 +390,17 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         return "none"
 
     def _blockwise_block_estimator(self, spatial_shape):
-        """The (shallow, fitted) copy that runs on one chunk of an image of ``spatial_shape``."""
-        return copy.copy(self)
+        """The (shallow, fitted) copy that runs on one chunk of an image of ``spatial_shape``.
+
+        The whole image is checked here, once, before any chunk runs; the copy then
+        judges its chunks by that shape (a chunk may be smaller than the filter's reach
+        while the image is not).
+        """
+        spatial_shape = tuple(int(s) for s in spatial_shape)
+        self._check_spatial_shape(spatial_shape)
+        block_estimator = copy.copy(self)
+        block_estimator._whole_spatial_shape = spatial_shape
+        return block_estimator
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -263,6 +410,22 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         if tags.transformer_tags is not None:
             tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _peak(X, unit):
+    """Largest magnitude of the input whose internal stack is X (for messages)."""
+    return max(float(np.max(X)), -float(np.min(X))) * unit
+
+
+def _warn_ambiguous_axes(shape, channel_axis, stacklevel):
+    channels = ", n_channels" if channel_axis is not None else ""
+    warnings.warn(
+        f"X has shape {shape}: read as {shape[0]} one-dimensional signals of "
+        f"{shape[1]} pixels (n_samples, L{channels}). For one 2-D image pass "
+        "spatial_ndim=2 (or X[np.newaxis]); for a stack of 1-D signals pass "
+        "spatial_ndim=1 to silence this warning.",
+        SpatialAxesWarning, stacklevel=stacklevel,
+    )
 
 
 class BaseImageDenoiser(JInvariantDenoiserMixin, TransformerMixin, BaseEstimator):

@@ -59,13 +59,18 @@ to chunk (seams) and from the in-memory result, so :func:`blockwise_transform` c
 it *eagerly*, in one streaming pass over the data (bounded memory): ``L`` is the exact
 per-sample mean squared difference between the blockwise invariant prediction and the
 data, hence equal to the in-memory ``L`` up to floating-point summation order. The noise
-variance is ``noise_variance`` when given (then the output equals the in-memory one to
-rounding); when None it is estimated per chunk with
-:func:`~sklearn_n2s.estimate_noise_variance` and the median over a sample's chunks is
-used (the in-memory path takes one estimate over the whole sample; for stationary noise
-they agree within a few percent). The returned array is lazy; computing it runs the
-filter a second time. :func:`sklearn_n2s.io.denoise_zarr` avoids the second filter
-pass by storing the invariant prediction and mixing in place.
+variance is ``noise_variance`` when given; when None it is
+:func:`~sklearn_n2s.estimate_noise_variance` of the whole sample, computed chunk by
+chunk: that estimate pools two statistics per fixed tile of the image (tiles anchored at
+its origin, see :mod:`sklearn_n2s.utils._noise`), so each chunk, rechunked when needed
+to start on a tile boundary, contributes those of its tiles (:func:`chunk_noise_variance`).
+Either way the output equals the in-memory one to rounding, whatever the chunking, for
+the local filters. Both sums are kept as a mantissa and a power of two, so huge values
+give the weights the in-memory path computes on its rescaled stack (see
+:mod:`sklearn_n2s.image._base`), and the mixing runs per chunk in the chunk's own
+power-of-two unit. The returned array is lazy; computing it runs the filter a second
+time. :func:`sklearn_n2s.io.denoise_zarr` avoids the second filter pass by storing the
+invariant prediction and mixing in place.
 
 Calibration
 -----------
@@ -97,8 +102,8 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import shrink_weights
-from ..utils._noise import estimate_noise_variance
-from ..utils._validation import MAX_SPATIAL_DIMS, intensity_scale, to_float
+from ..utils._noise import noise_tile_shape, pool_tile_statistics, tile_statistics
+from ..utils._validation import MAX_SPATIAL_DIMS, intensity_scale, internal_unit, to_float
 
 METHODS = ("transform", "invariant_transform")
 
@@ -314,21 +319,127 @@ def _float_blocks(X, dtype):
     return X.map_blocks(to_float, dtype=dtype, meta=np.empty((0,) * X.ndim, dtype=dtype))
 
 
-def _per_sample_loss(invariant, X_float):
-    axes = tuple(range(1, X_float.ndim))
-    diff = (invariant - X_float).astype(np.float64)
-    return (diff * diff).mean(axis=axes)
+def _block_sample_offsets(chunks):
+    """First sample of every block along the sample axis."""
+    return np.cumsum((0,) + tuple(chunks[:-1]))
 
 
-def _chunk_noise_variance(block, channel_axis):
-    variances = estimate_noise_variance(to_float(block), channel_axis=channel_axis)
-    return variances.reshape((-1,) + (1,) * (block.ndim - 1))
+def _loss_statistics(invariant, X_float):
+    """Per sample of a block: ``(exponent, q, count)`` with the sum of squared differences
+    ``q * 4**exponent`` (scaled by a power of two, so it never overflows)."""
+    diff = np.subtract(invariant, X_float, dtype=np.float64).reshape(len(X_float), -1)
+    with np.errstate(over="ignore"):  # only past float64's range
+        peak = np.max(np.abs(diff), axis=1)
+    exponent = np.frexp(peak)[1]
+    scaled = np.ldexp(diff, -exponent[:, None])
+    q = np.einsum("ij,ij->i", scaled, scaled)
+    return exponent, q, np.full(len(diff), diff.shape[1])
+
+
+def _combine_loss(per_block, offsets, n_samples):
+    """``(mantissa, exponent)`` per sample: mean squared difference = mantissa * 2**exponent."""
+    stats = [[] for _ in range(n_samples)]
+    for offset, (exponents, qs, counts) in zip(offsets, per_block):
+        for k, (e, q, n) in enumerate(zip(exponents, qs, counts)):
+            stats[offset + k].append((int(e), float(q), int(n)))
+    mantissa = np.zeros(n_samples)
+    exponent = np.zeros(n_samples, dtype=int)
+    for i, sample in enumerate(stats):
+        top = max(e for e, _, _ in sample)
+        total = sum(np.ldexp(q, 2 * (e - top)) for e, q, _ in sample)
+        mantissa[i] = total / sum(n for _, _, n in sample)
+        exponent[i] = 2 * top
+    return mantissa, exponent
+
+
+def _tile_statistics_block(block, channel_axis, tile_shape):
+    """Per sample of a block: ``(sigmas, levels)``, each a list over channels."""
+    block = to_float(block)
+    out = []
+    for sample in block:
+        channels = [sample] if channel_axis is None else list(np.moveaxis(sample, -1, 0))
+        stats = [tile_statistics(c, tile_shape) for c in channels]
+        out.append(([s for s, _ in stats], [lv for _, lv in stats]))
+    return out
+
+
+def _combine_noise(per_block, offsets, n_samples):
+    """``(mantissa, exponent)`` per sample of the pooled noise variance (the mean over
+    channels of :func:`~sklearn_n2s.utils._noise.pool_tile_statistics`)."""
+    sigmas = [None] * n_samples
+    levels = [None] * n_samples
+    for offset, samples in zip(offsets, per_block):
+        for k, (s, lv) in enumerate(samples):
+            i = offset + k
+            if sigmas[i] is None:
+                sigmas[i] = [[] for _ in s]
+                levels[i] = [[] for _ in s]
+            for c in range(len(s)):
+                sigmas[i][c].append(s[c])
+                levels[i][c].append(lv[c])
+    mantissa = np.zeros(n_samples)
+    exponent = np.zeros(n_samples, dtype=int)
+    for i in range(n_samples):
+        pooled = [pool_tile_statistics(np.concatenate(s), np.concatenate(lv))
+                  for s, lv in zip(sigmas[i], levels[i])]
+        top = max(e for _, e in pooled)
+        mantissa[i] = np.mean([np.ldexp(m, e - top) for m, e in pooled])
+        exponent[i] = top
+    return mantissa, exponent
+
+
+def _tile_aligned(X, n_spatial, tile_shape):
+    """X rechunked so that every chunk starts on a multiple of the noise tile."""
+    chunks = list(X.chunks)
+    for i in range(n_spatial):
+        axis = i + 1
+        chunks[axis] = _axis_chunks(X.shape[axis], X.chunks[axis], 1, tile_shape[i])
+    if X.ndim > n_spatial + 1:  # channel axis: one chunk
+        chunks[-1] = (X.shape[-1],)
+    chunks = tuple(chunks)
+    return X if chunks == X.chunks else X.rechunk(chunks)
+
+
+def _noise_statistics(X, channel_axis):
+    """Delayed ``(mantissa, exponent)`` of the per-sample noise variance of X, computed
+    chunk by chunk from per-tile statistics: equal to the in-memory estimate."""
+    import dask
+
+    n_spatial = len(estimator_spatial_axes(X, channel_axis))
+    tile_shape = noise_tile_shape(X.shape[1:1 + n_spatial])
+    X = _tile_aligned(X, n_spatial, tile_shape)
+    blocks = X.to_delayed()
+    offsets = _block_sample_offsets(X.chunks[0])
+    per_block, block_offsets = [], []
+    for index in np.ndindex(*blocks.shape):
+        per_block.append(dask.delayed(_tile_statistics_block)(
+            blocks[index], channel_axis, tile_shape))
+        block_offsets.append(int(offsets[index[0]]))
+    return dask.delayed(_combine_noise)(per_block, block_offsets, X.shape[0])
+
+
+def _loss_statistics_lazy(invariant, X_float):
+    """Delayed ``(mantissa, exponent)`` of the per-sample self-supervised loss."""
+    import dask
+
+    if X_float.chunks != invariant.chunks:
+        X_float = X_float.rechunk(invariant.chunks)
+    inv_blocks, x_blocks = invariant.to_delayed(), X_float.to_delayed()
+    offsets = _block_sample_offsets(X_float.chunks[0])
+    per_block, block_offsets = [], []
+    for index in np.ndindex(*x_blocks.shape):
+        per_block.append(dask.delayed(_loss_statistics)(inv_blocks[index], x_blocks[index]))
+        block_offsets.append(int(offsets[index[0]]))
+    return dask.delayed(_combine_loss)(per_block, block_offsets, X_float.shape[0])
 
 
 def chunk_noise_variance(X, channel_axis=None):
-    """Per-sample noise variance: the median over a sample's chunks of per-chunk estimates.
+    """Per-sample noise variance of a dask stack, computed chunk by chunk.
 
-    Each chunk (without halo) is estimated with :func:`~sklearn_n2s.estimate_noise_variance`.
+    The same estimate as :func:`~sklearn_n2s.estimate_noise_variance` on the whole
+    array, whatever the chunking: the estimate pools statistics of fixed tiles anchored
+    at the image's origin (:mod:`sklearn_n2s.utils._noise`); each chunk (rechunked,
+    when needed, to start on a tile boundary) computes those of its tiles.
 
     Parameters
     ----------
@@ -340,35 +451,60 @@ def chunk_noise_variance(X, channel_axis=None):
     noise_variance : dask.array.Array of shape (n_samples,)
         Lazy, in the float units of X (see :func:`~sklearn_n2s.estimate_noise_variance`).
     """
+    import dask
+
     da = _require_dask()
-    one_per_chunk = (X.chunks[0],) + tuple((1,) * len(c) for c in X.chunks[1:])
-    per_chunk = X.map_blocks(
-        _chunk_noise_variance, channel_axis=channel_axis, dtype=np.float64,
-        chunks=one_per_chunk, meta=np.empty((0,) * X.ndim, dtype=np.float64),
-    )
-    flat = per_chunk.reshape((X.shape[0], -1), merge_chunks=True).rechunk({1: -1})
-    return da.median(flat, axis=1)
 
+    def variance(stats):
+        with np.errstate(over="ignore"):
+            return np.ldexp(*stats)
 
-def _noise_variance(estimator, X, scale):
-    if estimator.noise_variance is not None:
-        return np.full(X.shape[0], float(estimator.noise_variance) * scale**2)
-    return chunk_noise_variance(X, estimator.channel_axis)
+    lazy = dask.delayed(variance)(_noise_statistics(X, channel_axis))
+    return da.from_delayed(lazy, shape=(X.shape[0],), dtype=np.float64)
 
 
 def global_shrink_weights(estimator, X, invariant, dtype, also_compute=()):
     """Eagerly compute ``lam`` per sample over the whole array (one streaming pass).
 
-    ``also_compute`` are other dask collections computed in the same pass (a store of
-    ``invariant``, so that the filter runs once).
+    The loss and the noise variance are reduced chunk by chunk as a mantissa and a
+    power of two, so huge values (up to the largest float) give the weights the
+    in-memory path computes on its rescaled stack. ``also_compute`` are other dask
+    collections computed in the same pass (a store of ``invariant``, so that the filter
+    runs once).
     """
     import dask
 
-    scale = intensity_scale(X.dtype)
-    loss = _per_sample_loss(invariant, _float_blocks(X, dtype))
-    noise_variance = _noise_variance(estimator, X, scale)
-    loss, noise_variance, *_ = dask.compute(loss, noise_variance, *also_compute)
-    return shrink_weights(loss, noise_variance)
+    loss = _loss_statistics_lazy(invariant, _float_blocks(X, dtype))
+    if estimator.noise_variance is not None:
+        scale = intensity_scale(X.dtype)
+        (loss_m, loss_e), *_ = dask.compute(loss, *also_compute)
+        noise_m = np.full(X.shape[0], float(estimator.noise_variance) * scale**2)
+        noise_e = np.zeros(X.shape[0], dtype=int)
+    else:
+        noise = _noise_statistics(X, estimator.channel_axis)
+        (loss_m, loss_e), (noise_m, noise_e), *_ = dask.compute(loss, noise, *also_compute)
+    with np.errstate(over="ignore"):  # an infinite ratio is capped at the loss
+        noise_in_loss_units = np.ldexp(noise_m, noise_e - loss_e)
+    return shrink_weights(loss_m, noise_in_loss_units)
+
+
+def _mix_block(X_float, invariant, lam):
+    """``x + lam * (f_inv(x) - x)`` on a block, in its own power-of-two unit (exact)."""
+    unit = max(internal_unit(X_float), internal_unit(invariant))
+    if unit != 1.0:
+        X_float = X_float / X_float.dtype.type(unit)
+        invariant = invariant / invariant.dtype.type(unit)
+    out = X_float + lam * (invariant - X_float)
+    if unit != 1.0:
+        with np.errstate(over="ignore"):
+            out *= out.dtype.type(unit)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(
+            f"The shrunk output leaves the range of {out.dtype} (magnitudes up to "
+            f"{np.finfo(out.dtype).max:.3g}). Convert X to float64 or divide it by a "
+            "constant first."
+        )
+    return out
 
 
 def mix_with_data(X, invariant, lam, dtype):
@@ -377,7 +513,8 @@ def mix_with_data(X, invariant, lam, dtype):
     lam = np.asarray(lam).reshape((-1,) + (1,) * (X.ndim - 1)).astype(dtype)
     da = _require_dask()
     lam = da.from_array(lam, chunks=(X.chunks[0],) + ((1,),) * (X.ndim - 1))
-    return X_float + lam * (invariant - X_float)
+    return da.map_blocks(_mix_block, X_float, invariant, lam, dtype=dtype,
+                         meta=np.empty((0,) * X.ndim, dtype=dtype))
 
 
 # -------------------------------------------------------------------- entry points

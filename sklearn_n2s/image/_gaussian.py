@@ -6,12 +6,16 @@ from numbers import Real
 
 import numpy as np
 from scipy import ndimage as ndi
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
 from ..utils._validation import spatial_axes
 from ._base import BaseImageDenoiser
+from ._limits import NotBool, check_has_neighbours, describe_shape
 
 MODES = ("reflect", "nearest", "mirror", "wrap", "constant")
+# A pixel whose kernel puts less than this share of the weight off itself has nothing
+# to be predicted from (the J-invariant gain 1 / (1 - w_ii) would blow up).
+_MIN_NEIGHBOUR_WEIGHT = 1e-9
 
 
 @functools.lru_cache(maxsize=64)
@@ -52,8 +56,14 @@ class JInvariantGaussian(BaseImageDenoiser):
     ----------
     sigma : float or sequence of float, default=1.0
         Standard deviation of the Gaussian in pixels, one value or one per spatial axis.
+        ``fit`` refuses a sigma so small that the kernel keeps all but 1e-9 of its
+        weight on the centre pixel (below about 0.16 with the default ``truncate``):
+        a pixel would have nothing to be predicted from.
     truncate : float, default=4.0
         The kernel is cut at ``truncate * sigma``, as in :func:`scipy.ndimage.gaussian_filter`.
+        A kernel radius ``int(truncate * sigma + 0.5)`` of more than twice the image's
+        largest side, or an image of a single pixel, is refused with a ``ValueError``
+        by ``fit`` and by every call that gets such an image.
     mode : {'nearest', 'reflect', 'mirror', 'wrap', 'constant'}, default='nearest'
         Boundary mode; 'nearest' matches :func:`skimage.filters.gaussian`.
     channel_axis : None or -1, default=None
@@ -62,6 +72,11 @@ class JInvariantGaussian(BaseImageDenoiser):
         What :meth:`transform` returns, see :mod:`sklearn_n2s.base`.
     noise_variance : float or None, default=None
         Noise variance in the units of the input, for ``output='shrink'``.
+    spatial_ndim : {1, 2, 3} or None, default=None
+        Number of spatial axes. When given, a single image ``(*spatial[, n_channels])``
+        is accepted as a stack of one (the output has the input's shape). None reads
+        them from ``X.ndim``: a 2-D array is then n one-dimensional signals, and
+        ``fit`` warns (:class:`~sklearn_n2s.image.SpatialAxesWarning`).
 
     Attributes
     ----------
@@ -102,19 +117,20 @@ class JInvariantGaussian(BaseImageDenoiser):
 
     _parameter_constraints: dict = {
         **BaseImageDenoiser._parameter_constraints,
-        "sigma": [Interval(Real, 0, None, closed="neither"), "array-like"],
-        "truncate": [Interval(Real, 0, None, closed="neither")],
+        "sigma": [NotBool(Real, 0, np.inf, closed="neither"), "array-like"],
+        "truncate": [NotBool(Real, 0, np.inf, closed="neither")],
         "mode": [StrOptions(set(MODES))],
     }
 
     def __init__(self, sigma=1.0, *, truncate=4.0, mode="nearest", channel_axis=None,
-                 output="shrink", noise_variance=None):
+                 output="shrink", noise_variance=None, spatial_ndim=None):
         self.sigma = sigma
         self.truncate = truncate
         self.mode = mode
         self.channel_axis = channel_axis
         self.output = output
         self.noise_variance = noise_variance
+        self.spatial_ndim = spatial_ndim
 
     def _blockwise_halo(self, spatial_shape):
         sigmas = [float(s) for s in np.atleast_1d(self.sigma)]
@@ -134,27 +150,55 @@ class JInvariantGaussian(BaseImageDenoiser):
         return "periodic" if self.mode == "wrap" else "none"
 
     def _check_params_against_data(self, n_spatial):
-        # A sequence of sigmas: the constraints check its type, not its values.
+        if not isinstance(self.sigma, numbers.Real):
+            # A sequence of sigmas: the constraints check its type, not its values.
+            sigmas = np.asarray(self.sigma)
+            if sigmas.ndim != 1 or sigmas.dtype.kind not in "iuf" or not (
+                np.all(np.isfinite(sigmas)) and np.all(sigmas > 0)
+            ) or _has_bool(self.sigma):
+                raise ValueError(
+                    "sigma must be a number > 0 or a sequence of them, one per spatial "
+                    f"axis; got {self.sigma!r}."
+                )
+            if len(sigmas) != n_spatial:
+                raise ValueError(
+                    f"sigma has {len(sigmas)} values but X has {n_spatial} spatial axes."
+                )
+        sigmas = self._sigma_per_axis(n_spatial)
+        centre = np.prod([_centre_weight(s, float(self.truncate)) for s in sigmas])
+        if centre > 1 - _MIN_NEIGHBOUR_WEIGHT:
+            radius = max(_kernel_radius(s, float(self.truncate)) for s in sigmas)
+            kernel = ("is its centre tap alone (kernel radius int(truncate * sigma + 0.5) "
+                      "= 0)" if radius < 1 else
+                      f"puts only {1 - centre:.2g} of its weight off the centre pixel")
+            raise ValueError(
+                f"sigma={self.sigma!r} is too small (with truncate={self.truncate!r}): "
+                f"the kernel {kernel}, so a pixel has nothing to be predicted from. Use "
+                "a larger sigma (about 0.16 or more with truncate=4) or truncate."
+            )
+
+    def _check_spatial_shape(self, spatial_shape):
+        check_has_neighbours(spatial_shape)
+        largest = max(spatial_shape)
+        for axis, sigma in enumerate(self._sigma_per_axis(len(spatial_shape))):
+            radius = _kernel_radius(sigma, float(self.truncate))
+            if radius > 2 * largest:
+                raise ValueError(
+                    f"sigma={self.sigma!r} with truncate={self.truncate!r} gives a kernel "
+                    f"radius of {radius:.4g} pixels along spatial axis {axis}, more than "
+                    f"twice the largest side of X ({describe_shape(spatial_shape)}): the "
+                    "kernel would be larger than the image. Use a smaller sigma or "
+                    "truncate."
+                )
+
+    def _sigma_per_axis(self, n_spatial):
         if isinstance(self.sigma, numbers.Real):
-            return
-        sigmas = np.asarray(self.sigma)
-        if sigmas.ndim != 1 or sigmas.dtype.kind not in "iuf" or not (
-            np.all(np.isfinite(sigmas)) and np.all(sigmas > 0)
-        ):
-            raise ValueError(
-                "sigma must be a number > 0 or a sequence of them, one per spatial axis; "
-                f"got {self.sigma!r}."
-            )
-        if len(sigmas) != n_spatial:
-            raise ValueError(
-                f"sigma has {len(sigmas)} values but X has {n_spatial} spatial axes."
-            )
+            return [float(self.sigma)] * n_spatial
+        return [float(s) for s in self.sigma]
 
     def _sigmas(self, X):
         axes = spatial_axes(X.ndim, self.channel_axis)
-        if isinstance(self.sigma, numbers.Real):
-            return axes, [float(self.sigma)] * len(axes)
-        return axes, [float(s) for s in self.sigma]
+        return axes, self._sigma_per_axis(len(axes))
 
     def _denoise(self, X, scale=1.0):
         axes, sigmas = self._sigmas(X)
@@ -188,11 +232,43 @@ def _residual_gain(spatial_shape, sigmas, truncate, mode, dtype):
     weight = np.ones(())
     for size, sigma in zip(spatial_shape, sigmas):
         weight = np.multiply.outer(weight, self_weights_1d(size, sigma, truncate, mode))
-    if np.any(weight > 1 - 1e-9):
+    if np.any(weight > 1 - _MIN_NEIGHBOUR_WEIGHT):
+        # Single pixels are refused before: what is left is a sigma too small for the
+        # edge pixels (where the boundary mode folds taps back onto the pixel).
         raise ValueError(
-            f"X has spatial shape {spatial_shape}: too small for a J-invariant Gaussian, "
-            "some pixels have no neighbours to predict them from."
+            f"sigma={sigmas} is too small for a J-invariant Gaussian with mode={mode!r} "
+            f"on spatial shape {spatial_shape}: some pixels keep all but less than "
+            f"{_MIN_NEIGHBOUR_WEIGHT:g} of the kernel weight, so they have nothing to be "
+            "predicted from. Use a larger sigma or truncate."
         )
     gain = (1.0 / (1.0 - weight)).astype(dtype)
     gain.flags.writeable = False  # shared through the cache
     return gain
+
+
+def _has_bool(values):
+    """True when a (possibly nested) sequence holds a bool: not a standard deviation."""
+    if isinstance(values, (bool, np.bool_)):
+        return True
+    if isinstance(values, np.ndarray):
+        return values.dtype.kind == "b"
+    if isinstance(values, (list, tuple)):
+        return any(_has_bool(v) for v in values)
+    return False
+
+
+def _kernel_radius(sigma, truncate):
+    """``int(truncate * sigma + 0.5)`` as scipy.ndimage cuts the kernel (a float, so
+    that an absurd value is compared before it is converted)."""
+    return float(np.floor(truncate * sigma + 0.5))
+
+
+def _centre_weight(sigma, truncate):
+    """Weight scipy's normalised 1-D Gaussian kernel gives its centre tap."""
+    radius = _kernel_radius(sigma, truncate)
+    if radius < 1:
+        return 1.0
+    x = np.arange(1, min(radius, 64) + 1)  # farther taps add nothing once sigma is tiny
+    with np.errstate(over="ignore", under="ignore"):
+        tails = np.exp(-0.5 * np.square(x / sigma))
+    return float(1.0 / (1.0 + 2.0 * tails.sum()))

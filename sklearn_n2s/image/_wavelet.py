@@ -9,7 +9,7 @@ from numbers import Integral, Real
 import numpy as np
 import pywt
 from skimage.restoration import denoise_wavelet
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
 from ..masking import (
     FILLS,
@@ -22,6 +22,7 @@ from ..masking import (
 from ..utils._noise import MAD_TO_SIGMA
 from ..utils._validation import spatial_axes
 from ._base import BaseImageDenoiser
+from ._limits import NotBool, describe_shape, positive_int
 
 METHODS = ("BayesShrink", "VisuShrink")
 
@@ -368,19 +369,24 @@ class JInvariantWavelet(BaseImageDenoiser):
         Thresholding mode.
     method : {'BayesShrink', 'VisuShrink'}, default='BayesShrink'
     wavelet_levels : int or None, default=None
-        Decomposition depth; None means three less than the maximum.
+        Decomposition depth; None means three less than the maximum. A depth beyond
+        what :func:`pywt.dwtn_max_level` allows for the image (and beyond 1) is refused
+        with a ``ValueError`` by ``fit`` and by every call that gets such an image.
     convert2ycbcr : bool, default=False
         Denoise colour images in YCbCr (needs ``channel_axis=-1``; slower, unbatched).
     rescale_sigma : bool, default=True
         Interpret ``sigma`` in the units of integer input, as scikit-image does.
     stride : int, default=4
-        Grid spacing of the masking partition.
+        Grid spacing of the masking partition: ``stride**ndim`` cosets. A stride of
+        more than twice the image's largest side (cosets that are almost all empty) is
+        refused with a ``ValueError`` by ``fit`` and by every call that gets such an
+        image.
     fill : {'interpolate', 'median', 'zero', 'mean', 'uniform'}, default='interpolate'
         How masked pixels are replaced, see :mod:`sklearn_n2s.masking`.
     cosets : None or int, default=None
         Cosets used by :meth:`score` and the scorer: None for all (the exact loss), an
-        int for that many (an approximate loss, faster). :meth:`invariant_transform`
-        always predicts every pixel.
+        int for that many (an approximate loss, faster), at most ``stride**ndim``.
+        :meth:`invariant_transform` always predicts every pixel.
     channel_axis : None or -1, default=None
         -1 when X has a trailing channel axis.
     output : {'shrink', 'ordinary', 'invariant'}, default='shrink'
@@ -394,6 +400,11 @@ class JInvariantWavelet(BaseImageDenoiser):
         the call. A cache is shared, not copied, by :func:`~sklearn.base.clone`, so
         the clones a :class:`~sklearn.model_selection.GridSearchCV` makes reuse one
         another's decompositions.
+    spatial_ndim : {1, 2, 3} or None, default=None
+        Number of spatial axes. When given, a single image ``(*spatial[, n_channels])``
+        is accepted as a stack of one (the output has the input's shape). None reads
+        them from ``X.ndim``: a 2-D array is then n one-dimensional signals, and
+        ``fit`` warns (:class:`~sklearn_n2s.image.SpatialAxesWarning`).
 
     Attributes
     ----------
@@ -434,7 +445,7 @@ class JInvariantWavelet(BaseImageDenoiser):
     def __init__(self, sigma=None, *, wavelet="db1", mode="soft", method="BayesShrink",
                  wavelet_levels=None, convert2ycbcr=False, rescale_sigma=True, stride=4,
                  fill="interpolate", cosets=None, channel_axis=None, output="shrink",
-                 noise_variance=None, memory=None):
+                 noise_variance=None, memory=None, spatial_ndim=None):
         self.sigma = sigma
         self.wavelet = wavelet
         self.mode = mode
@@ -449,26 +460,52 @@ class JInvariantWavelet(BaseImageDenoiser):
         self.output = output
         self.noise_variance = noise_variance
         self.memory = memory
+        self.spatial_ndim = spatial_ndim
 
     # ------------------------------------------------------------------ parameters
     _parameter_constraints: dict = {
         **BaseImageDenoiser._parameter_constraints,
-        "sigma": [None, Interval(Real, 0, None, closed="neither")],
+        "sigma": [None, NotBool(Real, 0, np.inf, closed="neither")],
         "wavelet": [StrOptions(set(pywt.wavelist(kind="discrete")))],
         "mode": [StrOptions({"soft", "hard"})],
         "method": [StrOptions(set(METHODS))],
-        "wavelet_levels": [None, Interval(Integral, 1, None, closed="left")],
+        "wavelet_levels": [None, positive_int()],
         "convert2ycbcr": ["boolean"],
         "rescale_sigma": ["boolean"],
-        "stride": [Interval(Integral, 2, None, closed="left")],
+        "stride": [NotBool(Integral, 2, None, closed="left")],
         "fill": [StrOptions(set(FILLS))],
-        "cosets": [None, Interval(Integral, 1, None, closed="left")],
+        "cosets": [None, positive_int()],
         "memory": [None, WaveletDecompositionCache],
     }
 
     def _check_params_against_data(self, n_spatial):
         if self.convert2ycbcr and self.channel_axis is None:
             raise ValueError("convert2ycbcr=True requires channel_axis=-1.")
+        n_cosets = n_grid_cosets(self.stride, n_spatial)
+        if self.cosets is not None and self.cosets > n_cosets:
+            raise ValueError(
+                f"cosets={self.cosets} is more than the {n_cosets} cosets of a grid with "
+                f"stride={self.stride} on {n_spatial} spatial axes."
+            )
+
+    def _check_spatial_shape(self, spatial_shape):
+        largest = max(spatial_shape)
+        if self.stride > 2 * largest:
+            raise ValueError(
+                f"stride={self.stride} is more than twice the largest side of X "
+                f"({describe_shape(spatial_shape)}): the grid would have "
+                f"{self.stride}**{len(spatial_shape)} cosets, almost all of them empty. "
+                f"Use stride <= {2 * largest}."
+            )
+        if self.wavelet_levels is not None:
+            deepest = pywt.dwtn_max_level(spatial_shape, self.wavelet)
+            if self.wavelet_levels > max(deepest, 1):
+                raise ValueError(
+                    f"wavelet_levels={self.wavelet_levels} is deeper than the image allows: "
+                    f"pywt.dwtn_max_level gives {deepest} for wavelet={self.wavelet!r} on "
+                    f"X with {describe_shape(spatial_shape)}. Use wavelet_levels <= "
+                    f"{max(deepest, 1)} (or None)."
+                )
 
     def _blockwise_halo(self, spatial_shape):
         levels = wavelet_levels_for(spatial_shape, self.wavelet, self.wavelet_levels)

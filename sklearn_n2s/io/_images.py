@@ -37,9 +37,25 @@ int16 to -1..1), so parameters keep scikit-image's meaning. On output
 - boolean input is thresholded at 0.5.
 
 PNG and JPEG hold only 8-bit (PNG also 16-bit) integers: float data are written as
-8-bit when they lie in [0, 1] (they are clipped to it after rounding noise) and refused
-otherwise; 16-bit data written as JPEG become 8-bit. TIFF and ``.npy`` store any dtype
-exactly.
+8-bit when they lie in [0, 1] (they are clipped to it after rounding noise), with a
+warning that says so, and refused otherwise; 16-bit data written as JPEG become 8-bit
+(also with a warning). TIFF and ``.npy`` store any dtype exactly.
+
+TIFF layout and metadata
+------------------------
+:func:`read_image` returns what a TIFF says about itself in ``metadata`` (the series'
+axes, planar or interleaved colour, the resolution tags and ImageJ's ``spacing``,
+``unit``, ...); :func:`write_image` given that ``metadata`` writes the same layout back:
+a planar RGB TIFF stays planar, an ImageJ hyperstack stays one, with its calibration.
+
+Safe writing
+------------
+Every writer here (:func:`write_image`, :func:`write_h5ad`) writes to a temporary file
+beside the target and renames it over the target only once it is complete
+(:func:`atomic_output`): an error or Ctrl-C leaves the previous file, or none, and no
+temporary file behind. :func:`same_file` tells whether two paths name one file (through
+``./``, symbolic and hard links), which the command line uses to refuse writing over its
+input.
 
 Examples
 --------
@@ -53,8 +69,12 @@ array([[  0, 128],
        [255,  64]], dtype=uint8)
 """
 
+import contextlib
 import importlib
 import os
+import shutil
+import uuid
+import warnings
 from collections import namedtuple
 from pathlib import Path
 
@@ -69,8 +89,14 @@ CHUNKED_SUFFIXES = (".zarr",)
 IMAGE_SUFFIXES = TIFF_SUFFIXES + RASTER_SUFFIXES + ARRAY_SUFFIXES
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + TABLE_SUFFIXES + CHUNKED_SUFFIXES
 
-#: What :func:`read_image` returns: the array, its channel axis (None or -1), the format.
-LoadedImage = namedtuple("LoadedImage", ["array", "channel_axis", "format"])
+#: What :func:`read_image` returns: the array, its channel axis (None or -1), the format
+#: and, for a TIFF, its layout and metadata (a dict, see :func:`write_image`; else None).
+LoadedImage = namedtuple("LoadedImage", ["array", "channel_axis", "format", "metadata"],
+                         defaults=(None,))
+
+#: ImageJ metadata written back unchanged (a denoised image keeps its calibration).
+IMAGEJ_KEYS = ("spacing", "unit", "finterval", "fps", "loop", "mode", "xorigin",
+               "yorigin", "zorigin")
 
 
 class MissingFeatureError(ImportError):
@@ -137,6 +163,131 @@ def _require(package, extra):
         ) from None
 
 
+# ------------------------------------------------------------------------ safe writing
+def same_file(a, b):
+    """True when ``a`` and ``b`` name one existing file or directory.
+
+    The same file, not the same string: ``./in.tif``, a symbolic link and a hard link to
+    ``in.tif`` all name ``in.tif`` (compared by device and inode).
+
+    Parameters
+    ----------
+    a, b : str or Path
+        Two paths; a path that does not exist names no file.
+
+    Returns
+    -------
+    same : bool
+    """
+    try:
+        return os.path.samefile(os.fspath(a), os.fspath(b))
+    except (OSError, ValueError):
+        return False
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def _replace(tmp, target):
+    """``os.replace``, also over an existing directory (a zarr store) as a whole."""
+    if os.path.isdir(tmp) and os.path.isdir(target) and not os.path.islink(target):
+        old = target.with_name(f".{target.name}.n2s-old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    if os.path.isfile(target) and os.path.isfile(tmp):
+        with contextlib.suppress(OSError):
+            shutil.copymode(target, tmp)  # replacing a file keeps its permissions
+    os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Write to a temporary path beside ``path``; rename it over ``path`` on success.
+
+    The temporary name keeps the suffix (writers choose the format from it) and starts
+    with a dot. When the ``with`` block raises (an error, ``KeyboardInterrupt``) the
+    temporary file or directory is removed and ``path`` is left as it was. A symbolic
+    link is written through (its target is replaced). A directory written at the
+    temporary path (a zarr store) replaces ``path`` as a whole.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file (or directory) to produce; its directory must exist.
+
+    Yields
+    ------
+    tmp : Path
+        Where to write; nothing exists there yet.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn_n2s.io._images import atomic_output
+    >>> folder = tempfile.mkdtemp()
+    >>> with atomic_output(os.path.join(folder, "notes.txt")) as tmp:
+    ...     _ = tmp.write_text("complete")
+    >>> os.listdir(folder)
+    ['notes.txt']
+    """
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    tmp = target.with_name(f".{target.stem}.n2s-tmp-{uuid.uuid4().hex[:8]}{target.suffix}")
+    try:
+        yield tmp
+        _replace(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def check_writable(path, *, option=None, directory_ok=False):
+    """Fail early, in one line, when ``path`` cannot be written (before any long work).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to be written.
+    option : str or None
+        How the path was given (``'--plot'``), named in the error.
+    directory_ok : bool, default=False
+        ``path`` may be an existing directory (a zarr store to replace).
+
+    Raises
+    ------
+    FileNotFoundError
+        The directory does not exist.
+    ImageFileError
+        ``path`` is a directory, or its directory is not writable.
+    """
+    path = Path(path)
+    what = f"{option} {path}" if option else str(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise FileNotFoundError(f"no such directory: {parent} (for {what})")
+    if not parent.is_dir():
+        raise ImageFileError(f"cannot write {what}: {parent} is not a directory")
+    if path.is_dir() and not directory_ok:
+        raise ImageFileError(f"cannot write {what}: it is a directory")
+    try:  # os.access is not enough (root, read-only mounts): try it
+        probe = parent / f".n2s-probe-{uuid.uuid4().hex[:8]}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ImageFileError(f"cannot write {what}: {parent} is not writable "
+                             f"({exc.strerror or exc})") from None
+
+
 # ----------------------------------------------------------------------------- reading
 def read_image(path, *, channel_axis=None):
     """Read a TIFF, PNG, JPEG or ``.npy`` file.
@@ -152,7 +303,9 @@ def read_image(path, *, channel_axis=None):
     Returns
     -------
     LoadedImage
-        ``(array, channel_axis, format)``, the array exactly as stored.
+        ``(array, channel_axis, format, metadata)``, the array exactly as stored (RGB
+        TIFF channels moved last); ``metadata`` is a TIFF's layout and tags (hand it to
+        :func:`write_image` to keep them), None for other formats.
     """
     path = Path(path)
     suffix = file_format(path)
@@ -164,7 +317,7 @@ def read_image(path, *, channel_axis=None):
         raise ImageFileError(f"{path} is a directory, not an image file")
     reader = {".npy": _read_npy, ".tif": _read_tiff, ".tiff": _read_tiff}.get(suffix, _read_raster)
     try:
-        array, detected = reader(path)
+        array, detected, *metadata = reader(path)
     except (MissingFeatureError, ImageFileError):
         raise
     except Exception as exc:
@@ -174,7 +327,8 @@ def read_image(path, *, channel_axis=None):
         raise ImageFileError(f"{path} holds an empty array (shape {array.shape})")
     if array.dtype.kind not in "biuf":
         raise ImageFileError(f"{path} holds {array.dtype} data; expected a real-valued image")
-    return LoadedImage(array, -1 if (channel_axis == -1 or detected) else None, suffix)
+    return LoadedImage(array, -1 if (channel_axis == -1 or detected) else None, suffix,
+                       metadata[0] if metadata else None)
 
 
 def _first_line(exc):
@@ -191,10 +345,26 @@ def _read_tiff(path):
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         array, axes = series.asarray(), series.axes
+        metadata = _tiff_metadata(tif, series)
     if "S" in axes:  # RGB stored planar (S before YX) or interleaved: channels last
         array = np.moveaxis(array, axes.index("S"), -1)
-        return array, True
-    return array, False
+        return array, True, metadata
+    return array, False, metadata
+
+
+def _tiff_metadata(tif, series):
+    """What :func:`write_image` needs to write a TIFF back as it was laid out."""
+    page = tif.pages[0]
+    metadata = {"axes": series.axes, "shape": tuple(series.shape),
+                "planar": "S" in series.axes and series.axes.index("S") < len(series.axes) - 1}
+    with contextlib.suppress(Exception):  # resolution tags are optional
+        if "XResolution" in page.tags:
+            metadata["resolution"] = tuple(float(r) for r in page.get_resolution())
+            metadata["resolutionunit"] = int(page.resolutionunit)
+    if tif.is_imagej and tif.imagej_metadata:
+        metadata["imagej"] = {k: v for k, v in tif.imagej_metadata.items()
+                              if k in IMAGEJ_KEYS}
+    return metadata
 
 
 def _read_raster(path):
@@ -336,15 +506,21 @@ def _to_raster(array, suffix, path):
             f"cannot write {path}: values span [{low:.4g}, {high:.4g}], outside [0, 1], "
             f"which {suffix[1:].upper()} cannot hold; write .tif or .npy instead"
         )
+    kind = "float" if array.dtype.kind == "f" else str(array.dtype)
+    warnings.warn(
+        f"writing {kind} data to {path} as 8-bit integers (0..255), all "
+        f"{suffix[1:].upper()} holds; write .tif or .npy to keep the {kind} values",
+        UserWarning, stacklevel=4)
     return restore_dtype(np.clip(values, 0.0, 1.0), np.uint8)
 
 
 # ----------------------------------------------------------------------------- writing
-def write_image(path, array, *, channel_axis=None):
+def write_image(path, array, *, channel_axis=None, metadata=None):
     """Write ``array`` (as returned by :func:`read_image`'s reader) to a file.
 
     The format follows the suffix. A PNG/JPEG holds one 2-D image (grey or colour);
-    stacks and volumes need TIFF or ``.npy``.
+    stacks and volumes need TIFF or ``.npy``. The file is written to a temporary name
+    beside ``path`` and renamed over it once complete (:func:`atomic_output`).
 
     Parameters
     ----------
@@ -354,6 +530,10 @@ def write_image(path, array, *, channel_axis=None):
         The data, in the dtype to store (see :func:`restore_dtype`).
     channel_axis : None or -1, default=None
         -1 when the last axis holds colour channels (RGB, RGBA).
+    metadata : dict or None, default=None
+        TIFF only: the ``metadata`` of the :class:`LoadedImage` the data came from, to
+        write the same layout (planar colour, ImageJ hyperstack) and tags (resolution,
+        ImageJ ``spacing`` and ``unit``) back. Ignored when the shape has changed.
 
     Returns
     -------
@@ -367,26 +547,59 @@ def write_image(path, array, *, channel_axis=None):
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"no such directory: {path.parent}")
     array = np.asarray(array)
-    if suffix == ".npy":
-        np.save(path, array, allow_pickle=False)
-    elif suffix in TIFF_SUFFIXES:
-        _write_tiff(path, array, channel_axis)
-    else:
-        _write_raster(path, array, channel_axis, suffix)
+    if suffix not in TIFF_SUFFIXES and suffix != ".npy":
+        image = _raster_image(path, array, channel_axis, suffix)  # refuse before writing
+    with atomic_output(path) as tmp:
+        if suffix == ".npy":
+            np.save(tmp, array, allow_pickle=False)
+        elif suffix in TIFF_SUFFIXES:
+            _write_tiff(tmp, array, channel_axis, metadata)
+        else:
+            _require("imageio.v3", "cli").imwrite(tmp, image, plugin="pillow")
     return path
 
 
-def _write_tiff(path, array, channel_axis):
+def _write_tiff(path, array, channel_axis, metadata=None):
     tifffile = _require("tifffile", "cli")
     colour = channel_axis is not None and array.shape[-1] in (3, 4)
     extra = {"extrasamples": ["unassalpha"]} if colour and array.shape[-1] == 4 else {}
     if array.dtype.kind == "b":
         array = array.astype(np.uint8)
+    extra.update(_tiff_layout(array, colour, metadata))
+    if extra.get("planarconfig") == "separate":
+        axes = metadata["axes"]
+        array = np.moveaxis(array, -1, axes.index("S") - len(axes))
     tifffile.imwrite(path, array, photometric="rgb" if colour else "minisblack", **extra)
 
 
-def _write_raster(path, array, channel_axis, suffix):
-    iio = _require("imageio.v3", "cli")
+def _tiff_layout(array, colour, metadata):
+    """tifffile's keywords to write ``array`` as the TIFF ``metadata`` describes."""
+    if not metadata:
+        return {}
+    axes, shape = metadata.get("axes", ""), tuple(metadata.get("shape", ()))
+    channels_last = shape
+    if "S" in axes:
+        channels_last = shape[:axes.index("S")] + shape[axes.index("S") + 1:] + (
+            shape[axes.index("S")],)
+    if tuple(array.shape) != channels_last:
+        return {}  # not the data that was read: write it plainly
+    extra = {}
+    if colour and metadata.get("planar"):
+        extra["planarconfig"] = "separate"
+    if "resolution" in metadata:
+        extra["resolution"] = metadata["resolution"]
+        extra["resolutionunit"] = metadata.get("resolutionunit")
+    ij = metadata.get("imagej")
+    if ij is not None and array.dtype in (np.uint8, np.uint16, np.float32):
+        extra["imagej"] = True
+        extra["metadata"] = {**ij, "axes": axes}
+        extra.pop("planarconfig", None)
+        extra.pop("extrasamples", None)
+    return extra
+
+
+def _raster_image(path, array, channel_axis, suffix):
+    """The 2-D (colour) image a PNG/JPEG will hold, or an :class:`ImageFileError`."""
     image = array
     while image.ndim > 2 + (channel_axis is not None) and image.shape[0] == 1:
         image = image[0]
@@ -399,7 +612,7 @@ def _write_raster(path, array, channel_axis, suffix):
     if suffix != ".png" and image.ndim == 3 and image.shape[-1] in (2, 4):
         image = image[..., :-1]  # JPEG has no alpha channel
         image = image[..., 0] if image.shape[-1] == 1 else image
-    iio.imwrite(path, image, plugin="pillow")
+    return image
 
 
 def is_chunked_path(path):
@@ -511,7 +724,8 @@ def write_h5ad(adata, path):
     adata : anndata.AnnData
         The object to write.
     path : str or Path
-        The file to write; its directory must exist.
+        The file to write; its directory must exist. Written to a temporary file
+        beside it, then renamed (:func:`atomic_output`).
 
     Returns
     -------
@@ -521,5 +735,6 @@ def write_h5ad(adata, path):
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"no such directory: {path.parent}")
-    adata.write_h5ad(path)
+    with atomic_output(path) as tmp:
+        adata.write_h5ad(tmp)
     return path

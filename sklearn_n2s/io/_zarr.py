@@ -10,9 +10,16 @@ weight needs a statistic of the whole image. Instead of running the filter twice
 lazy :meth:`transform` must), :func:`denoise_zarr` writes the J-invariant prediction to
 ``dst`` while reducing the statistic in the same pass, then mixes it with the data in
 place (an element-wise pass over ``src`` and ``dst``).
+
+Integer input gives the same integer dtype back, in the input's units, by the policy of
+:func:`sklearn_n2s.io.restore_dtype` (what a TIFF gets from the command line); with
+``output='shrink'`` the float J-invariant prediction is then kept in a temporary store
+beside ``dst`` (removed afterwards) instead of in ``dst`` itself.
 """
 
 import os
+import shutil
+import tempfile
 
 import numpy as np
 from sklearn.exceptions import NotFittedError
@@ -25,6 +32,7 @@ from ..image._blockwise import (
     mix_with_data,
     prepare_blockwise,
 )
+from ._images import restore_dtype
 
 
 def _open_source(src, chunks):
@@ -71,8 +79,9 @@ def denoise_zarr(src, dst, estimator, *, chunks=None, overwrite=False):
     src : str, path or zarr.Array
         Image stack of shape (n_samples, *spatial[, n_channels]); never modified.
     dst : str, path or zarr.Array
-        Where to write the result (same shape; float32 for float16/float32 input, else
-        float64). A path is created as a zarr array with the processing chunks.
+        Where to write the result (same shape; integer input keeps its dtype and units,
+        see :func:`~sklearn_n2s.io.restore_dtype`; float32 for float16/float32 input,
+        else float64). A path is created as a zarr array with the processing chunks.
     estimator : DonutMedian, JInvariantGaussian or JInvariantWavelet
         Used as set (``output`` decides what is written). If not fitted, it is fitted on
         the first chunk (the classical filters learn nothing from the data).
@@ -129,30 +138,60 @@ def write_denoised(X, dst, estimator, *, overwrite=False):
     Returns
     -------
     out : zarr.Array
-        The denoised array, stored in ``dst``.
+        The denoised array, stored in ``dst`` (integer input: in its own dtype).
     """
     estimator = _fitted(estimator, X)
     X_planned, depth, boundary, dtype = prepare_blockwise(estimator, X)
+    integer = np.dtype(X.dtype).kind in "iu"
     store_chunks = tuple(c[0] for c in X.chunks)
-    target = _create_destination(dst, X.shape, dtype, store_chunks, overwrite)
+    target = _create_destination(dst, X.shape, X.dtype if integer else dtype, store_chunks,
+                                 overwrite)
     if tuple(target.shape) != tuple(X.shape):
         raise ValueError(f"dst has shape {tuple(target.shape)}, src has shape {X.shape}.")
     da = _require_dask()
     if estimator.output != "shrink":
         result = denoise_overlapping(X_planned, estimator, estimator.output, depth, boundary,
                                      dtype)
-        da.store(result.rechunk(X.chunks), target, lock=False)
+        da.store(_restored(result.rechunk(X.chunks), X.dtype), target, lock=False)
         return target
     invariant = denoise_overlapping(X_planned, estimator, "invariant", depth, boundary, dtype)
-    _store_shrunk(X, invariant, estimator, dtype, target)
+    if not integer:
+        _store_shrunk(X, invariant, estimator, dtype, target, target)
+        return target
+    # The float prediction cannot live in an integer dst: a temporary store holds it.
+    scratch = tempfile.mkdtemp(prefix=".n2s-invariant-", dir=_scratch_dir(dst))
+    try:
+        import zarr
+
+        buffer = zarr.open_array(os.path.join(scratch, "invariant.zarr"), mode="w",
+                                 shape=X.shape, dtype=dtype, chunks=store_chunks)
+        _store_shrunk(X, invariant, estimator, dtype, buffer, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 
-def _store_shrunk(X, invariant, estimator, dtype, target):
-    """Pass 1 writes the invariant prediction and reduces ``lam``; pass 2 mixes in place."""
+def _scratch_dir(dst):
+    """Beside a ``dst`` path (same disk); the system's temporary folder otherwise."""
+    if isinstance(dst, (str, os.PathLike)):
+        return os.path.dirname(os.path.abspath(os.fspath(dst)))
+    return None
+
+
+def _restored(result, dtype):
+    """Float blocks back to an integer input's dtype and units (floats: unchanged)."""
+    if np.dtype(dtype).kind not in "iu":
+        return result
+    return result.map_blocks(restore_dtype, dtype, dtype=dtype)
+
+
+def _store_shrunk(X, invariant, estimator, dtype, buffer, target):
+    """Pass 1 writes the invariant prediction to ``buffer`` and reduces ``lam``; pass 2
+    mixes it with the data into ``target`` (in place when they are the same array)."""
     da = _require_dask()
-    stored = da.store(invariant.rechunk(X.chunks), target, lock=False, compute=False)
+    stored = da.store(invariant.rechunk(X.chunks), buffer, lock=False, compute=False)
     # The reduction and the store share the invariant tasks: one filter pass.
     lam = global_shrink_weights(estimator, X, invariant, dtype, also_compute=(stored,))
-    stored_invariant = da.from_array(target, chunks=X.chunks)
-    da.store(mix_with_data(X, stored_invariant, lam, dtype), target, lock=False)
+    stored_invariant = da.from_array(buffer, chunks=X.chunks)
+    da.store(_restored(mix_with_data(X, stored_invariant, lam, dtype), X.dtype), target,
+             lock=False)

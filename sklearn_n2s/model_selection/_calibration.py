@@ -3,14 +3,17 @@
 :func:`calibrate` is a :class:`~sklearn.model_selection.GridSearchCV` with the
 self-supervised scorer and a progress bar; :func:`calibrate_rank_path` does the same for
 the rank of a low-rank table model through :class:`~sklearn_n2s.LowRankDenoiserCV`'s
-path (one decomposition per fold for every rank); :func:`results_rows` and
-:func:`format_table` print either kind of search.
+path (one decomposition per fold for every rank), on library-size normalised counts
+when asked (as the README's single-cell pipeline does); :func:`results_rows` and
+:func:`format_table` print either kind of search, :func:`estimator_name` names the model
+the same way everywhere (tables, plots, messages).
 """
 
 import numpy as np
 from sklearn.model_selection import GridSearchCV, ParameterGrid
+from sklearn.pipeline import Pipeline, make_pipeline
 
-from ..table import LowRankDenoiserCV
+from ..table import LibrarySizeNormalizer, LowRankDenoiserCV
 from ..utils._progress import ProgressScorer, progress
 from ._scorer import SelfSupervisedScorer
 
@@ -50,12 +53,45 @@ def calibrate(estimator, grid, X, *, cv, quiet=False, desc="calibrating"):
     return search
 
 
+#: The total every cell is scaled to before the low-rank model (scanpy's usual 1e4).
+TARGET_SUM = 1e4
+
+
+def estimator_name(estimator):
+    """The model's name as tables, plots and messages show it.
+
+    A pipeline is its steps joined by ``' + '``; the rank path
+    (:class:`~sklearn_n2s.LowRankDenoiserCV`) is the model it fits, ``LowRankDenoiser``.
+
+    Parameters
+    ----------
+    estimator : estimator or Pipeline
+
+    Returns
+    -------
+    name : str
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn_n2s import LibrarySizeNormalizer, LowRankDenoiserCV
+    >>> estimator_name(make_pipeline(LibrarySizeNormalizer(), LowRankDenoiserCV()))
+    'LibrarySizeNormalizer + LowRankDenoiser'
+    """
+    if isinstance(estimator, Pipeline):
+        return " + ".join(estimator_name(step) for _, step in estimator.steps)
+    if isinstance(estimator, LowRankDenoiserCV):
+        return "LowRankDenoiser"
+    return type(estimator).__name__
+
+
 class RankPathSearch:
     """A fitted :class:`~sklearn_n2s.LowRankDenoiserCV` seen as a ``GridSearchCV``.
 
     The rank path scores every rank from one decomposition per fold (6x faster than a
     grid search on 100,000 cells); this gives it the attributes the tables, the JSON
-    output and :func:`~sklearn_n2s.plotting.plot_calibration` read.
+    output and :func:`~sklearn_n2s.plotting.plot_calibration` read. ``path`` may be a
+    pipeline ending in the rank path (a normaliser first).
     """
 
     multimetric_ = False
@@ -65,6 +101,8 @@ class RankPathSearch:
     def __init__(self, path):
         self.best_estimator_ = path
         self.estimator = path
+        self.name = estimator_name(path)
+        path = path[-1] if isinstance(path, Pipeline) else path
         ranks = [int(r) for r in path.ranks_]
         self.cv_results_ = dict(path.cv_results_,
                                 params=[{"n_components": r} for r in ranks])
@@ -72,7 +110,7 @@ class RankPathSearch:
         self.best_params_ = {"n_components": int(path.n_components_)}
 
 
-def calibrate_rank_path(grid, X, *, cv, quiet=False):
+def calibrate_rank_path(grid, X, *, cv, quiet=False, normalize=False):
     """Calibrate ``n_components`` of a low-rank model with the rank path.
 
     Parameters
@@ -85,19 +123,27 @@ def calibrate_rank_path(grid, X, *, cv, quiet=False):
         Folds of rows, as :class:`~sklearn_n2s.LowRankDenoiserCV` takes them.
     quiet : bool, default=False
         No progress bar.
+    normalize : bool, default=False
+        Fit ``make_pipeline(LibrarySizeNormalizer(1e4, empty_rows='zero'), path)``: each
+        cell scaled to 10,000 counts, then ``log1p`` (scanpy's ``normalize_total`` and
+        ``log1p``), as the README's single-cell pipeline does; the losses are then in
+        log-normalised units and the best estimator transforms counts to denoised
+        log-normalised values.
 
     Returns
     -------
     search : RankPathSearch
-        The fitted path, with the attributes of a fitted ``GridSearchCV``.
+        The fitted path (or pipeline), with the attributes of a fitted ``GridSearchCV``.
     """
     unknown = set(grid) - {"n_components"}
     if unknown:
         raise ValueError(f"the rank path searches n_components only, not "
                          f"{sorted(unknown)[0]!r}")
     with progress(total=1, desc="calibrating lowrank", quiet=quiet, unit="path") as bar:
-        path = LowRankDenoiserCV(n_components=grid["n_components"], cv=cv,
-                                 random_state=0).fit(X)
+        path = LowRankDenoiserCV(n_components=grid["n_components"], cv=cv, random_state=0)
+        if normalize:
+            path = make_pipeline(LibrarySizeNormalizer(TARGET_SUM, empty_rows="zero"), path)
+        path.fit(X)
         bar.update(1)
     return RankPathSearch(path)
 

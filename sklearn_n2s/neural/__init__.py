@@ -7,12 +7,13 @@ Modules, from the bottom up:
 - ``_masking``: masks and fills of (N, C, H, W) batches, equal to :mod:`sklearn_n2s.masking`;
 - ``_data``: :class:`ImageBatchLoader` and the array <-> tensor conversions;
 - ``_inference``: tiled forward passes and the exact J-invariant output;
-- ``_callbacks``: the progress bar and the warm-up + cosine learning-rate schedule;
+- ``_callbacks``: the progress bar, the warm-up + cosine learning-rate schedule and the
+  guard against non-finite losses;
 - ``_net``: :class:`N2SNet`.
 """
 
 from ._babyunet import BabyUnet
-from ._callbacks import EpochProgressBar, WarmupCosineLR, warmup_cosine_factor
+from ._callbacks import EpochProgressBar, NonFiniteGuard, WarmupCosineLR, warmup_cosine_factor
 from ._data import ImageBatchLoader
 from ._inference import TILE_MARGIN, invariant_forward
 from ._masking import fill_masked_torch, grid_batch_mask, mask_batch, random_batch_mask
@@ -24,6 +25,7 @@ __all__ = [
     "EpochProgressBar",
     "ImageBatchLoader",
     "N2SNet",
+    "NonFiniteGuard",
     "WarmupCosineLR",
     "fill_masked_torch",
     "grid_batch_mask",

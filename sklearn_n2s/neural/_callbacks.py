@@ -8,14 +8,20 @@
   (:func:`warmup_cosine_factor`). The schedule spans each ``fit`` or ``partial_fit``
   call, and the base learning rates are restored when it ends, so the next call starts
   from them again.
+- :class:`NonFiniteGuard`: stops training with a :class:`FloatingPointError` that names
+  the likely causes as soon as a batch loss, or a weight after an epoch, is not finite,
+  instead of returning a net whose weights are NaN.
 """
 
 import math
 
 import numpy as np
+import torch
 import tqdm
-from skorch.callbacks import LRScheduler, ProgressBar
+from skorch.callbacks import Callback, LRScheduler, ProgressBar
 from torch.optim.lr_scheduler import LambdaLR
+
+from ._data import ImageBatchLoader
 
 
 class EpochProgressBar(ProgressBar):
@@ -96,6 +102,8 @@ def _n_train_batches(net, dataset):
     n = len(dataset)
     if batch_size == -1:
         batch_size = n
+    if net.iterator_train is ImageBatchLoader:
+        return len(ImageBatchLoader(dataset, batch_size=batch_size))
     if kwargs.get("drop_last", False):
         return n // batch_size
     return math.ceil(n / batch_size)
@@ -209,3 +217,77 @@ class WarmupCosineLR(LRScheduler):
             for group, lr in zip(net.optimizer_.param_groups, self.base_lrs_):
                 group["lr"] = lr
         self.lr_scheduler_ = None
+
+
+def _likely_causes(net):
+    lr = getattr(net, "lr", None)
+    causes = [f"a learning rate too large (lr={lr!r}: try it 10 times smaller)"]
+    offset = getattr(net, "input_offset_", None)
+    scale = getattr(net, "input_scale_", None)
+    if offset is not None and scale is not None:
+        causes.append(
+            "extreme outliers in the input (it is normalised by its median "
+            f"{offset:.6g} and spread {scale:.6g}: a value very many spreads away "
+            "dominates the float32 loss)")
+    else:
+        causes.append("inputs of very large magnitude")
+    causes.append("an optimizer or criterion setting that overflows float32")
+    return "; ".join(causes)
+
+
+class NonFiniteGuard(Callback):
+    """Stop training with a clear error when the loss or the weights stop being finite.
+
+    Every batch loss (training and validation) is checked at the end of its batch, and
+    the module's parameters at the end of every epoch (a last optimizer step can break
+    the weights after the last loss was computed). The error is a
+    :class:`FloatingPointError` naming the epoch, the batch and the likely causes (the
+    learning rate, the input range), raised before the net could return NaN weights.
+    """
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        """Raise if this batch's loss is NaN or infinite.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        batch : object
+            Ignored.
+        training : bool
+        loss : scalar tensor or None
+        **kwargs
+            Ignored.
+
+        Raises
+        ------
+        FloatingPointError
+        """
+        if loss is None or bool(torch.isfinite(loss.detach()).all()):
+            return
+        phase = "training" if training else "validation"
+        epoch = len(net.history)
+        n_batches = len(net.history[-1, "batches"])
+        raise FloatingPointError(
+            f"{type(net).__name__}: the {phase} loss became {loss.item()} at epoch {epoch}, "
+            f"batch {n_batches}; training stopped (the net's weights are not usable). "
+            f"Likely causes: {_likely_causes(net)}.")
+
+    def on_epoch_end(self, net, **kwargs):
+        """Raise if a parameter of the module is NaN or infinite.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        **kwargs
+            Ignored.
+
+        Raises
+        ------
+        FloatingPointError
+        """
+        params = [p.detach() for p in net.module_.parameters()]
+        if not params or bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            return
+        raise FloatingPointError(
+            f"{type(net).__name__}: the network's weights became non-finite during epoch "
+            f"{len(net.history)}; training stopped. Likely causes: {_likely_causes(net)}.")

@@ -3,7 +3,8 @@
 Arrays travel as (N, C, H, W) float32 tensors: :func:`images_to_tensor` and
 :func:`tensor_to_images` convert between the (n, H, W[, C]) stacks of the estimator API
 and that layout. :class:`ImageBatchLoader` batches such a tensor by slicing, instead of
-collating one item at a time as a :class:`~torch.utils.data.DataLoader` does.
+collating one item at a time as a :class:`~torch.utils.data.DataLoader` does; a last batch
+of a single image joins the previous batch (batch norm cannot train on one small image).
 """
 
 import math
@@ -51,6 +52,46 @@ def tensor_to_images(x, channel_axis=None, dtype=np.float32):
     return out.numpy().astype(dtype, copy=False)
 
 
+def batch_bounds(n, batch_size):
+    """``(start, stop)`` of each batch of ``n`` items; a last batch of one joins the previous.
+
+    In training mode a batch norm layer needs more than one value per channel; at the
+    bottom of a U-Net a small image has a single one, so a lone last image would stop
+    training with an error. It is merged into the batch before it instead (which then
+    holds ``batch_size + 1`` images), so every image is still seen once an epoch.
+
+    Parameters
+    ----------
+    n : int
+        Number of items.
+    batch_size : int >= 1
+
+    Returns
+    -------
+    bounds : list of (int, int)
+
+    Examples
+    --------
+    >>> from sklearn_n2s.neural._data import batch_bounds
+    >>> batch_bounds(7, 3)
+    [(0, 3), (3, 7)]
+    >>> batch_bounds(1, 3)
+    [(0, 1)]
+    """
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return [(start, min(next_start, n))
+            for start, next_start in zip(starts, [*starts[1:], n])]
+
+
+def _holds_tensor(dataset):
+    """Whether :func:`stacked_tensor` finds a tensor (without indexing a Subset)."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return torch.is_tensor(getattr(dataset, "X", None))
+
+
 def stacked_tensor(dataset):
     """The (N, C, H, W) tensor behind a skorch Dataset or a Subset of one, else None.
 
@@ -73,6 +114,7 @@ class ImageBatchLoader:
     """Batches of an image tensor by slicing, instead of per-item collation.
 
     Yields ``(X_batch, X_batch)``: in self-supervised training the target is the input.
+    A last batch of a single image joins the previous batch (see :func:`batch_bounds`).
     Falls back to a :class:`~torch.utils.data.DataLoader` for other datasets.
 
     Parameters
@@ -91,6 +133,8 @@ class ImageBatchLoader:
         self.random_state = check_random_state(random_state)
 
     def __len__(self):
+        if _holds_tensor(self.dataset):
+            return len(batch_bounds(len(self.dataset), self.batch_size))
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def __iter__(self):
@@ -100,6 +144,6 @@ class ImageBatchLoader:
             return
         n = X.shape[0]
         order = self.random_state.permutation(n) if self.shuffle else np.arange(n)
-        for start in range(0, n, self.batch_size):
-            batch = X[torch.as_tensor(order[start:start + self.batch_size])]
+        for start, stop in batch_bounds(n, self.batch_size):
+            batch = X[torch.as_tensor(order[start:stop])]
             yield batch, batch

@@ -18,6 +18,18 @@ The steps are small methods in skorch's style, each overridable: :meth:`N2SNet.m
 schedule and the progress bar are skorch callbacks (:mod:`._callbacks`); batches come
 from :class:`._data.ImageBatchLoader`.
 
+The network computes in float32 on normalised data: ``fit`` stores the median of X and
+a robust standard deviation (the distance between its 1st and 99th percentiles over
+4.65; :attr:`N2SNet.input_offset_`,
+:attr:`N2SNet.input_scale_`, kept as buffers of the module so that ``save_params`` and
+``load_params`` carry them); every input is mapped by ``(X - offset) / scale`` and every
+output mapped back, so outputs are in the input's units whatever their magnitude. Values
+too far out to compute with are refused with a message naming the accepted range
+(:data:`MAX_ABS_VALUE`, :data:`MAX_SPREADS`), training stops with a
+:class:`FloatingPointError` when the loss or the weights stop being finite
+(:class:`~sklearn_n2s.neural._callbacks.NonFiniteGuard`), and no method returns a
+non-finite output or score.
+
 Inference never changes a fitted net: its only randomness (the ``'uniform'`` fill) comes
 from a fresh generator seeded from ``random_state`` at every call, and the module is put
 in eval mode for the call only.
@@ -52,7 +64,7 @@ from ..base import SelfSupervisedScoreMixin
 from ..utils._losses import get_loss
 from ..utils._validation import check_stack
 from ._babyunet import DOWNSAMPLING, BabyUnet
-from ._callbacks import EpochProgressBar, WarmupCosineLR
+from ._callbacks import EpochProgressBar, NonFiniteGuard, WarmupCosineLR
 from ._data import ImageBatchLoader, images_to_tensor, tensor_to_images
 from ._inference import TILE_MARGIN, forward_tiled, invariant_forward
 from ._masking import MASKINGS, NET_FILLS
@@ -63,8 +75,20 @@ PRECISIONS = ("float32", "bfloat16")
 #: Smallest height and width accepted: the U-Net pools twice by 2.
 MIN_SIDE = DOWNSAMPLING
 _SEED_MAX = 2**31 - 1
+#: Largest magnitude accepted in X: beyond it squared errors (the score) overflow float64.
+MAX_ABS_VALUE = 1e100
+#: Farthest a value may lie from ``input_offset_``, in units of ``input_scale_``: the
+#: network computes in float32 on the normalised values (and squares them in the loss).
+MAX_SPREADS = 1e8
+#: Distance between the 1st and 99th percentiles of a standard normal distribution: the
+#: normalised data have a unit spread (training on unit-scale data denoised better, on
+#: MNIST and on smooth Gaussian images, than on data in 0..1 units or smaller).
+_PERCENTILE_SPAN = 4.652695748081682
+#: Values read to estimate the normalisation of a larger X (a fixed random sample).
+_STATS_SAMPLE = 2**22
+_OFFSET_BUFFER, _SCALE_BUFFER = "n2s_input_offset", "n2s_input_scale"
 
-__all__ = ["N2SNet", "TILE_MARGIN"]
+__all__ = ["MAX_ABS_VALUE", "MAX_SPREADS", "N2SNet", "TILE_MARGIN"]
 
 
 def _accepts(module_cls, name):
@@ -85,6 +109,49 @@ def _inference_seed(random_state):
     if isinstance(random_state, Integral):
         return int(random_state)
     return int(copy.deepcopy(random_state).randint(_SEED_MAX))
+
+
+def _robust_scaling(Xf):
+    """``(offset, scale)`` of a float stack: its median, and a robust standard deviation.
+
+    The spread is the distance between the 1st and 99th percentiles divided by
+    :data:`_PERCENTILE_SPAN` (the standard deviation for normal data; unlike the
+    interquartile range it stays positive on sparse images such as digits, mostly 0);
+    half the full range when those percentiles coincide, and 1 for constant data.
+    """
+    flat = Xf.reshape(-1)
+    if flat.size > 4 * _STATS_SAMPLE:
+        flat = flat[np.random.default_rng(0).integers(0, flat.size, _STATS_SAMPLE)]
+    low, offset, high = (float(v) for v in np.percentile(flat, [1, 50, 99]))
+    scale = (high - low) / _PERCENTILE_SPAN
+    if not scale > 0:
+        scale = max(float(np.max(Xf)) - offset, offset - float(np.min(Xf)))
+    if not (scale > 0 and np.isfinite(scale)):
+        scale = 1.0
+    return offset, scale
+
+
+def _check_range(Xf, offset, scale):
+    """Refuse values too large for float64 scores or too far out for float32 training."""
+    low, high = float(np.min(Xf)), float(np.max(Xf))
+    magnitude = max(-low, high)
+    if magnitude > MAX_ABS_VALUE:
+        raise ValueError(
+            f"X holds values of magnitude up to {magnitude:.3g}; N2SNet accepts values in "
+            f"[-{MAX_ABS_VALUE:g}, {MAX_ABS_VALUE:g}] (beyond, its squared errors overflow "
+            "float64). Divide X by a constant first."
+        )
+    with np.errstate(over="ignore"):
+        reach = np.float64(max(offset - low, high - offset)) / np.float64(scale)
+    if reach > MAX_SPREADS:
+        raise ValueError(
+            f"X holds a value {reach:.3g} spreads away from the median the net normalises "
+            f"by: N2SNet maps X to (X - {offset:.6g}) / {scale:.6g} (the median and a "
+            "robust standard deviation of the data it was fitted on, the spreads) "
+            f"and computes in float32, so it accepts values within {MAX_SPREADS:g} spreads "
+            f"of the median, here [{offset - MAX_SPREADS * scale:.6g}, "
+            f"{offset + MAX_SPREADS * scale:.6g}]. Remove or clip the outliers."
+        )
 
 
 @contextlib.contextmanager
@@ -119,14 +186,15 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     optimizer : torch optimizer class, default=torch.optim.Adam
         Adam and AdamW are created with ``fused=True`` unless ``optimizer__fused`` or
         ``optimizer__foreach`` is given.
-    lr : float, default=3e-3
+    lr : float > 0, default=3e-3
         Peak learning rate (with the cosine schedule, 3e-3 beat the reference's
         constant 1e-3 by about 0.7 dB after 3 epochs on MNIST, see
         ``benchmarks/results/neural.md``).
-    max_epochs : int, default=10
+    max_epochs : int >= 1, default=10
         Epochs of each ``fit`` and ``partial_fit`` call.
-    batch_size : int, default=32
-        Images per training batch.
+    batch_size : int >= 1 or -1, default=32
+        Images per training batch (-1: all). A last batch of a single image joins the
+        previous batch: batch norm cannot train on one small image.
     masking : {'grid', 'random'}, default='grid'
         ``'grid'``: each image of a batch hides one random coset of a stride-``stride``
         grid (``1 / stride**2`` of its pixels). ``'random'``: each pixel is hidden with
@@ -174,7 +242,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     verbose : int, default=0
         0: silent. 1: skorch's epoch log, and a progress bar per epoch when stderr is
         a terminal.
-    device : str, default='cpu'
+    device : str or torch.device, default='cpu'
         ``'cuda'`` to train on a GPU.
     **kwargs
         Other :class:`skorch.NeuralNet` parameters (``callbacks``, ``warm_start``,
@@ -201,6 +269,17 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Channels of the images seen in ``fit``.
     n_features_in_ : int
         Values per image seen in ``fit`` (H * W * C).
+    input_offset_ : float
+        Median of the data of ``fit``, subtracted from every input (and added back to
+        every output).
+    input_scale_ : float
+        Robust standard deviation of the data of ``fit``: the distance between its 1st
+        and 99th percentiles over 4.65 (half its full range if they coincide, 1 for
+        constant data). Inputs are divided by it, outputs multiplied. Both are set by
+        ``fit`` (and by ``partial_fit`` on a net not yet initialised), are buffers of
+        ``module_`` (so ``save_params``/``load_params`` carry them), and are 0 and 1
+        after a bare ``initialize()``. Training losses in ``history_`` are in these
+        normalised units; outputs and scores are in the input's units.
     rng_ : numpy.random.RandomState
         Source of the training draws (initial weights, shuffling, masks); reset from
         ``random_state`` by ``fit``, advanced by training only.
@@ -229,8 +308,16 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     (2, 16, 16)
     """
 
-    # The parameters N2SNet adds to skorch's; skorch validates its own at initialize.
+    # N2SNet's own parameters, and the skorch ones it relies on (skorch checks none of
+    # these numbers); the others ('module', 'criterion', prefixed...) skorch checks.
     _n2s_parameter_constraints = {
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "device": [str, torch.device],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "train_split": [None, callable],
         "masking": [StrOptions(set(MASKINGS))],
         "stride": [Interval(Integral, 2, None, closed="left")],
         "density": [Interval(Real, 0, 1, closed="neither")],
@@ -294,16 +381,22 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             raise InvalidParameterError(
                 f"The 'tile_size' parameter of {name} must be a multiple of "
                 f"{DOWNSAMPLING}. Got {self.tile_size!r} instead.")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise InvalidParameterError(
+                f"The 'device' parameter of {name} must be a torch device such as 'cpu' "
+                f"or 'cuda'. Got {self.device!r} instead.") from None
 
     def get_default_callbacks(self):
-        """skorch's default callbacks plus the progress bar and the lr schedule.
+        """skorch's default callbacks plus the progress bar, the lr schedule and the guard.
 
         Returns
         -------
         callbacks : list of (str, skorch.callbacks.Callback)
         """
         return [*super().get_default_callbacks(), ("progress_bar", EpochProgressBar()),
-                ("lr_scheduler", WarmupCosineLR())]
+                ("lr_scheduler", WarmupCosineLR()), ("non_finite_guard", NonFiniteGuard())]
 
     def _rng(self):
         if getattr(self, "rng_", None) is None:
@@ -356,6 +449,47 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     def _to_tensor(self, Xf):
         return images_to_tensor(Xf, self.channel_axis, self.device)
 
+    # ------------------------------------------------------------- normalisation
+    @property
+    def input_offset_(self):
+        """Median of the data of ``fit``: inputs are ``(X - input_offset_) / input_scale_``."""
+        return float(self.module_.get_buffer(_OFFSET_BUFFER))
+
+    @property
+    def input_scale_(self):
+        """Robust standard deviation of the data of ``fit``, which inputs are divided by."""
+        return float(self.module_.get_buffer(_SCALE_BUFFER))
+
+    def _initialize_for(self, Xf):
+        """Check X's range, build the net and store X's normalisation in its module."""
+        offset, scale = _robust_scaling(Xf)
+        _check_range(Xf, offset, scale)
+        self.initialize()
+        self.module_.get_buffer(_OFFSET_BUFFER).fill_(offset)
+        self.module_.get_buffer(_SCALE_BUFFER).fill_(scale)
+
+    def _scaled_tensor(self, Xf):
+        """The (N, C, H, W) float32 tensor of ``(Xf - input_offset_) / input_scale_``."""
+        offset, scale = self.input_offset_, self.input_scale_
+        _check_range(Xf, offset, scale)
+        scaled = np.subtract(Xf, offset, dtype=np.float64)
+        scaled /= scale
+        return self._to_tensor(scaled)
+
+    def _unscaled(self, out, dtype):
+        """Network output back in the input's units, as ``dtype``; never non-finite."""
+        if not bool(torch.isfinite(out).all()):
+            raise FloatingPointError(
+                f"{type(self).__name__}'s output is not finite: its network's weights are "
+                "not usable (a training that diverged, or loaded parameters). Refit with a "
+                "smaller lr.")
+        images = tensor_to_images(out, self.channel_axis, np.float64)
+        images *= self.input_scale_
+        images += self.input_offset_
+        limit = np.finfo(dtype).max  # saturate at the largest float32 rather than overflow
+        np.clip(images, -limit, limit, out=images)
+        return images.astype(dtype, copy=False)
+
     # ------------------------------------------------------------- initialisation
     def initialize_module(self):
         """Build the module, seeded by ``random_state``, with the data's channel count.
@@ -370,6 +504,9 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._seed())
             module = self.initialized_instance(self.module, kwargs)
+        # The input normalisation (identity until fit sets it), saved with the weights.
+        module.register_buffer(_OFFSET_BUFFER, torch.zeros((), dtype=torch.float64))
+        module.register_buffer(_SCALE_BUFFER, torch.ones((), dtype=torch.float64))
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
         if not hasattr(self, "n_channels_in_"):
@@ -410,7 +547,9 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Parameters
         ----------
         X : array-like of shape (n_samples, height, width[, n_channels])
-            Height and width at least 4. Integer images are scaled to [0, 1].
+            Height and width at least 4. Integer images are scaled to [0, 1]. Values
+            of magnitude up to :data:`MAX_ABS_VALUE`, within :data:`MAX_SPREADS`
+            spreads of the median (see ``input_scale_``).
         y : None
             Ignored: the targets are the images themselves.
         **fit_params : dict
@@ -420,13 +559,24 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         -------
         self : N2SNet
             The fitted net.
+
+        Raises
+        ------
+        ValueError
+            For values out of the accepted range, or a batch norm given a single value
+            per channel (one 4x4 image in a batch).
+        FloatingPointError
+            When the loss or the weights stop being finite (lr too large).
         """
         self._validate_n2s_params()
         Xf = self._check_images(X, reset=True)
         if not self.warm_start or not getattr(self, "initialized_", False):
+            # skorch's fit: initialize, then partial_fit; plus the normalisation of X.
             self.rng_ = check_random_state(self.random_state)
+            self._initialize_for(Xf)
+        x = self._scaled_tensor(Xf)
         with self._threads():
-            return super().fit(self._to_tensor(Xf), None, **fit_params)
+            return self.partial_fit(x, None, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Continue training (without re-initialising) on X for ``max_epochs`` epochs.
@@ -445,10 +595,13 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         -------
         self : N2SNet
         """
-        if not torch.is_tensor(X):  # a tensor comes from fit, which validated it
+        if not torch.is_tensor(X):  # a tensor comes from fit, validated and normalised
             self._validate_n2s_params()
             reset = not getattr(self, "initialized_", False)
-            X = self._to_tensor(self._check_images(X, reset=reset))
+            Xf = self._check_images(X, reset=reset)
+            if reset:
+                self._initialize_for(Xf)
+            X = self._scaled_tensor(Xf)
         with self._threads():
             return super().partial_fit(X, None, classes=classes, **fit_params)
 
@@ -568,7 +721,16 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Xi, _ = unpack_data(batch)
         Xi = Xi.to(self.device)
         net_input, mask = self.mask_batch(Xi)
-        y_pred = self.infer(net_input, **fit_params)
+        try:
+            y_pred = self.infer(net_input, **fit_params)
+        except ValueError as error:
+            if "Expected more than 1 value per channel" not in str(error):
+                raise
+            raise ValueError(
+                f"A training batch of {len(Xi)} image(s) of {tuple(Xi.shape[-2:])} pixels "
+                "leaves a single value per channel for the network's batch norm. Use "
+                "batch_size >= 2 with at least 2 training images, or larger images."
+            ) from error
         loss = self.get_loss(y_pred, Xi, X=net_input, training=True, mask=mask)
         loss.backward()
         return {"loss": loss, "y_pred": y_pred}
@@ -635,7 +797,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         check_is_fitted(self)
         self._validate_n2s_params()
         Xf = self._check_images(X, reset=False)
-        x = self._to_tensor(Xf)
+        x = self._scaled_tensor(Xf)
         module = self.inference_module()
         with self._threads(), _evaluating(module), torch.no_grad():
             if invariant:
@@ -645,7 +807,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
                     images_per_pass=self.inference_batch_size)
             else:
                 out = self._forward_images(module, x)
-        return tensor_to_images(out, self.channel_axis, Xf.dtype), Xf
+        return self._unscaled(out, Xf.dtype), Xf
 
     def transform(self, X):
         """Denoise X with one pass of the network (the output to use).
@@ -704,9 +866,15 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Returns
         -------
         loss : float
+            Finite: a non-finite value raises a :class:`FloatingPointError`.
         """
         prediction, Xf = self._predict(X, invariant=True)
-        return get_loss(loss)(prediction, Xf)
+        value = get_loss(loss)(prediction, Xf)
+        if not np.isfinite(value):
+            raise FloatingPointError(
+                f"The self-supervised loss of {type(self).__name__} is {value}: the "
+                "prediction or the loss function overflowed.")
+        return value
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -23,13 +23,16 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import SelfSupervisedScoreMixin
 from ..masking import column_groups
 from ..utils._losses import get_loss
 from ..utils._table_validation import (
+    RANDOM_STATE_CONSTRAINT,
+    IntervalNotBool,
+    as_output_dtype,
     check_dense_size,
     check_table,
     column_means,
@@ -40,7 +43,7 @@ from ..utils._table_validation import (
 FILLS = ("mean", "zero")
 #: The constraint on ``n_groups`` every column-partition estimator shares; whether it is
 #: at most ``n_features`` depends on the data and is checked in ``fit``.
-N_GROUPS_CONSTRAINT = [Interval(Integral, 2, None, closed="left")]
+N_GROUPS_CONSTRAINT = [IntervalNotBool(Integral, 2, None, closed="left")]
 # Poisson predictions are clipped here: log(0) is undefined and a zero rate for an
 # observed count is an infinite loss.
 POISSON_FLOOR = 1e-6
@@ -60,6 +63,17 @@ def elementwise_loss(name, prediction, target):
 
 
 ELEMENTWISE_LOSSES = ("mse", "mae", "poisson")
+
+
+def check_finite_loss(loss):
+    """``loss``, or a ValueError when it overflowed (a last guard: the input range of
+    :func:`~sklearn_n2s.utils._table_validation.check_table` normally prevents it)."""
+    if not np.all(np.isfinite(loss)):
+        raise ValueError(
+            "the loss is not finite: the data's values or the predictions are too large "
+            "for float64 (squared errors beyond 1.8e308); rescale the data first."
+        )
+    return loss
 
 
 class ColumnInvariantMixin(SelfSupervisedScoreMixin):
@@ -126,9 +140,9 @@ class ColumnInvariantMixin(SelfSupervisedScoreMixin):
         """
         X = self._check_input(X)
         check_dense_size(*X.shape, "the invariant prediction")
-        out = np.empty(X.shape, dtype=np.float64)
+        out = np.empty(X.shape, dtype=X.dtype)
         for rows, prediction, _ in self._invariant_blocks(X):
-            out[rows] = prediction
+            out[rows] = as_output_dtype(prediction, X.dtype)
         return out
 
     def self_supervised_loss(self, X, loss="mse"):
@@ -154,18 +168,21 @@ class ColumnInvariantMixin(SelfSupervisedScoreMixin):
             loss_fn = get_loss(loss)
             check_dense_size(*X.shape, "the invariant prediction")
             pairs = list(self._invariant_blocks(X))
-            return loss_fn(np.concatenate([p for _, p, _ in pairs]),
-                           np.concatenate([t for _, _, t in pairs]))
-        total = 0.0
+            return check_finite_loss(loss_fn(np.concatenate([p for _, p, _ in pairs]),
+                                             np.concatenate([t for _, _, t in pairs])))
+        total, n_entries = 0.0, X.shape[0] * X.shape[1]
         for _, prediction, target in self._invariant_blocks(X):
-            total += float(np.sum(elementwise_loss(loss, prediction, target)))
-        return total / (X.shape[0] * X.shape[1])
+            # Divided before summing: a sum of large squared errors could overflow first.
+            total += float(np.sum(elementwise_loss(loss, prediction, target) / n_entries))
+        return check_finite_loss(total)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.target_tags.required = False
         tags.requires_fit = True
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
 
@@ -250,7 +267,7 @@ class ColumnMaskingDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimato
         "transformer": [HasMethods(["fit", "transform"])],
         "n_groups": N_GROUPS_CONSTRAINT,
         "fill": [StrOptions(set(FILLS))],
-        "random_state": ["random_state"],
+        "random_state": RANDOM_STATE_CONSTRAINT,
     }
 
     def __init__(self, transformer, *, n_groups=10, fill="mean", random_state=None):
@@ -291,10 +308,11 @@ class ColumnMaskingDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimato
     def _mask_columns(self, X, group):
         """X with the columns ``group`` replaced by their fill values (a new array)."""
         if sp.issparse(X) and self.fill == "zero":
-            keep = np.ones(X.shape[1])
+            keep = np.ones(X.shape[1], dtype=X.dtype)
             keep[group] = 0.0
             return (X @ sp.diags(keep)).tocsr()
-        masked = X.toarray() if sp.issparse(X) else np.array(X, dtype=np.float64)
+        # In X's dtype: the transformer sees float32 data as in fit and transform.
+        masked = X.toarray() if sp.issparse(X) else np.array(X, dtype=X.dtype)
         masked[:, group] = self.fill_values_[group]
         return masked
 
@@ -317,4 +335,4 @@ class ColumnMaskingDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimato
         """
         X = self._check_input(X)
         check_dense_size(*X.shape)
-        return self._denoise(X)
+        return as_output_dtype(self._denoise(X), X.dtype)

@@ -16,9 +16,16 @@ from numbers import Integral
 
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils._param_validation import Interval
 
-from ..utils._table_validation import check_dense_size, check_table, complement, to_dense
+from ..utils._table_validation import (
+    RANDOM_STATE_CONSTRAINT,
+    IntervalNotBool,
+    as_output_dtype,
+    check_dense_size,
+    check_table,
+    complement,
+    to_dense,
+)
 from ._column_masking import N_GROUPS_CONSTRAINT, ColumnInvariantMixin
 
 
@@ -87,10 +94,10 @@ class KNNSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     _row_independent = False
 
     _parameter_constraints: dict = {
-        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [IntervalNotBool(Integral, 1, None, closed="left")],
         "n_groups": N_GROUPS_CONSTRAINT,
         "metric": NearestNeighbors._parameter_constraints["metric"],
-        "random_state": ["random_state"],
+        "random_state": RANDOM_STATE_CONSTRAINT,
     }
 
     def __init__(self, n_neighbors=15, *, n_groups=10, metric="euclidean",
@@ -101,12 +108,20 @@ class KNNSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def _check_n_neighbors(self, n_samples):
-        """The row itself is not its own neighbour: the rows smoothed must be more than k."""
+        """The row itself is not its own neighbour: the rows smoothed must be more than k.
+
+        After ``fit`` the neighbours are still searched among the rows of each call (the
+        smoother is transductive), so a small batch, one row say, cannot be smoothed.
+        """
         k = self.n_neighbors
         if k >= n_samples:
+            rows = "1 row" if n_samples == 1 else f"{n_samples} rows"
             raise ValueError(
-                f"n_neighbors={k} must be less than n_samples={n_samples}: the row itself "
-                "is excluded from its neighbours."
+                f"KNNSmoother got {rows} (n_samples={n_samples}), but it needs more than "
+                f"n_neighbors={k}: "
+                "each row is averaged with its nearest *other* rows of the same call (the "
+                "smoother is transductive, it keeps no training rows). Pass all the rows "
+                f"to smooth together (at least {k + 1}), or lower n_neighbors."
             )
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -154,7 +169,7 @@ class KNNSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         X = self._check_input(X)
         check_dense_size(*X.shape)
         neighbour_sum = to_dense(self._neighbours(X) @ X)
-        return (to_dense(X) + neighbour_sum) / (self.n_neighbors + 1)
+        return as_output_dtype((to_dense(X) + neighbour_sum) / (self.n_neighbors + 1), X.dtype)
 
     def _predict_group(self, X, group):
         rest = complement(X.shape[1], group)

@@ -26,11 +26,14 @@ import scipy.stats
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.extmath import svd_flip
 
 from ..masking import check_n_groups
 from ..utils._table_validation import (
+    RANDOM_STATE_CONSTRAINT,
+    IntervalNotBool,
+    as_output_dtype,
     check_dense_size,
     check_table,
     column_means,
@@ -42,6 +45,7 @@ from ._column_masking import (
     ELEMENTWISE_LOSSES,
     N_GROUPS_CONSTRAINT,
     ColumnInvariantMixin,
+    check_finite_loss,
     elementwise_loss,
 )
 
@@ -183,12 +187,12 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [IntervalNotBool(Integral, 1, None, closed="left")],
         "n_groups": N_GROUPS_CONSTRAINT,
         "svd_solver": [StrOptions(set(SOLVERS))],
-        "n_iter": [Interval(Integral, 0, None, closed="left")],
-        "n_oversamples": [Interval(Integral, 0, None, closed="left")],
-        "random_state": ["random_state"],
+        "n_iter": [IntervalNotBool(Integral, 0, None, closed="left")],
+        "n_oversamples": [IntervalNotBool(Integral, 0, None, closed="left")],
+        "random_state": RANDOM_STATE_CONSTRAINT,
     }
 
     def __init__(self, n_components=10, *, n_groups=10, svd_solver="auto", n_iter=4,
@@ -265,10 +269,10 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
             X = X.tocsr()
         V = self.components_.T
         offset = self.mean_ @ V
-        out = np.empty(X.shape, dtype=np.float64)
+        out = np.empty(X.shape, dtype=X.dtype)
         for rows in row_chunks(*X.shape):
-            scores = np.asarray(X[rows] @ V) - offset
-            out[rows] = self.mean_ + scores @ self.components_
+            scores = np.asarray(X[rows] @ V) - offset  # float64 for float32 X too
+            out[rows] = as_output_dtype(self.mean_ + scores @ self.components_, X.dtype)
         return out
 
     def _predict_group(self, X, group):
@@ -309,16 +313,17 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
             X = X.tocsr()  # cheap row slices
         projections = [GroupProjection(self.mean_, self.components_, group, ranks)
                        for group in self.groups_]
-        totals = np.zeros(len(ranks))
+        totals, n_entries = np.zeros(len(ranks)), X.shape[0] * X.shape[1]
         for rows in row_chunks(*X.shape):
             block = X[rows]
             for projection in projections:
                 scores = projection.scores(block)
                 target = to_dense(block[:, projection.group])
                 for i in range(len(ranks)):
+                    # Divided before summing, as in self_supervised_loss.
                     totals[i] += np.sum(elementwise_loss(
-                        loss, projection.predict(scores, i), target))
-        return totals / (X.shape[0] * X.shape[1])
+                        loss, projection.predict(scores, i), target) / n_entries)
+        return check_finite_loss(totals)
 
     def _truncated(self, n_components):
         """A plain :class:`LowRankDenoiser`, fitted: this model's rank-k truncation."""
@@ -392,6 +397,13 @@ def check_rank_grid(ranks):
         if k < 1:
             raise ValueError(f"n_components must hold ranks >= 1, got {k}.")
     return [int(k) for k in ranks]
+
+
+def _std(scores):
+    """Standard deviation of each row, scaled first: squares of scores near 1e300 (within
+    the accepted input range, squared) would overflow."""
+    scale = np.maximum(np.abs(scores).max(axis=1, keepdims=True), np.finfo(float).tiny)
+    return (scores / scale).std(axis=1) * scale[:, 0]
 
 
 def _fast_loss_name(scoring):
@@ -511,7 +523,7 @@ class LowRankDenoiserCV(LowRankDenoiser):
 
     _parameter_constraints: dict = {
         **LowRankDenoiser._parameter_constraints,
-        "n_components": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "n_components": [IntervalNotBool(Integral, 1, None, closed="left"), "array-like"],
         "cv": ["cv_object"],
         "scoring": [callable, None],
     }
@@ -584,7 +596,7 @@ class LowRankDenoiserCV(LowRankDenoiser):
             "param_n_components": self.ranks_.copy(),
             **{f"split{i}_test_score": scores[:, i] for i in range(scores.shape[1])},
             "mean_test_score": scores.mean(axis=1),
-            "std_test_score": scores.std(axis=1),
+            "std_test_score": _std(scores),
             "rank_test_score": scipy.stats.rankdata(
                 -scores.mean(axis=1), method="min").astype(np.int32),
         }

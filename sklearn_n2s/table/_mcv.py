@@ -18,6 +18,9 @@ When to use which
   J-invariant form — at a depth ``p`` times the data's, so it tends to choose a
   slightly simpler model than the full depth would support; ``p`` close to 1 reduces
   that bias (and the square-root loss then needs :func:`convert_sqrt_expectation`).
+  The scorer's default, ``p=0.9``, was chosen by measurement
+  (``benchmarks/results/mcv_split.md``); :func:`molecular_split` itself defaults to
+  halves.
 
 Square-root loss and the expectation correction
 -----------------------------------------------
@@ -25,7 +28,10 @@ On square-root counts, ``E[sqrt(A)] = g(p * lam)`` with ``g(mu) = E[sqrt(Poisson
 which is not proportional to ``sqrt(p)``; for ``p != 0.5`` the denoised ``sqrt(A)`` must
 be mapped to B's scale as ``g((1 - p) / p * g^-1(f))``. :func:`expected_sqrt` computes g
 exactly (a sum over the Poisson distribution) up to a mean of 100 and by its asymptotic
-series above.
+series above. An expected square root is never negative, and ``g^-1`` is defined on
+``[0, inf)`` only: negative denoised values are taken as 0 at every split, ``p = 0.5``
+included (where the mapping is otherwise the identity), so the loss does not jump
+between ``p = 0.5`` and its neighbours.
 
 Overlap correction
 ------------------
@@ -42,16 +48,21 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import poisson
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import validate_params
 
-from ..utils._table_validation import check_counts, check_table_array
+from ..utils._table_validation import (
+    RANDOM_STATE_CONSTRAINT,
+    IntervalNotBool,
+    check_counts,
+    check_table_array,
+)
 from ._column_masking import elementwise_loss
 
 MCV_LOSSES = ("sqrt_mse", "poisson", "mse")
 #: Constraints on the split's parameters, shared with
 #: :class:`~sklearn_n2s.model_selection.MolecularCrossValidationScorer`.
-FRACTION_CONSTRAINT = [Interval(Real, 0, 1, closed="neither")]
-SAMPLE_RATIO_CONSTRAINT = [Interval(Real, 0, 1, closed="left")]
+FRACTION_CONSTRAINT = [IntervalNotBool(Real, 0, 1, closed="neither")]
+SAMPLE_RATIO_CONSTRAINT = [IntervalNotBool(Real, 0, 1, closed="left")]
 # Below this mean, E[sqrt(Poisson(mu))] is summed exactly; above, the asymptotic series
 # sqrt(mu) - 1/(8 sqrt(mu)) - 7/(128 mu^1.5) is accurate to about 1e-7.
 _EXACT_MAX_MEAN = 100.0
@@ -129,7 +140,8 @@ def convert_sqrt_expectation(values, from_fraction, to_fraction):
     -------
     converted : ndarray of float
         Same shape as ``values``: ``g(to_fraction / from_fraction * g^-1(values))`` with
-        ``g`` = :func:`expected_sqrt`.
+        ``g`` = :func:`expected_sqrt`; negative values are taken as 0 first, whatever the
+        fractions (an expected square root is not negative).
 
     References
     ----------
@@ -142,8 +154,10 @@ def convert_sqrt_expectation(values, from_fraction, to_fraction):
     >>> converted = convert_sqrt_expectation(expected_sqrt(0.9 * 5.0), 0.9, 0.1)
     >>> bool(abs(converted - expected_sqrt(0.1 * 5.0)) < 1e-6)
     True
+    >>> convert_sqrt_expectation([-0.5, 2.0], 0.5, 0.5)  # the same rule at every split
+    array([0., 2.])
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.maximum(np.asarray(values, dtype=np.float64), 0.0)
     if from_fraction == to_fraction:
         return values
     return expected_sqrt(_inverse_expected_sqrt(values) * (to_fraction / from_fraction))
@@ -208,7 +222,7 @@ def _split_values(values, p_a, p_b, overlap, rng):
         "X": ["array-like", "sparse matrix"],
         "p": FRACTION_CONSTRAINT,
         "sample_ratio": SAMPLE_RATIO_CONSTRAINT,
-        "random_state": ["random_state"],
+        "random_state": RANDOM_STATE_CONSTRAINT,
     },
     prefer_skip_nested_validation=True,
 )

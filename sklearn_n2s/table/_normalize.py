@@ -25,10 +25,12 @@ from numbers import Real
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative
 
 from ..utils._table_validation import (
+    IntervalNotBool,
+    as_output_dtype,
     check_dense_size,
     check_table,
     complement,
@@ -40,7 +42,7 @@ from ._column_masking import ColumnInvariantMixin
 OUTPUTS = ("normalized", "counts")
 EMPTY_ROWS = ("raise", "zero")
 _NORMALIZER_CONSTRAINTS = {
-    "target_sum": [Interval(Real, 0, None, closed="neither"), None],
+    "target_sum": [IntervalNotBool(Real, 0, None, closed="neither"), None],
     "log": ["boolean"],
     "empty_rows": [StrOptions(set(EMPTY_ROWS))],
 }
@@ -166,11 +168,13 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
             sparse (CSR) when X is.
         """
         check_is_fitted(self)
+        self._validate_params()  # `log` is read here: a set_params(log='yes') is refused
         X = check_table(self, X, reset=False)
         check_non_negative(X, "LibrarySizeNormalizer (input X)")
-        return self._normalize(X, library_size)
+        return as_output_dtype(self._normalize(X, library_size), X.dtype)
 
     def _normalize(self, X, library_size=None):
+        """The normalised X in float64 (callers cast it back to X's dtype)."""
         sizes = self._library_sizes(X) if library_size is None else np.asarray(library_size)
         with np.errstate(divide="ignore"):
             factors = np.where(sizes > 0, self.target_sum_ / np.where(sizes > 0, sizes, 1), 0.0)
@@ -194,9 +198,17 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
         Returns
         -------
         X_counts : ndarray of shape (n_samples, n_features)
-            Non-negative counts (expected counts when X was denoised).
+            Non-negative counts (expected counts when X was denoised); float32 for
+            float32 X, else float64.
         """
         check_is_fitted(self)
+        self._validate_params()
+        float32 = getattr(X, "dtype", None) == np.float32
+        return as_output_dtype(self._inverse(X, library_size),
+                               np.float32 if float32 else np.float64)
+
+    def _inverse(self, X, library_size=None):
+        """:meth:`inverse_transform` in float64, unvalidated (for NormalizedDenoiser)."""
         Z = to_dense(X)
         counts = np.expm1(Z) if self.log else np.array(Z, dtype=np.float64)
         counts = np.maximum(counts, 0.0)
@@ -209,6 +221,8 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.input_tags.positive_only = True
         tags.requires_fit = True
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
 
@@ -324,7 +338,7 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
             self.target_sum, log=self.log, empty_rows=self.empty_rows).fit(X)
         self.denoiser_ = clone(self.denoiser).fit(self.normalizer_._normalize(X))
         self.groups_ = self.denoiser_.groups_
-        self.column_totals_ = np.asarray(X.sum(axis=0), dtype=np.float64).ravel()
+        self.column_totals_ = np.asarray(X.sum(axis=0, dtype=np.float64)).ravel()
         return self
 
     def transform(self, X):
@@ -344,13 +358,18 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         X = self._check_input(X)
         check_dense_size(*X.shape)
         denoised = to_dense(self.denoiser_.transform(self.normalizer_._normalize(X)))
-        if self.output == "normalized":
-            return denoised
-        return self.normalizer_.inverse_transform(denoised, row_sums(X))
+        if self.output == "counts":
+            denoised = self.normalizer_._inverse(denoised, row_sums(X))
+        return as_output_dtype(denoised, X.dtype)
 
     def _check_input(self, X):
+        """Validated X for transform, invariant_transform and the loss alike: the same
+        refusals everywhere (negative values; an all-zero row unless
+        ``empty_rows='zero'``, although the J-invariant prediction never divides by the
+        row's own total)."""
         X = super()._check_input(X)
         check_non_negative(X, "NormalizedDenoiser (input X)")
+        self.normalizer_._library_sizes(X)
         return X
 
     def _masked_library_size(self, X, group):
@@ -366,7 +385,7 @@ class NormalizedDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         prediction = self.denoiser_._predict_group(Z, group)
         if self.output == "normalized":
             return prediction, Z[:, group]
-        counts = self.normalizer_.inverse_transform(prediction, sizes)
+        counts = self.normalizer_._inverse(prediction, sizes)
         return counts, X[:, group]
 
     def _predict_group(self, X, group):

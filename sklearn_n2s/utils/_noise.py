@@ -5,10 +5,18 @@ diagonal wavelet coefficients over the whole image. That median follows the *typ
 noise level, which under signal-dependent noise (photon counting: variance grows with
 intensity) is below the mean variance that the shrinkage weight needs; on the camera
 image with Poisson noise it underestimates the variance by a third. Here the same robust
-estimate is taken in blocks of about 256 coefficients; blocks of similar intensity are
-pooled by their median (robust to edges and texture) and the intensity levels are
-averaged, which gives the mean noise variance. For homogeneous noise both agree
-(measured in ``benchmarks/transform_quality.py`` and ``tests/test_noise.py``).
+estimate is taken per *tile*: the image is cut into tiles of a fixed size anchored at its
+origin (48 x 48 pixels in 2-D, 512 in 1-D, 16**3 in 3-D; an axis shorter than two tiles
+is one tile; the incomplete tiles at the far end are left out), and each tile gets the
+robust level of its own finest diagonal Daubechies-2 coefficients, computed inside the
+tile (no padding). Tiles of similar intensity are pooled by their median (robust to
+edges and texture) and the intensity levels are averaged, which gives the mean noise
+variance. For homogeneous noise both agree (``tests/utils/test_noise.py``).
+
+Because a tile never looks outside itself, the estimate is a function of per-tile
+statistics (:func:`tile_statistics`, two numbers per tile) pooled by
+:func:`pool_tile_statistics`: the blockwise (dask) path computes them chunk by chunk
+and gets the same estimate as the in-memory path, whatever the chunking.
 """
 
 import numpy as np
@@ -17,60 +25,161 @@ from scipy.stats import norm
 
 #: Median absolute value of a standard normal: scikit-image's robust noise constant.
 MAD_TO_SIGMA = norm.ppf(0.75)
-# Block side per number of spatial axes, about 256 coefficients per block.
-_BLOCK_SIDE = {1: 256, 2: 16, 3: 6}
+#: Tile side per number of spatial axes (255, 529 and 343 finest diagonal coefficients).
+#: 48 in 2-D measured best of 24..64 on six offline images with Gaussian and Poisson
+#: noise (mean relative error of the variance 5.5%, 6.1% for the previous estimate).
+TILE_SIDE = {1: 512, 2: 48, 3: 16}
+# High-pass filters of the finest level: Daubechies-2 where the tile is long enough,
+# Haar on axes of 2 or 3 pixels; an axis of one pixel is not filtered.
+_DB2 = np.asarray(pywt.Wavelet("db2").dec_hi, dtype=np.float64)
+_HAAR = np.asarray(pywt.Wavelet("haar").dec_hi, dtype=np.float64)
 
 
-def _blocks(coeffs, side):
-    """Cut an n-d array into blocks of ``side`` along every axis (remainders dropped)."""
-    # An axis shorter than two blocks is one block: no coefficients are dropped.
-    sides = [n if n < 2 * side else side for n in coeffs.shape]
-    counts = [n // s for n, s in zip(coeffs.shape, sides)]
-    trimmed = coeffs[tuple(slice(c * s) for c, s in zip(counts, sides))]
-    shape = [v for c, s in zip(counts, sides) for v in (c, s)]
-    blocked = trimmed.reshape(shape)
-    n = coeffs.ndim
+def noise_tile_shape(spatial_shape):
+    """Tile shape of the noise estimate for an image of ``spatial_shape``.
+
+    The fixed :data:`TILE_SIDE`, or the whole axis when it is shorter than two tiles.
+
+    Parameters
+    ----------
+    spatial_shape : tuple of int
+        Shape of the whole image (one to three axes).
+
+    Returns
+    -------
+    tile_shape : tuple of int
+    """
+    side = TILE_SIDE.get(len(spatial_shape), TILE_SIDE[3])
+    return tuple(int(n) if n < 2 * side else side for n in spatial_shape)
+
+
+def _tiles(image, tile_shape):
+    """The complete tiles of an image, as an array of shape ``(n_tiles, *tile_shape)``."""
+    counts = [n // t for n, t in zip(image.shape, tile_shape)]
+    trimmed = image[tuple(slice(c * t) for c, t in zip(counts, tile_shape))]
+    blocked = trimmed.reshape([v for c, t in zip(counts, tile_shape) for v in (c, t)])
+    n = image.ndim
     order = list(range(0, 2 * n, 2)) + list(range(1, 2 * n, 2))
-    return blocked.transpose(order).reshape(int(np.prod(counts)), -1)
+    return blocked.transpose(order).reshape((int(np.prod(counts)),) + tuple(tile_shape))
+
+
+def _finest_diagonal(tiles):
+    """Finest diagonal wavelet coefficients of every tile, computed inside the tile.
+
+    A "valid" convolution with stride 2 along every axis longer than one pixel: a
+    coefficient never reaches outside its tile, so it never sees a border extension.
+    """
+    out = tiles
+    for axis in range(1, tiles.ndim):
+        length = out.shape[axis]
+        if length < 2:
+            continue
+        taps = _DB2 if length >= len(_DB2) else _HAAR
+        m = (length - len(taps)) // 2 + 1
+        filtered = None
+        for j, tap in enumerate(taps):
+            index = [slice(None)] * out.ndim
+            index[axis] = slice(j, j + 2 * (m - 1) + 1, 2)
+            term = tap * out[tuple(index)]
+            filtered = term if filtered is None else filtered + term
+        out = filtered
+    return out
+
+
+def tile_statistics(image, tile_shape):
+    """Robust noise level and mean intensity of every complete tile of one image.
+
+    Parameters
+    ----------
+    image : ndarray
+        One single-channel image (no sample or channel axis), or a part of one whose
+        origin lies on a multiple of ``tile_shape``.
+    tile_shape : tuple of int
+        From :func:`noise_tile_shape` of the *whole* image.
+
+    Returns
+    -------
+    sigmas : ndarray of shape (n_tiles,)
+        ``median(|d|) / 0.6745`` of each tile's finest diagonal coefficients ``d``.
+    levels : ndarray of shape (n_tiles,)
+        Mean of each tile.
+    """
+    tiles = _tiles(np.asarray(image, dtype=np.float64), tile_shape)
+    if len(tiles) == 0:
+        return np.empty(0), np.empty(0)
+    flat = tiles.reshape(len(tiles), -1)
+    levels = np.mean(flat, axis=1)
+    if all(t < 2 for t in tile_shape):  # single pixels: no high-pass, no noise seen
+        return np.zeros(len(tiles)), levels
+    detail = _finest_diagonal(tiles).reshape(len(tiles), -1)
+    sigmas = np.median(np.abs(detail), axis=1) / MAD_TO_SIGMA
+    return sigmas, levels
+
+
+def pool_tile_statistics(sigmas, levels, n_bins=8):
+    """Mean noise variance from per-tile statistics, as ``(mantissa, exponent)``.
+
+    Tiles are grouped by their mean intensity (``n_bins`` quantile bins); within a bin
+    the median tile variance is taken (robust to the few tiles that hold edges or
+    texture), and the bins are averaged, weighted by their number of tiles. Under
+    signal-dependent noise each bin sees its own noise level. The result does not
+    depend on the order of the tiles.
+
+    The variance is ``mantissa * 2**exponent``: the levels are divided by a power of
+    two (exact) before squaring, so that any finite data gives a finite mantissa.
+
+    Parameters
+    ----------
+    sigmas, levels : array-like of shape (n_tiles,)
+        From :func:`tile_statistics`, for all the tiles of one image.
+    n_bins : int, default=8
+        Number of intensity bins (fewer when there are under 4 tiles per bin).
+
+    Returns
+    -------
+    mantissa : float
+    exponent : int
+    """
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    levels = np.asarray(levels, dtype=np.float64)
+    if sigmas.size == 0:
+        return 0.0, 0
+    exponent = int(np.frexp(np.max(sigmas))[1])
+    variances = np.square(np.ldexp(sigmas, -exponent))
+    n_bins = max(1, min(n_bins, len(variances) // 4))
+    edges = np.quantile(levels, np.linspace(0, 1, n_bins + 1)[1:-1])
+    bins = np.searchsorted(edges, levels, side="right")
+    total = 0.0
+    for b in np.unique(bins):
+        members = bins == b
+        total += np.median(variances[members]) * members.sum()
+    return float(total / len(variances)), 2 * exponent
 
 
 def image_noise_variance(image, n_bins=8):
     """Mean noise variance of one single-channel image (any number of axes).
 
-    Blocks are grouped by their mean intensity (``n_bins`` quantile bins); within a bin
-    the median block variance is taken (robust to the few blocks that hold edges or
-    texture), and the bins are averaged, weighted by their number of blocks. Under
-    signal-dependent noise each bin sees its own noise level.
+    The image is cut into tiles (:func:`noise_tile_shape`), each tile gets its robust
+    noise level (:func:`tile_statistics`), and the tiles are pooled by intensity
+    (:func:`pool_tile_statistics`).
 
     Parameters
     ----------
     image : ndarray
         One image (no sample or channel axis), with one to three axes.
     n_bins : int, default=8
-        Number of intensity bins (fewer when there are under 4 blocks per bin).
+        Number of intensity bins (fewer when there are under 4 tiles per bin).
 
     Returns
     -------
     variance : float
-        The mean noise variance, in the image's units squared.
+        The mean noise variance, in the image's units squared (infinite only when it
+        exceeds the largest float64).
     """
-    coeffs = pywt.dwtn(image, "db2")
-    key = "d" * image.ndim
-    # Coefficients whose filter support crosses the border see the symmetric
-    # extension, not the noise alone: drop them where the axis is long enough.
-    crop = tuple(slice(2, -2) if n > 8 else slice(None) for n in coeffs[key].shape)
-    side = _BLOCK_SIDE.get(image.ndim, 6)
-    detail = _blocks(coeffs[key][crop], side)
-    level = _blocks(coeffs["a" * image.ndim][crop], side).mean(axis=1)
-    variances = (np.median(np.abs(detail), axis=1) / MAD_TO_SIGMA) ** 2
-    n_bins = max(1, min(n_bins, len(variances) // 4))
-    edges = np.quantile(level, np.linspace(0, 1, n_bins + 1)[1:-1])
-    bins = np.searchsorted(edges, level, side="right")
-    total = 0.0
-    for b in np.unique(bins):
-        members = bins == b
-        total += np.median(variances[members]) * members.sum()
-    return float(total / len(variances))
+    image = np.asarray(image, dtype=np.float64)
+    sigmas, levels = tile_statistics(image, noise_tile_shape(image.shape))
+    with np.errstate(over="ignore"):
+        return float(np.ldexp(*pool_tile_statistics(sigmas, levels, n_bins)))
 
 
 def estimate_noise_variance(X, *, channel_axis=None):

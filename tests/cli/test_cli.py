@@ -97,8 +97,10 @@ def test_calibrate_json_on_png_matches_gridsearchcv(files, tmp_path):
     search = GridSearchCV(JInvariantGaussian(), {"sigma": [0.5, 1, 2]}, cv=FullSplit()).fit(X)
     assert report["best_params"] == search.best_params_
     assert [r["params"]["sigma"] for r in report["results"]] == [0.5, 1, 2]
+    # losses in the PNG's own units (0..255 levels, squared), as the sigma grid would be
     np.testing.assert_allclose([r["self_supervised_loss"] for r in report["results"]],
-                               -search.cv_results_["mean_test_score"])
+                               -search.cv_results_["mean_test_score"] * 255.0 ** 2)
+    assert report["loss_unit"] == "uint8 units²"
     assert report["plot"] is None and not list(tmp_path.glob("*.png"))
 
 
@@ -408,7 +410,7 @@ def test_h5ad_in_h5ad_out_with_a_denoised_layer(counts_file, tmp_path, capsys):
     from sklearn_n2s.table import LowRankDenoiser
 
     out = tmp_path / "out.h5ad"
-    code, _, err = _in_process(capsys, "denoise", counts_file, out,
+    code, _, err = _in_process(capsys, "denoise", counts_file, out, "--no-normalize",
                                "--grid", "n_components=1,2,3,6")
     assert code == 0, err
     counts = anndata.read_h5ad(counts_file).X
@@ -427,8 +429,10 @@ def test_h5ad_calibrate_json_and_bad_method(counts_file, tmp_path, capsys):
                                "--grid", "n_components=1,2")
     assert code == 0
     report = json.loads(out)
-    # the rank path: every rank of the grid scored from one decomposition per fold
-    assert report["estimator"] == "LowRankDenoiserCV" and report["shape"] == [60, 24]
+    # the rank path: every rank of the grid scored from one decomposition per fold, on
+    # library-size normalised counts (the README's pipeline) unless --no-normalize
+    assert report["estimator"] == "LibrarySizeNormalizer + LowRankDenoiser"
+    assert report["shape"] == [60, 24]
     assert [r["params"]["n_components"] for r in report["results"]] == [1, 2]
     code, _, err = _in_process(capsys, "denoise", counts_file, tmp_path / "o.h5ad",
                                "--method", "median")

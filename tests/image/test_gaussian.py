@@ -74,3 +74,62 @@ def test_self_supervised_loss_tracks_ground_truth_loss(camera_noisy):
         est = JInvariantGaussian(sigma=sigma).fit(noisy)
         truth = np.mean((est.invariant_transform(noisy) - clean) ** 2)
         assert est.self_supervised_loss(noisy) == pytest.approx(truth + noise_var, rel=0.02)
+
+
+# ------------------------------------------------------ sizes and parameters refused
+@pytest.mark.parametrize("sigma", [1e-300, 0.05, 0.15, (0.1, 0.1)])
+def test_a_sigma_too_small_is_refused_as_such_in_fit(sigma, rng):
+    """The centre weight would be 1: a ZeroDivisionError, or an infinite gain; the
+    message blames sigma, not the image."""
+    X = rng.random((1, 16, 16))
+    est = JInvariantGaussian(sigma=sigma)
+    with pytest.raises(ValueError, match=r"sigma=.* is too small") as info:
+        est.fit(X)
+    assert "image" not in str(info.value)
+    assert not hasattr(est, "n_spatial_dims_")
+    with pytest.raises(ValueError, match="too small"):
+        JInvariantGaussian(sigma=1.0, truncate=0.1).fit(X)  # kernel radius 0
+    JInvariantGaussian(sigma=0.16).fit(X).transform(X)  # the smallest that works
+    JInvariantGaussian(sigma=(0.1, 2.0)).fit(X).transform(X)  # one axis is enough
+
+
+@pytest.mark.parametrize("params", [dict(sigma=1e6), dict(sigma=7.0), dict(truncate=1e7),
+                                    dict(sigma=(1e6, 1.0))])
+def test_a_kernel_larger_than_the_image_is_refused_before_any_work(params, rng):
+    X = rng.random((1, 12, 12))
+    est = JInvariantGaussian(**params)
+    with pytest.raises(ValueError, match=r"kernel radius .*spatial shape \(12, 12\)"):
+        est.fit(X)
+    assert not hasattr(est, "n_spatial_dims_")
+    JInvariantGaussian(sigma=6.0).fit(X).transform(X)  # radius 24: twice the side
+
+
+def test_sizes_are_checked_again_for_another_image_size(rng):
+    est = JInvariantGaussian(sigma=5.0).fit(rng.random((1, 64, 64)))
+    for method in (est.transform, est.invariant_transform, est.score):
+        with pytest.raises(ValueError, match=r"kernel radius of 20 .*\(4, 4\)"):
+            method(rng.random((1, 4, 4)))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 1), (1, 1, 1, 1, 2)])
+@pytest.mark.parametrize("mode", MODES)
+def test_fit_refuses_a_single_pixel_as_transform_does(shape, mode):
+    est = JInvariantGaussian(mode=mode, channel_axis=-1 if len(shape) == 5 else None)
+    with pytest.raises(ValueError, match="single pixel has no neighbours"):
+        est.fit(np.zeros(shape))
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [(dict(sigma=True), "sigma"), (dict(truncate=True), "truncate"),
+     (dict(sigma=np.inf), "sigma"), (dict(truncate=np.inf), "truncate"),
+     (dict(sigma="1"), "sigma")],
+)
+def test_bad_parameters_are_refused_by_name(params, name, rng):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError,
+                       match=f"The '{name}' parameter of JInvariantGaussian"):
+        JInvariantGaussian(**params).fit(rng.random((1, 8, 8)))
+    with pytest.raises(ValueError, match="sigma must be a number > 0"):
+        JInvariantGaussian(sigma=[1.0, True]).fit(rng.random((1, 8, 8)))

@@ -220,3 +220,70 @@ def test_noise_free_piecewise_constant_image_gives_no_nan(output):
     else:
         # ordinary: the image itself; shrink: noise variance 0, so lam = 0 (the data).
         np.testing.assert_allclose(out, X, atol=1e-12)
+
+
+# ------------------------------------------------------ sizes and parameters refused
+def test_a_stride_beyond_the_image_is_refused_before_any_work(rng):
+    """stride=100 on 12x12 built 10,000 masked copies (2.8 GB and 116 s at stride 1500)."""
+    X = rng.random((1, 12, 12))
+    est = JInvariantWavelet(stride=100)
+    with pytest.raises(ValueError, match=r"stride=100 .*spatial shape \(12, 12\).*<= 24"):
+        est.fit(X)
+    assert not hasattr(est, "n_spatial_dims_")
+    JInvariantWavelet(stride=24, sigma=0.1).fit(X).score(X)  # twice the side: allowed
+    # the default stride of 4 on 2-pixel signals (scikit-learn's common checks) is fine
+    JInvariantWavelet(spatial_ndim=1).fit(rng.random((5, 2))).score(rng.random((5, 2)))
+
+
+def test_wavelet_levels_deeper_than_pywt_allows_are_refused(rng):
+    X = rng.random((1, 12, 12))  # pywt.dwtn_max_level gives 3 for db1, 0 for db4
+    for params, most in ((dict(wavelet_levels=30), 3), (dict(wavelet_levels=4), 3),
+                         (dict(wavelet_levels=2, wavelet="db4"), 1)):
+        est = JInvariantWavelet(**params)
+        with pytest.raises(ValueError, match=rf"wavelet_levels={params['wavelet_levels']} "
+                                             rf".*\(12, 12\).*<= {most}"):
+            est.fit(X)
+        assert not hasattr(est, "n_spatial_dims_")
+    JInvariantWavelet(wavelet_levels=3).fit(X).transform(X)
+    JInvariantWavelet(wavelet_levels=1, wavelet="db4").fit(X).transform(X)  # as the default
+
+
+def test_sizes_are_checked_again_for_another_image_size(rng):
+    est = JInvariantWavelet(wavelet_levels=5, stride=8).fit(rng.random((1, 64, 64)))
+    with pytest.raises(ValueError, match=r"wavelet_levels=5 .*\(12, 12\)"):
+        est.transform(rng.random((1, 12, 12)))
+    est = JInvariantWavelet(stride=8).fit(rng.random((1, 64, 64)))
+    with pytest.raises(ValueError, match=r"stride=8 .*\(3, 2\)"):
+        est.score(rng.random((1, 3, 2)))
+
+
+def test_dask_blocks_are_checked_against_the_whole_image(rng):
+    da = pytest.importorskip("dask.array")
+    X = rng.random((1, 24, 24))
+    est = JInvariantWavelet(sigma=0.1, stride=40).fit(X)  # more than twice a block's side
+    lazy = est.invariant_transform(da.from_array(X, chunks=(1, 8, 8)))
+    assert lazy.compute().shape == X.shape
+    with pytest.raises(ValueError, match=r"stride=40 .*\(12, 12\)"):
+        est.transform(da.zeros((1, 12, 12), chunks=(1, 6, 6)))
+
+
+def test_fit_refuses_more_cosets_than_the_grid_has(rng):
+    X = rng.random((1, 16, 16))
+    with pytest.raises(ValueError, match="cosets=17 is more than the 16 cosets"):
+        JInvariantWavelet(cosets=17).fit(X)
+    JInvariantWavelet(cosets=16).fit(X).score(X)
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [(dict(rescale_sigma=None), "rescale_sigma"), (dict(rescale_sigma=1), "rescale_sigma"),
+     (dict(convert2ycbcr="yes"), "convert2ycbcr"), (dict(convert2ycbcr=0), "convert2ycbcr"),
+     (dict(cosets=True), "cosets"), (dict(wavelet_levels=True), "wavelet_levels"),
+     (dict(stride=True), "stride"), (dict(sigma=True), "sigma"), (dict(sigma=np.inf), "sigma")],
+)
+def test_bad_parameters_are_refused_by_name(params, name, rng):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError,
+                       match=f"The '{name}' parameter of JInvariantWavelet"):
+        JInvariantWavelet(**params).fit(rng.random((1, 16, 16)))

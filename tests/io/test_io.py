@@ -1,5 +1,7 @@
 """Image file I/O: formats, shapes, and the dtype/range policy of sklearn_n2s.io."""
 
+import os
+
 import numpy as np
 import pytest
 from skimage.util import img_as_float
@@ -83,7 +85,8 @@ def test_png_16_bit_round_trip(tmp_path):
 
 def test_jpeg_is_8_bit_and_close(tmp_path):
     image = np.tile(np.linspace(0, 1, 32), (32, 1))
-    write_image(tmp_path / "x.jpg", image)
+    with pytest.warns(UserWarning, match="8-bit"):
+        write_image(tmp_path / "x.jpg", image)
     loaded = read_image(tmp_path / "x.jpg")
     assert loaded.array.dtype == np.uint8
     assert np.abs(loaded.array / 255.0 - image).max() < 0.05
@@ -164,7 +167,8 @@ def test_restore_dtype_bool_thresholds():
 
 def test_float_in_unit_range_is_written_as_8_bit_png(tmp_path):
     image = np.array([[0.0, 0.5], [1.0000001, -1e-7]])
-    write_image(tmp_path / "f.png", image)
+    with pytest.warns(UserWarning, match="8-bit"):
+        write_image(tmp_path / "f.png", image)
     np.testing.assert_array_equal(read_image(tmp_path / "f.png").array, [[0, 128], [255, 0]])
 
 
@@ -255,3 +259,96 @@ def test_reading_and_denoising_never_modify_the_file(tmp_path, suffix, shape):
     np.testing.assert_array_equal(read_image(path).array, stack)  # what the disk holds
     out = read_image(tmp_path / f"out{suffix}").array
     np.testing.assert_array_equal(out.reshape(X.shape), restore_dtype(denoised, np.uint8))
+
+
+# -------------------------------------------------------- metadata, warnings, safe writes
+def test_tiff_keeps_planar_layout_and_imagej_metadata(tmp_path):
+    import tifffile
+
+    planar = _uint8((3, 32, 32))
+    tifffile.imwrite(tmp_path / "p.tif", planar, photometric="rgb", planarconfig="separate")
+    loaded = read_image(tmp_path / "p.tif")
+    write_image(tmp_path / "p_out.tif", loaded.array, channel_axis=-1,
+                metadata=loaded.metadata)
+    with tifffile.TiffFile(tmp_path / "p_out.tif") as tif:
+        assert tif.series[0].axes == "SYX" and tif.series[0].shape == (3, 32, 32)
+        np.testing.assert_array_equal(tif.asarray(), planar)
+
+    stack = RNG.integers(0, 60000, (5, 16, 16), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "ij.tif", stack, imagej=True, resolution=(5.0, 4.0),
+                     metadata={"spacing": 0.5, "unit": "um", "axes": "ZYX"})
+    loaded = read_image(tmp_path / "ij.tif")
+    write_image(tmp_path / "ij_out.tif", loaded.array, metadata=loaded.metadata)
+    with tifffile.TiffFile(tmp_path / "ij_out.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == "ZYX"
+        assert tif.imagej_metadata["spacing"] == 0.5 and tif.imagej_metadata["unit"] == "um"
+        assert tif.pages[0].get_resolution() == pytest.approx((5.0, 4.0))
+        np.testing.assert_array_equal(tif.asarray(), stack)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_float_to_8_bit_raster_says_so(tmp_path, suffix):
+    with pytest.warns(UserWarning, match="8-bit"):
+        write_image(tmp_path / f"f{suffix}", np.full((4, 4), 0.5))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_image(tmp_path / "u.png", np.zeros((4, 4), np.uint8))  # no conversion: silent
+
+
+class _Interrupted(KeyboardInterrupt):
+    pass
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tif", ".png"])
+def test_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch, suffix):
+    target = tmp_path / f"out{suffix}"
+    target.write_bytes(b"previous result")
+
+    def half_written(path, *args, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"half")
+        raise _Interrupted
+
+    monkeypatch.setattr(np, "save", half_written)
+    import imageio.v3
+    import tifffile
+
+    monkeypatch.setattr(tifffile, "imwrite", half_written)
+    monkeypatch.setattr(imageio.v3, "imwrite", half_written)
+    with pytest.raises(_Interrupted):
+        write_image(target, np.zeros((4, 4), np.uint8))
+    assert target.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_atomic_output_replaces_only_on_success(tmp_path):
+    target = tmp_path / "t.txt"
+    with n2s_io.atomic_output(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".txt"
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    with pytest.raises(RuntimeError), n2s_io.atomic_output(target) as tmp:
+        tmp.write_text("broken")
+        raise RuntimeError
+    assert target.read_text() == "new" and sorted(tmp_path.iterdir()) == [target]
+    # a directory (a zarr store) is replaced as a whole
+    store = tmp_path / "s.zarr"
+    (store / "old").mkdir(parents=True)
+    with n2s_io.atomic_output(store) as tmp:
+        (tmp / "new").mkdir(parents=True)
+    assert [p.name for p in store.iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr", "t.txt"]
+
+
+def test_same_file_sees_through_spellings_and_links(tmp_path):
+    a = tmp_path / "a.npy"
+    np.save(a, np.zeros(3))
+    (tmp_path / "sym.npy").symlink_to(a)
+    os.link(a, tmp_path / "hard.npy")
+    for other in (a, tmp_path / "." / "a.npy", tmp_path / "sym.npy", tmp_path / "hard.npy"):
+        assert n2s_io.same_file(a, other)
+    assert not n2s_io.same_file(a, tmp_path / "missing.npy")
+    np.save(tmp_path / "b.npy", np.zeros(3))
+    assert not n2s_io.same_file(a, tmp_path / "b.npy")

@@ -93,3 +93,19 @@ def test_errors(tmp_path, noisy):
         denoise_zarr(tmp_path / "in.zarr", wrong, est)
     with pytest.raises(TypeError, match="zarr array"):
         denoise_zarr(noisy, tmp_path / "x.zarr", est)
+
+
+@pytest.mark.parametrize("output", ["shrink", "ordinary"])
+def test_integer_input_comes_back_in_its_dtype_and_units(tmp_path, output):
+    """uint16 in, uint16 out, as read_image/restore_dtype give for a TIFF."""
+    from sklearn_n2s.io import restore_dtype
+
+    rng = np.random.default_rng(1)
+    X = rng.poisson(rng.uniform(50, 3000, (2, 1, 1)), (2, 96, 80)).astype(np.uint16)
+    write_zarr(tmp_path / "in.zarr", X, (1, 48, 40))
+    est = JInvariantGaussian(sigma=1.5, output=output, noise_variance=1e-6)
+    out = denoise_zarr(tmp_path / "in.zarr", tmp_path / "out.zarr", est)
+    assert out.dtype == np.uint16
+    expected = restore_dtype(est.fit(X).transform(X), np.uint16)
+    assert np.abs(out[:].astype(int) - expected.astype(int)).max() <= 1  # rounding only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "out.zarr"]

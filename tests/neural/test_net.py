@@ -16,7 +16,8 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_n2s import SelfSupervisedScorer, masking
-from sklearn_n2s.neural import N2SNet, warmup_cosine_factor
+from sklearn_n2s.neural import ImageBatchLoader, N2SNet, warmup_cosine_factor
+from sklearn_n2s.neural._data import batch_bounds
 from sklearn_n2s.neural._masking import (
     fill_masked_torch,
     grid_batch_mask,
@@ -332,8 +333,8 @@ def test_cosine_schedule_has_the_hand_rolled_factors():
 
 
 def test_cosine_schedule_steps_every_batch_and_restores_the_base_lr():
-    X = noisy_blobs(n=10)
-    params = {**TINY, "max_epochs": 4, "batch_size": 3, "lr": 0.01}  # 4 batches an epoch
+    X = noisy_blobs(n=11)
+    params = {**TINY, "max_epochs": 4, "batch_size": 3, "lr": 0.01}  # 3+3+3+2: 4 batches
     net = N2SNet(**params).fit(X)
     expected = [0.01 * _hand_rolled_factor(step, 16) for step in range(16)]
     np.testing.assert_allclose(_batch_lrs(net), expected, rtol=1e-15)
@@ -388,6 +389,112 @@ def test_verbose_controls_output(capsys):
     captured = capsys.readouterr()
     assert "train_loss" in captured.out
     assert captured.err == ""  # stderr is no terminal here: tqdm draws no bar
+
+
+def test_a_last_batch_of_one_image_joins_the_previous_one():
+    # 33 images of 4x4 in batches of 32 left a last batch of one: batch norm then saw a
+    # single value per channel at the bottom of the U-Net and fit crashed.
+    X = noisy_blobs(n=33, size=4)
+    net = N2SNet(**{**TINY, "batch_size": 32, "max_epochs": 2}).fit(X)
+    assert [len(epoch["batches"]) for epoch in net.history] == [1, 1]
+    assert np.isfinite(net.transform(X)).all()
+    assert batch_bounds(33, 32) == [(0, 33)]
+    assert batch_bounds(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert batch_bounds(11, 3) == [(0, 3), (3, 6), (6, 9), (9, 11)]
+    assert batch_bounds(1, 32) == [(0, 1)]
+    from skorch.dataset import Dataset
+
+    x = torch.arange(10.0).reshape(10, 1, 1, 1)
+    loader = ImageBatchLoader(Dataset(x), batch_size=3, shuffle=True, random_state=0)
+    batches = [batch for batch, _ in loader]
+    assert [len(batch) for batch in batches] == [3, 3, 4] and len(loader) == 3
+    assert sorted(torch.cat(batches).flatten().tolist()) == list(range(10))
+
+
+def test_batches_of_one_tiny_image_raise_a_clear_error():
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        N2SNet(**{**TINY, "batch_size": 1}).fit(noisy_blobs(n=3, size=4))
+    with pytest.raises(ValueError, match="at least 2 training images"):
+        N2SNet(**TINY).fit(noisy_blobs(n=1, size=4))
+
+
+def test_batch_size_minus_one_takes_all_images():
+    net = N2SNet(**{**TINY, "batch_size": -1}).fit(noisy_blobs(n=5))
+    assert len(net.history[-1, "batches"]) == 1
+
+
+# ----------------------------------------------------------------- numeric range
+def test_inputs_are_normalised_by_robust_statistics(fitted):
+    net, X = fitted
+    low, median, high = np.percentile(X, [1, 50, 99])
+    assert net.input_offset_ == pytest.approx(median)
+    assert net.input_scale_ == pytest.approx((high - low) / 4.652695748081682)
+    # constant data: a unit spread, outputs in the data's units
+    flat = N2SNet(**TINY).fit(np.full((4, 8, 8), 7.0))
+    assert (flat.input_offset_, flat.input_scale_) == (7.0, 1.0)
+    assert np.isfinite(flat.transform(np.full((2, 8, 8), 7.0))).all()
+
+
+@pytest.mark.parametrize("dtype, power", [(np.float32, 70), (np.float32, -70),
+                                          (np.float32, 120), (np.float64, 300)])
+def test_outputs_and_scores_keep_the_input_units_at_any_magnitude(dtype, power):
+    # Values near 1e21 trained to NaN weights and NaN outputs. Normalised internally, a
+    # net fitted on X * 2**power (an exact scaling) is the net fitted on X, its outputs
+    # scaled by 2**power, and its loss by 4**power.
+    X = noisy_blobs(n=8).astype(dtype)
+    factor = dtype(2.0**power)
+    base = N2SNet(**TINY).fit(X)
+    net = N2SNet(**TINY).fit(X * factor)
+    for method in ("transform", "invariant_transform"):
+        got = getattr(net, method)(X * factor)
+        assert got.dtype == dtype and np.isfinite(got).all()
+        np.testing.assert_allclose(got / factor, getattr(base, method)(X), rtol=1e-6)
+    score = net.score(X * factor)
+    assert np.isfinite(score)
+    assert score == pytest.approx(base.score(X) * 4.0**power, rel=1e-6)
+
+
+def test_float32_extremes_stay_finite():
+    X = noisy_blobs(n=8)
+    X = X / np.abs(X).max() * np.float32(3e38)  # up to the largest float32
+    net = N2SNet(**TINY).fit(X)
+    assert np.isfinite(net.transform(X)).all() and np.isfinite(net.invariant_transform(X)).all()
+    assert np.isfinite(net.score(X))
+
+
+def test_values_out_of_range_are_refused_with_the_range(fitted):
+    net, X = fitted
+    with pytest.raises(ValueError, match=r"accepts values in \[-1e\+100, 1e\+100\]"):
+        N2SNet(**TINY).fit(X.astype(np.float64) * 1e200)
+    outlier = X.copy()
+    outlier[0, 0, 0] = 1e12
+    with pytest.raises(ValueError, match="within 1e\\+08 spreads of the median, here"):
+        N2SNet(**TINY).fit(outlier)
+    with pytest.raises(ValueError, match="spreads away from the median"):
+        net.transform(X * 1e9)  # far outside what the net was fitted on
+
+
+class NaNLoss(torch.nn.MSELoss):
+    def forward(self, y_pred, y_true):
+        return super().forward(y_pred, y_true) * float("nan")
+
+
+def test_non_finite_training_stops_with_a_clear_error():
+    X = noisy_blobs(n=8)
+    # The last optimizer step breaks the weights: caught at the end of the epoch.
+    net = N2SNet(**{**TINY, "lr": 1e300})
+    with pytest.raises(FloatingPointError, match=r"weights became non-finite.*lr=1e\+300"):
+        net.fit(X)
+    with pytest.raises(FloatingPointError, match="output is not finite"):
+        net.transform(X)  # never NaN output from the broken weights
+    with pytest.raises(FloatingPointError, match="output is not finite"):
+        net.score(X)
+    # A non-finite loss stops training at its batch.
+    with pytest.raises(FloatingPointError, match="training loss became nan at epoch 1, batch 1"):
+        N2SNet(**{**TINY, "batch_size": 4}, criterion=NaNLoss).fit(X)
+    # Two batches: the second loss is already NaN after the first step.
+    with pytest.raises(FloatingPointError, match="training loss became nan.*learning rate"):
+        N2SNet(**{**TINY, "lr": 1e300, "batch_size": 4, "lr_schedule": "constant"}).fit(X)
 
 
 # --------------------------------------------------------------- persistence
@@ -495,6 +602,13 @@ def test_unfitted_raises():
     ({"channel_axis": 0}, "'channel_axis' parameter"), ({"precision": "half"}, "precision"),
     ({"inference_batch_size": 0}, "inference_batch_size"), ({"num_threads": 0}, "num_threads"),
     ({"channels_last": "yes"}, "channels_last"), ({"random_state": "x"}, "random_state"),
+    ({"batch_size": 0}, "'batch_size' parameter"), ({"batch_size": -2}, "'batch_size'"),
+    ({"batch_size": 2.5}, "'batch_size'"), ({"max_epochs": -1}, "'max_epochs' parameter"),
+    ({"max_epochs": 0}, "'max_epochs'"), ({"lr": 0}, "'lr' parameter"), ({"lr": -1e-3}, "'lr'"),
+    ({"lr": "fast"}, "'lr'"), ({"device": 3}, "'device' parameter"),
+    ({"device": "nodevice"}, "'device' parameter .* torch device"),
+    ({"warm_start": "yes"}, "'warm_start'"), ({"verbose": -1}, "'verbose'"),
+    ({"train_split": 0.2}, "'train_split'"),
 ])
 def test_bad_parameters_raise(params, match):
     with pytest.raises(InvalidParameterError, match=match):

@@ -68,7 +68,8 @@ def test_sparse_and_dense_agree():
 
 def test_bad_input():
     X, _ = clustered(n_per=2, n_clusters=2, g=4)
-    with pytest.raises(ValueError, match="n_neighbors=4 must be less than n_samples=4"):
+    with pytest.raises(ValueError, match=r"KNNSmoother got 4 rows \(n_samples=4\), but it "
+                                         "needs more than n_neighbors=4"):
         KNNSmoother(4, n_groups=2).fit(X)
     with pytest.raises(InvalidParameterError,
                        match=r"'n_neighbors' parameter .* int in the range \[1, inf\)"):
@@ -80,7 +81,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="infinity"):
         KNNSmoother(1, n_groups=2).fit(np.where(X > 0, np.inf, X))
     est = KNNSmoother(3, n_groups=2).fit(X)
-    with pytest.raises(ValueError, match="n_samples=2"):
+    with pytest.raises(ValueError, match="got 2 rows"):
         est.transform(X[:2])
 
 
@@ -91,3 +92,23 @@ def test_never_modifies_input():
     est.transform(X)
     est.score(X)
     np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_one_row_batch_gets_a_clear_error(sparse):
+    """The smoother is transductive: a batch of one row has no other row to average
+    with. Every method says so, with what to do, instead of a bare n_samples message."""
+    X, _ = clustered()
+    wrap = sp.csr_matrix if sparse else np.asarray
+    est = KNNSmoother(5, n_groups=4, random_state=0).fit(X)
+    message = (r"KNNSmoother got 1 row \(n_samples=1\), but it needs more than "
+               r"n_neighbors=5: each row is "
+               r"averaged with its nearest \*other\* rows of the same call \(the smoother "
+               r"is transductive, it keeps no training rows\)\. Pass all the rows to "
+               r"smooth together \(at least 6\), or lower n_neighbors\.")
+    for method in (est.transform, est.invariant_transform, est.score):
+        with pytest.raises(ValueError, match=message):
+            method(wrap(X[:1]))
+    with pytest.raises(ValueError, match="KNNSmoother got 1 row"):
+        KNNSmoother(5, n_groups=4).fit(wrap(X[:1]))
+    assert est.transform(wrap(X[:6])).shape == (6, X.shape[1])  # k + 1 rows: fine

@@ -151,3 +151,26 @@ def test_never_modifies_input():
         LibrarySizeNormalizer().fit_transform(data)
     np.testing.assert_array_equal(X, before[0])
     np.testing.assert_array_equal(Xs.data, before[1])
+
+
+@pytest.mark.parametrize("output", ["normalized", "counts"])
+def test_empty_rows_same_rule_in_every_method(output):
+    """transform refused an all-zero row but score, self_supervised_loss and
+    invariant_transform took it; with empty_rows='raise' every method refuses it, with
+    'zero' every method takes it (and transform gives its row as zeros)."""
+    X = counts(n=40, g=12)
+    zero_row = X.copy()
+    zero_row[3] = 0
+    est = NormalizedDenoiser(LowRankDenoiser(2, n_groups=3, random_state=0),
+                             output=output).fit(X)
+    for method in (est.transform, est.score, est.invariant_transform,
+                   est.self_supervised_loss):
+        with pytest.raises(ValueError, match=r"1 row\(s\) with zero total \(first: row 3\)"):
+            method(zero_row)
+        with pytest.raises(ValueError, match="zero total"):
+            method(sp.csr_matrix(zero_row))
+    lenient = clone(est).set_params(empty_rows="zero").fit(X)
+    if output == "counts":
+        np.testing.assert_array_equal(lenient.transform(zero_row)[3], 0.0)
+    assert np.isfinite(lenient.score(zero_row))
+    assert np.all(np.isfinite(lenient.invariant_transform(zero_row)))

@@ -29,3 +29,44 @@ def test_signal_dependent_noise_mean_variance():
     ours = estimate_noise_variance(noisy[np.newaxis])[0]
     assert ours == pytest.approx(true, rel=0.15)
     assert abs(estimate_sigma(noisy) ** 2 - true) > abs(ours - true)
+
+
+def test_estimate_pools_tile_statistics_so_any_tile_aligned_split_gives_it(rng):
+    """Issue 10, item 7: the blockwise path computes the same estimate from its chunks."""
+    from sklearn_n2s.utils._noise import (
+        noise_tile_shape,
+        pool_tile_statistics,
+        tile_statistics,
+    )
+
+    image = rng.normal(0, 0.2, (300, 250)) + np.linspace(0, 3, 250)
+    tile = noise_tile_shape(image.shape)
+    assert tile == (48, 48)
+    whole = estimate_noise_variance(image[np.newaxis])[0]
+    # pieces that start on tile boundaries; the last ones hold the incomplete tiles
+    rows, cols = [0, 96, 144, 300], [0, 48, 240, 250]
+    sigmas, levels = [], []
+    for r0, r1 in zip(rows[:-1], rows[1:]):
+        for c0, c1 in zip(cols[:-1], cols[1:]):
+            s, lv = tile_statistics(image[r0:r1, c0:c1], tile)
+            sigmas.append(s)
+            levels.append(lv)
+    # in any order
+    order = rng.permutation(len(sigmas))
+    pooled = np.ldexp(*pool_tile_statistics(np.concatenate([sigmas[i] for i in order]),
+                                            np.concatenate([levels[i] for i in order])))
+    assert pooled == whole
+    assert whole == pytest.approx(0.04, rel=0.1)
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (1, 1, 7), (3, 3, 3), (40,)])
+def test_tiny_images_get_a_finite_estimate(shape, rng):
+    variance = estimate_noise_variance(rng.normal(size=(1,) + shape))[0]
+    assert np.isfinite(variance) and variance >= 0
+
+
+def test_huge_values_scale_exactly(rng):
+    X = rng.normal(0, 0.2, (1, 128, 128))
+    scaled = estimate_noise_variance(np.ldexp(X, 500))[0]
+    assert np.isfinite(scaled)
+    assert scaled == np.ldexp(estimate_noise_variance(X)[0], 1000)

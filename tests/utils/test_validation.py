@@ -28,7 +28,7 @@ def _image(rng, shape=(2, 16, 16)):
         (np.zeros(8), ValueError, "1 dimension"),
         (np.zeros((1, 4, 4, 4, 4)), ValueError, "spatial axes"),
         (np.zeros((1, 8, 8), dtype=complex), ValueError, "Complex"),
-        (np.array([[1.0, 2.0], [3.0, "a"]], dtype=object), TypeError, "string or a number"),
+        (np.array([[1.0, 2.0], [3.0, "a"]], dtype=object), TypeError, "non-number"),
         ([[1.0, 2.0, 3.0], [1.0, 2.0]], ValueError, "ragged"),
         (np.array(["a", "b"]).reshape(1, 2), TypeError, "dtype"),
         (sp.csr_matrix(np.ones((4, 4))), TypeError, "Sparse"),
@@ -222,3 +222,55 @@ def test_python_lists_of_ints_are_taken_at_face_value():
     # An integer *array* keeps its image dtype: uint8 0..255 is scaled like img_as_float.
     as_uint8 = np.asarray(nested, dtype=np.uint8)
     np.testing.assert_allclose(est.transform(as_uint8) * 255, est.transform(nested), atol=1e-9)
+
+
+# ------------------------------------------- None in an object array (issue 10, item 4)
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_none_in_object_array_is_not_called_nan(estimator):
+    # numpy turns None into NaN on conversion: the message used to say "contains NaN".
+    X = np.arange(16.0).reshape(1, 4, 4).astype(object)
+    X[0, 2, 3] = None
+    with pytest.raises(TypeError, match=r"holds None at index \(0, 2, 3\)") as info:
+        estimator.fit(X)
+    assert "NaN" not in str(info.value)
+
+
+def test_numeric_strings_in_object_array_are_refused():
+    # numpy would convert '1.5' to 1.5 silently
+    X = np.array([[[1.0, "1.5"], [2.0, 3.0]]], dtype=object)
+    with pytest.raises(TypeError, match=r"non-number at index \(0, 0, 1\) \('1.5', of type str\)"):
+        check_stack(X)
+
+
+def test_object_array_of_numpy_numbers_and_bools_is_accepted():
+    X = np.array([[[np.float32(1.0), np.int8(2)], [True, np.bool_(False)]]], dtype=object)
+    np.testing.assert_array_equal(check_stack(X), [[[1.0, 2.0], [1.0, 0.0]]])
+
+
+# ---------------------------- a list of integer images is their stack (issue 10, item 6)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("container", [list, tuple])
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_list_of_integer_images_is_scaled_like_their_stack(estimator, dtype, container, rng):
+    top = np.iinfo(dtype).max
+    images = [(rng.random((16, 16)) * top).astype(dtype) for _ in range(2)]
+    stack = np.stack(images)
+    est = estimator.set_params(output="shrink").fit(stack)
+    np.testing.assert_array_equal(est.transform(container(images)), est.transform(stack))
+    assert est.score(container(images)) == est.score(stack)
+    assert check_stack(container(images), return_scale=True)[1] == pytest.approx(1 / top)
+
+
+def test_list_of_images_of_different_integer_dtypes_is_refused(rng):
+    images = [np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint16)]
+    with pytest.raises(ValueError, match="different dtypes \\(uint16, uint8\\)"):
+        check_stack(images)
+
+
+def test_list_of_float_images_and_python_ints_keep_their_policy():
+    floats = [np.full((4, 4), 0.5, np.float32), np.full((4, 4), 0.25, np.float32)]
+    out = check_stack(floats)
+    assert out.dtype == np.float32
+    # Python ints stay at face value (no dtype to scale by), as before
+    assert check_stack([[[0, 10], [20, 255]]], return_scale=True)[1] == 1.0
+    np.testing.assert_array_equal(check_stack([[[0, 10], [20, 255]]]), [[[0, 10], [20, 255]]])
