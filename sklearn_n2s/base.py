@@ -29,8 +29,8 @@ wavelet statistics (:func:`sklearn_n2s.estimate_noise_variance`), and capped at
 
 ``benchmarks/transform_quality.py`` measures this choice on 84 cases (7 offline images,
 4 noises, 3 estimators): at the self-supervised pick the default output is a median
-0.00 dB from the best output of any kind on the grid, 1.1 dB at worst on noisy images
-(thin strokes, where masking hurts the invariant wavelet output), and up to 2 dB below
+0.00 dB from the best output of any kind on the grid, 1.24 dB at worst on noisy images
+(thin strokes, where masking hurts the invariant wavelet output), and up to 2.5 dB below
 it on a nearly noise-free image, where any noise estimate reads fine texture as noise;
 pass ``noise_variance`` when the noise level is known.
 

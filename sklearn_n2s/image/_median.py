@@ -201,12 +201,14 @@ def _median_by_histogram(X, footprint, axes, levels, codes, n_jobs=1):
     images = [_image_slice(X.ndim, other, index)
               for index in np.ndindex(*(X.shape[i] for i in other))]
 
-    def median(sl):
+    def order_statistic(sl, p0):
         image = codes[sl]
         image = image[np.newaxis] if image.ndim == 1 else image
-        lower = rank.percentile(image, fp, p0=_LOWER_P0)
-        upper = rank.percentile(image, fp, p0=0.5)
-        out[sl] = ((levels[lower] + levels[upper]) / 2).reshape(out[sl].shape)
+        return rank.percentile(image, fp, p0=p0)
+
+    # The two middle order statistics of every image are independent calls: with
+    # n_jobs=2 a single image already keeps both cores busy.
+    calls = [partial(order_statistic, sl, p0) for sl in images for p0 in (_LOWER_P0, 0.5)]
 
     with warnings.catch_warnings():
         # Beyond 1024 levels scikit-image warns of "bad rank filter performance": the
@@ -215,7 +217,9 @@ def _median_by_histogram(X, footprint, axes, levels, codes, n_jobs=1):
         # thread-safe: under dask's threaded scheduler the message can leak.)
         warnings.filterwarnings("ignore", message="Bad rank filter performance",
                                 category=UserWarning)
-        _run([partial(median, sl) for sl in images], n_jobs)
+        statistics = _run(calls, n_jobs)
+    for sl, lower, upper in zip(images, statistics[0::2], statistics[1::2]):
+        out[sl] = ((levels[lower] + levels[upper]) / 2).reshape(out[sl].shape)
     return out
 
 
