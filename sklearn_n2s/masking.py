@@ -538,7 +538,7 @@ def iter_grid_masked(X, *, stride=4, fill="interpolate", channel_axis=None, cose
 
 
 def invariant_predict(denoise, X, *, stride=4, fill="interpolate", channel_axis=None,
-                      cosets=None, batch_cosets=False, random_state=None):
+                      cosets=None, batch_cosets=False, random_state=None, footprint=None):
     """J-invariant prediction of X by any denoiser, through a grid partition.
 
     Parameters
@@ -560,6 +560,9 @@ def invariant_predict(denoise, X, *, stride=4, fill="interpolate", channel_axis=
         (fast for a neural net, needs ``n_cosets`` times the memory).
     random_state : int, RandomState or None, default=None
         Used by ``fill='uniform'`` only.
+    footprint : None or bool ndarray, default=None
+        A structured blind spot (see :func:`iter_footprint_masked`): the prediction at a
+        pixel then depends on nothing inside its footprint. None hides the pixel alone.
 
     Returns
     -------
@@ -570,10 +573,16 @@ def invariant_predict(denoise, X, *, stride=4, fill="interpolate", channel_axis=
     """
     prediction = np.array(X, copy=True)
     covered = np.zeros(X.shape, dtype=bool)
-    masked_iter = iter_grid_masked(
-        X, stride=stride, fill=fill, channel_axis=channel_axis, cosets=cosets,
-        random_state=random_state,
-    )
+    if footprint is None:
+        masked_iter = iter_grid_masked(
+            X, stride=stride, fill=fill, channel_axis=channel_axis, cosets=cosets,
+            random_state=random_state,
+        )
+    else:
+        masked_iter = iter_footprint_masked(
+            X, footprint, stride=stride, fill=fill, channel_axis=channel_axis,
+            cosets=cosets, random_state=random_state,
+        )
     if batch_cosets:
         items = list(masked_iter)
         outputs = np.asarray(denoise(np.concatenate([m for _, _, m in items])))
@@ -586,3 +595,124 @@ def invariant_predict(denoise, X, *, stride=4, fill="interpolate", channel_axis=
         prediction[slices] = np.asarray(denoise(masked))[slices]
         covered[slices] = True
     return prediction, covered
+
+
+# ------------------------------------------------------- structured (footprint) masking
+def footprint_strides(footprint, stride=4):
+    """Grid spacing per spatial axis for hiding ``footprint`` around each coset pixel.
+
+    Along an axis where the footprint reaches ``e`` pixels either side, the spacing is
+    ``max(stride, 2 e + 2)``: the hidden boxes of two coset pixels never touch, so at
+    least one line of visible pixels lies between them. A footprint that spans the whole
+    axis (``e >= n - 1``) gets spacing 1 there: every coset hides whole lines.
+
+    Parameters
+    ----------
+    footprint : bool ndarray, one odd-length axis per spatial axis
+        True where a pixel's blind spot lies, centred on the pixel.
+    stride : int >= 2
+        Spacing along axes the footprint does not extend along.
+
+    Returns
+    -------
+    strides : tuple of int
+    """
+    centre = np.array(footprint.shape) // 2
+    reach = np.max(np.abs(np.argwhere(footprint) - centre), axis=0)
+    return tuple(int(max(stride, 2 * e + 2)) for e in reach)
+
+
+def _whole_axis_strides(strides, footprint, spatial_shape):
+    """Spacing 1 along the axes the footprint covers entirely, checked to leave pixels."""
+    reach = np.array(footprint.shape) // 2
+    out = tuple(1 if r >= n - 1 else s for s, r, n in zip(strides, reach, spatial_shape))
+    if all(s == 1 for s in out):
+        raise ValueError(
+            f"the blind spot (footprint of shape {footprint.shape}) covers the whole image "
+            f"{spatial_shape}: nothing would be left to predict a pixel from."
+        )
+    return out
+
+
+def fill_from_outside(X, mask, *, channel_axis=None):
+    """Fill masked coordinates from the unmasked ones, growing inwards from the border.
+
+    Each pass gives the masked pixels that touch known pixels the weighted average of
+    those (the ``'interpolate'`` weights), then counts them as known; a masked region
+    of any shape is filled in as many passes as it is thick. No value inside the mask
+    is ever read, so the fill does not depend on it.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, *spatial[, n_channels])
+        Float image stack; never modified.
+    mask : bool ndarray broadcastable as in :func:`fill_masked`
+        True where values must be hidden.
+    channel_axis : None or -1
+
+    Returns
+    -------
+    X_filled : ndarray like X
+    """
+    full_mask = _expand_mask(mask, X, channel_axis)
+    axes = spatial_axes(X.ndim, channel_axis)
+    known = ~full_mask
+    out = np.where(known, X, 0).astype(X.dtype)
+    fallback = _per_sample_channel_stat(X, known, np.nanmean, channel_axis)
+    while not known.all():
+        num = _separable_average(np.where(known, out, 0).astype(X.dtype), axes)
+        den = _separable_average(known.astype(X.dtype), axes)
+        newly = ~known & (den > 0)
+        if not newly.any():
+            out = np.where(known, out, np.broadcast_to(fallback, X.shape)).astype(X.dtype)
+            break
+        out[newly] = (num[newly] / den[newly]).astype(X.dtype)
+        known = known | newly
+    return out
+
+
+def iter_footprint_masked(X, footprint, *, stride=4, fill="interpolate", channel_axis=None,
+                          cosets=None, random_state=None):
+    """Like :func:`iter_grid_masked`, hiding a whole footprint around each coset pixel.
+
+    The coset's pixels are predicted from an image in which their footprints (their
+    blind spots) are filled from outside: the prediction at a pixel depends on no value
+    inside its blind spot. Spacing per axis from :func:`footprint_strides`.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, *spatial[, n_channels])
+    footprint : bool ndarray, one odd-length axis per spatial axis
+    stride : int >= 2
+    fill : {'interpolate', 'median', 'zero', 'mean', 'uniform'}
+        ``'interpolate'`` fills with :func:`fill_from_outside`; the others as
+        :func:`fill_masked`.
+    channel_axis : None or -1
+    cosets : None, int or sequence of int
+    random_state : int, RandomState or None
+
+    Yields
+    ------
+    index, slices, X_masked
+        As :func:`iter_grid_masked`.
+    """
+    check_option(fill, "fill", FILLS)
+    axes = spatial_axes(X.ndim, channel_axis)
+    spatial_shape = tuple(X.shape[a] for a in axes)
+    footprint = np.asarray(footprint, dtype=bool)
+    strides = _whole_axis_strides(footprint_strides(footprint, stride), footprint,
+                                  spatial_shape)
+    rng = check_random_state(random_state)
+    channel = (slice(None),) if channel_axis is not None else ()
+    for index in select_cosets(int(np.prod(strides)), cosets):
+        offsets = np.unravel_index(index, strides)
+        spatial = tuple(slice(int(o), None, s) for o, s in zip(offsets, strides))
+        centres = np.zeros(spatial_shape, dtype=bool)
+        centres[spatial] = True
+        hidden = ndi.binary_dilation(centres, structure=footprint)
+        if fill == "interpolate":
+            masked = fill_from_outside(X, hidden, channel_axis=channel_axis)
+        else:
+            masked = fill_masked(X, hidden, fill, channel_axis=channel_axis,
+                                 random_state=rng)
+        yield index, (slice(None),) + spatial + channel, masked
