@@ -55,11 +55,21 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..base import OUTPUTS, SelfSupervisedScoreMixin, shrink_towards_data
 from ..utils._losses import RESIDUAL_LOSSES, get_loss
+from ..utils._correlation import check_blind_spot, estimate_noise_correlation
 from ..utils._noise import estimate_noise_variance
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, internal_unit
 
 #: Degree of homogeneity of the named losses: ``loss(c * X) = c**degree * loss(X)``.
 _LOSS_DEGREE = {"mse": 2, "mae": 1}
+
+#: Constraint of ``blind_spot``, for the families that take it (see
+#: :func:`sklearn_n2s.utils._correlation.check_blind_spot` for the forms).
+BLIND_SPOT_CONSTRAINT = [
+    StrOptions({"pixel", "auto"}), Interval(Integral, 0, None, closed="left"), tuple, list,
+    np.ndarray,
+]
+#: Largest image side (per axis) the ``'auto'`` estimate reads from a dask array.
+_AUTO_BLIND_SPOT_CROP = 512
 
 
 class SpatialAxesWarning(UserWarning):
@@ -99,6 +109,37 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         """Checks the constraints cannot express (run once per ``fit``, after the
         data's number of spatial axes is known); none by default."""
 
+    def _check_blind_spot(self, spatial_shape):
+        """Refuse a ``blind_spot`` that does not fit the data's axes (families with one)."""
+        spot = getattr(self, "blind_spot", "pixel")
+        if not (isinstance(spot, str) and spot == "auto"):
+            check_blind_spot(spot, len(spatial_shape), spatial_shape)
+
+    def _fit_blind_spot(self, X):
+        """Set ``blind_spot_`` (and ``noise_correlation_`` for ``'auto'``) from the data.
+
+        ``X`` is the validated float stack, or a dask stack of which a crop of the first
+        image (at most ``_AUTO_BLIND_SPOT_CROP`` pixels per axis) is measured.
+        """
+        if not hasattr(self, "blind_spot"):
+            return
+        if not (isinstance(self.blind_spot, str) and self.blind_spot == "auto"):
+            self.blind_spot_ = self.blind_spot
+            return
+        if _is_dask_array(X):
+            n_spatial = X.ndim - 1 - (self.channel_axis is not None)
+            crop = (slice(0, 1),) + (slice(0, _AUTO_BLIND_SPOT_CROP),) * n_spatial
+            X = np.asarray(X[crop])
+        self.noise_correlation_ = estimate_noise_correlation(X, channel_axis=self.channel_axis)
+        self.blind_spot_ = self.noise_correlation_.extent
+
+    def _blind_spot_footprint(self, spatial_shape):
+        """Footprint hidden around each pixel (None: the pixel alone), from ``blind_spot_``."""
+        spot = getattr(self, "blind_spot_", getattr(self, "blind_spot", "pixel"))
+        if isinstance(spot, str) and spot == "auto":  # not fitted: the data decide in fit
+            return None
+        return check_blind_spot(spot, len(spatial_shape), spatial_shape)
+
     def _check_spatial_shape(self, spatial_shape):
         """Refuse an image the filter cannot serve (one smaller than its reach, say)
         before any work; none by default.
@@ -126,6 +167,7 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         if reset:
             # before any fitted attribute is set: a refused fit leaves no fitted state
             self._check_params_against_data(n_spatial)
+            self._check_blind_spot(tuple(int(n) for n in whole_spatial_shape))
             self._check_spatial_shape(tuple(int(s) for s in whole_spatial_shape))
             if self.spatial_ndim is None and n_spatial == 1 and X.shape[0] > 1:
                 _warn_ambiguous_axes(X.shape, self.channel_axis, stacklevel=5)
@@ -234,7 +276,8 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
             if self.spatial_ndim is None and self.n_spatial_dims_ == 1 and X.shape[0] > 1:
                 _warn_ambiguous_axes(X.shape, self.channel_axis, stacklevel=4)
         else:
-            self._validate(X, reset=True)
+            X = self._validate(X, reset=True)[0]
+        self._fit_blind_spot(X)
         return self
 
     def transform(self, X):

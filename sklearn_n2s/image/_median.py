@@ -9,8 +9,9 @@ from joblib import effective_n_jobs
 from skimage.filters import rank
 from skimage.morphology import ball, disk
 
+from ..utils._correlation import centred_window
 from ..utils._validation import spatial_axes
-from ._base import BaseImageDenoiser
+from ._base import BLIND_SPOT_CONSTRAINT, BaseImageDenoiser
 from ._limits import (
     N_JOBS_CONSTRAINT,
     check_has_neighbours,
@@ -284,9 +285,23 @@ class DonutMedian(BaseImageDenoiser):
         is accepted as a stack of one (the output has the input's shape). None reads
         them from ``X.ndim``: a 2-D array is then n one-dimensional signals, and
         ``fit`` warns (:class:`~sklearn_n2s.image.SpatialAxesWarning`).
+    blind_spot : 'pixel', 'auto', int, sequence of (int or None) or bool ndarray, \
+            default='pixel'
+        What the J-invariant median leaves out around each pixel. ``'pixel'``: the
+        pixel alone (white noise). For noise correlated between neighbours, the
+        neighbours it is correlated with too: half-extents per axis (``(0, 3)``: three
+        pixels either side along the last axis; None spans the axis, as for row
+        offsets), an int for the same extent along every axis, a boolean footprint, or
+        ``'auto'``: the extent :func:`~sklearn_n2s.estimate_noise_correlation` measures
+        in ``fit``. The median is then taken over the disk minus the blind spot.
 
     Attributes
     ----------
+    blind_spot_ : str, tuple or ndarray
+        The blind spot used: ``blind_spot`` itself, or the measured extents for
+        ``'auto'``.
+    noise_correlation_ : NoiseCorrelation
+        Only for ``blind_spot='auto'``: the measurement.
     n_spatial_dims_ : int
         Number of spatial axes of the data seen in ``fit`` (1 to 3); later data must
         have as many, of any size.
@@ -322,16 +337,18 @@ class DonutMedian(BaseImageDenoiser):
         **BaseImageDenoiser._parameter_constraints,
         "radius": [positive_int()],
         "n_jobs": N_JOBS_CONSTRAINT,
+        "blind_spot": BLIND_SPOT_CONSTRAINT,
     }
 
     def __init__(self, radius=3, *, channel_axis=None, output="shrink", noise_variance=None,
-                 n_jobs=None, spatial_ndim=None):
+                 n_jobs=None, spatial_ndim=None, blind_spot="pixel"):
         self.radius = radius
         self.channel_axis = channel_axis
         self.output = output
         self.noise_variance = noise_variance
         self.n_jobs = n_jobs
         self.spatial_ndim = spatial_ndim
+        self.blind_spot = blind_spot
 
     def _blockwise_halo(self, spatial_shape):
         return (int(self.radius),) * len(spatial_shape), (1,) * len(spatial_shape)
@@ -351,7 +368,18 @@ class DonutMedian(BaseImageDenoiser):
 
     def _footprint(self, X, centre):
         n_spatial = X.ndim - 1 - (self.channel_axis is not None)
-        return neighbourhood(int(self.radius), n_spatial, centre=centre)
+        footprint = neighbourhood(int(self.radius), n_spatial, centre=centre)
+        if centre:
+            return footprint
+        blind = self._blind_spot_footprint(X.shape[1:1 + n_spatial])
+        if blind is not None:
+            footprint &= ~centred_window(blind, footprint.shape)
+            if not footprint.any():
+                raise ValueError(
+                    f"DonutMedian: the blind spot {self.blind_spot_!r} covers the whole "
+                    f"neighbourhood of radius {self.radius}; use a larger radius."
+                )
+        return footprint
 
     def _denoise(self, X, scale=1.0):
         return neighbourhood_median(X, self._footprint(X, True), channel_axis=self.channel_axis,

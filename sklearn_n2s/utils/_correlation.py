@@ -11,7 +11,9 @@ explicit footprint) into the boolean footprint that estimators hide around each 
 How the correlation along axis ``a`` is measured
 ------------------------------------------------
 The signal is removed by a high-pass *across* ``a``: the second difference
-``d = x[p - e_b] - 2 x[p] + x[p + e_b]`` along another axis ``b``. It cancels constants
+``d = x[p - e_b] - 2 x[p] + x[p + e_b]`` along another axis ``b`` (in 3-D along each of
+the two others, keeping the smaller correlation: what is left of the signal only adds
+correlation). It cancels constants
 and linear ramps (most of a smooth signal) but keeps everything that varies along ``a``,
 row offsets included. For noise whose covariance is separable
 (``C(l e_a + m e_b) = C_a(l) C_b(m)``: line kernels, boxes, Gaussian blurs, row offsets)
@@ -111,11 +113,10 @@ def _tile_correlations(tiles, axis, max_lag):
 
 
 # --------------------------------------------------------------------- per image axis
-def _high_pass(image, axis, n_spatial):
+def _high_pass(image, axis, across):
     """The difference that removes the signal before measuring along ``axis``."""
-    if n_spatial == 1:
-        return np.diff(image, axis=0)
-    across = (axis + 1) % n_spatial
+    if across == axis:  # one spatial axis
+        return np.diff(image, axis=axis)
     return np.diff(image, n=2, axis=across)
 
 
@@ -138,10 +139,20 @@ def _flattest(tiles):
     return tiles[scale <= np.median(scale)]
 
 
-def _axis_correlations(image, axis, max_lag, n_spatial):
-    """Per-tile noise correlation along ``axis`` of one image, ``(n_tiles, max_lag + 1)``."""
-    tiles = _flattest(_tiles(_high_pass(image, axis, n_spatial), n_spatial))
-    return _tile_correlations(tiles, axis, max_lag + (n_spatial == 1))
+def _axis_correlations(image, axis, across, max_lag):
+    """Per-tile noise correlation along ``axis`` of one image, ``(n_tiles, max_lag + 1)``,
+    the signal removed by a difference along ``across``."""
+    tiles = _flattest(_tiles(_high_pass(image, axis, across), image.ndim))
+    return _tile_correlations(tiles, axis, max_lag + (across == axis))
+
+
+def _pooled(values):
+    """Median over tiles and its standard error."""
+    centre = np.nanmedian(values, axis=0)
+    n_valid = np.maximum(np.sum(~np.isnan(values), axis=0), 1)
+    # The median of n replicates has about 1.25 times the standard error of a mean.
+    spread = 1.4826 * np.nanmedian(np.abs(values - centre), axis=0)
+    return centre, 1.25 * spread / np.sqrt(n_valid)
 
 
 def _one_axis_estimate(values, max_lag):
@@ -231,22 +242,25 @@ def estimate_noise_correlation(X, *, max_lag=6, threshold=DEFAULT_THRESHOLD,
                     min_spatial_size=3, name="X")
     n_spatial = len(spatial_axes(X.ndim, channel_axis))
     X = np.asarray(X, dtype=np.float64)
-    replicates = [[] for _ in range(n_spatial)]
+    # With one spatial axis the difference is along it; otherwise along each other axis.
+    pairs = [(a, b) for a in range(n_spatial) for b in range(n_spatial)
+             if (a != b) or n_spatial == 1]
+    replicates = {pair: [] for pair in pairs}
     for plane in _image_planes(X, channel_axis):
-        for axis in range(n_spatial):
-            replicates[axis].append(_axis_correlations(plane, axis, max_lag, n_spatial))
-    correlation = np.empty((n_spatial, max_lag + 1))
-    stderr = np.empty_like(correlation)
-    for axis, values in enumerate(replicates):
+        for axis, across in pairs:
+            replicates[axis, across].append(_axis_correlations(plane, axis, across, max_lag))
+    correlation = np.full((n_spatial, max_lag + 1), np.inf)
+    stderr = np.zeros_like(correlation)
+    for (axis, across), values in replicates.items():
         values = np.concatenate(values)
         if n_spatial == 1:
             correlation[axis], stderr[axis] = _one_axis_estimate(values, max_lag)
             continue
-        correlation[axis] = np.nanmedian(values, axis=0)
-        n_valid = np.maximum(np.sum(~np.isnan(values), axis=0), 1)
-        # The median of n replicates has about 1.25 times the standard error of a mean.
-        spread = 1.4826 * np.nanmedian(np.abs(values - correlation[axis]), axis=0)
-        stderr[axis] = 1.25 * spread / np.sqrt(n_valid)
+        # Signal left by the difference only adds correlation, and every difference
+        # measures the same noise correlation (separable noise): keep the smallest.
+        centre, error = _pooled(values)
+        smaller = centre < correlation[axis]
+        correlation[axis, smaller], stderr[axis, smaller] = centre[smaller], error[smaller]
     correlation[:, 0], stderr[:, 0] = 1.0, 0.0
     extent = tuple(_extent(c, s, threshold) for c, s in zip(correlation, stderr))
     return NoiseCorrelation(correlation, stderr, float(threshold), extent)
@@ -286,6 +300,22 @@ def extent_footprint(extent, spatial_shape=None):
             e = max(int(spatial_shape[axis]) - 1, 0)
         sides.append(2 * int(e) + 1)
     return np.ones(sides, dtype=bool)
+
+
+def centred_window(footprint, shape):
+    """``footprint`` cropped or padded (with False) to ``shape``, keeping its centre.
+
+    Both have odd lengths along every axis.
+    """
+    footprint = np.asarray(footprint, dtype=bool)
+    out = np.zeros(shape, dtype=bool)
+    src, dst = [], []
+    for n_in, n_out in zip(footprint.shape, shape):
+        half = min(n_in, n_out) // 2
+        src.append(slice(n_in // 2 - half, n_in // 2 + half + 1))
+        dst.append(slice(n_out // 2 - half, n_out // 2 + half + 1))
+    out[tuple(dst)] = footprint[tuple(src)]
+    return out
 
 
 def footprint_extent(footprint):

@@ -162,6 +162,25 @@ def _image_probes(X, channel_axis, coordinates, n_probes, rng):
     return probes
 
 
+def _blind_spot_of(estimator, X, channel_axis):
+    """The fitted image estimator's structured blind spot (None: the pixel alone)."""
+    footprint_of = getattr(estimator, "_blind_spot_footprint", None)
+    if footprint_of is None or X.ndim < 2:
+        return None
+    spatial = X.shape[1:-1] if channel_axis is not None else X.shape[1:]
+    return footprint_of(tuple(spatial))
+
+
+def _blind_spot_index(probe, footprint, spatial_shape):
+    """Index of every in-image pixel of ``footprint`` centred on the pixel ``probe``."""
+    sample, point = probe[0], np.array(probe[1:1 + len(spatial_shape)])
+    offsets = np.argwhere(footprint) - np.array(footprint.shape) // 2
+    pixels = point + offsets
+    inside = np.all((pixels >= 0) & (pixels < np.array(spatial_shape)), axis=1)
+    pixels = pixels[inside]
+    return (np.full(len(pixels), sample),) + tuple(pixels.T)
+
+
 def _table_probes(estimator, X, coordinates, n_probes, rng):
     """``(row, columns)`` pairs: a row and one whole column group of the partition."""
     groups = [np.asarray(g, dtype=np.intp).ravel() for g in estimator.groups_]
@@ -205,6 +224,9 @@ def check_j_invariance(estimator, X, *, n_probes=8, coordinates=None, delta=None
       ``n_probes`` random interior pixels, spread over the samples. With a channel
       axis (the estimator's ``channel_axis`` is -1) all channels of the pixel are
       changed and all must keep their output.
+    - With a structured blind spot (an image estimator whose ``blind_spot`` hides more
+      than the pixel, for correlated noise), every pixel of the probed pixel's blind
+      spot is changed at once, and the output at the probed pixel must not move.
     - Tables (the fitted estimator has ``groups_``, its column partition): every
       column of one group in one row at a time, for every group, in the first row,
       the last row and ``n_probes - 2`` random rows; the group's outputs in that row
@@ -288,13 +310,19 @@ def check_j_invariance(estimator, X, *, n_probes=8, coordinates=None, delta=None
                            f"row {row}, column group {group.tolist()}"))
     else:
         channel_axis = getattr(est, "channel_axis", None)
+        footprint = _blind_spot_of(est, X, channel_axis)
+        spatial_shape = X.shape[1:X.ndim - (channel_axis is not None)]
         probes = []
         for probe in _image_probes(X, channel_axis, coordinates, n_probes, rng):
             changed = X.copy()
-            changed[probe] = _perturb(X[probe], delta, dtype)
-            probes.append((probe, changed, X[probe], changed[probe],
-                           f"X[{', '.join(map(str, probe))}"
-                           f"{', :' if channel_axis is not None else ''}]"))
+            label = (f"X[{', '.join(map(str, probe))}"
+                     f"{', :' if channel_axis is not None else ''}]")
+            hidden = probe
+            if footprint is not None:
+                hidden = _blind_spot_index(probe, footprint, spatial_shape)
+                label = f"{label} (its blind spot of {len(hidden[0])} pixels changed)"
+            changed[hidden] = _perturb(X[hidden], delta, dtype)
+            probes.append((probe, changed, X[probe], changed[probe], label))
 
     max_change = 0.0
     for index, changed, old, new, label in probes:
