@@ -54,8 +54,8 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import OUTPUTS, SelfSupervisedScoreMixin, shrink_towards_data
-from ..utils._losses import RESIDUAL_LOSSES, get_loss
 from ..utils._correlation import check_blind_spot, estimate_noise_correlation
+from ..utils._losses import RESIDUAL_LOSSES, get_loss
 from ..utils._noise import estimate_noise_variance
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, internal_unit
 

@@ -251,7 +251,7 @@ def estimate_noise_correlation(X, *, max_lag=6, threshold=DEFAULT_THRESHOLD,
             replicates[axis, across].append(_axis_correlations(plane, axis, across, max_lag))
     correlation = np.full((n_spatial, max_lag + 1), np.inf)
     stderr = np.zeros_like(correlation)
-    for (axis, across), values in replicates.items():
+    for (axis, _), values in replicates.items():
         values = np.concatenate(values)
         if n_spatial == 1:
             correlation[axis], stderr[axis] = _one_axis_estimate(values, max_lag)
