@@ -21,7 +21,7 @@ from ..masking import (
 )
 from ..utils._noise import MAD_TO_SIGMA
 from ..utils._validation import spatial_axes
-from ._base import BaseImageDenoiser
+from ._base import BLIND_SPOT_CONSTRAINT, BaseImageDenoiser
 from ._limits import NotBool, describe_shape, positive_int
 
 METHODS = ("BayesShrink", "VisuShrink")
@@ -405,9 +405,20 @@ class JInvariantWavelet(BaseImageDenoiser):
         is accepted as a stack of one (the output has the input's shape). None reads
         them from ``X.ndim``: a 2-D array is then n one-dimensional signals, and
         ``fit`` warns (:class:`~sklearn_n2s.image.SpatialAxesWarning`).
+    blind_spot : 'pixel', 'auto', int, sequence of (int or None) or bool ndarray, \
+            default='pixel'
+        What the J-invariant prediction hides around each pixel (see
+        :class:`~sklearn_n2s.image.DonutMedian`): for correlated noise, a footprint the
+        masking core hides around each coset pixel and fills from outside
+        (:func:`sklearn_n2s.masking.iter_footprint_masked`, more cosets, no ``memory``);
+        ``'auto'`` measures it in ``fit``.
 
     Attributes
     ----------
+    blind_spot_ : str, tuple or ndarray
+        The blind spot used (the measured extents for ``'auto'``).
+    noise_correlation_ : NoiseCorrelation
+        Only for ``blind_spot='auto'``: the measurement.
     n_spatial_dims_ : int
         Number of spatial axes of the data seen in ``fit`` (1 to 3); later data must
         have as many, of any size.
@@ -445,7 +456,7 @@ class JInvariantWavelet(BaseImageDenoiser):
     def __init__(self, sigma=None, *, wavelet="db1", mode="soft", method="BayesShrink",
                  wavelet_levels=None, convert2ycbcr=False, rescale_sigma=True, stride=4,
                  fill="interpolate", cosets=None, channel_axis=None, output="shrink",
-                 noise_variance=None, memory=None, spatial_ndim=None):
+                 noise_variance=None, memory=None, spatial_ndim=None, blind_spot="pixel"):
         self.sigma = sigma
         self.wavelet = wavelet
         self.mode = mode
@@ -461,6 +472,7 @@ class JInvariantWavelet(BaseImageDenoiser):
         self.noise_variance = noise_variance
         self.memory = memory
         self.spatial_ndim = spatial_ndim
+        self.blind_spot = blind_spot
 
     # ------------------------------------------------------------------ parameters
     _parameter_constraints: dict = {
@@ -476,6 +488,7 @@ class JInvariantWavelet(BaseImageDenoiser):
         "fill": [StrOptions(set(FILLS))],
         "cosets": [None, positive_int()],
         "memory": [None, WaveletDecompositionCache],
+        "blind_spot": BLIND_SPOT_CONSTRAINT,
     }
 
     def _check_params_against_data(self, n_spatial):
@@ -556,10 +569,13 @@ class JInvariantWavelet(BaseImageDenoiser):
 
     def _invariant_covered(self, X, scale=1.0, cosets="param"):
         cosets = self.cosets if cosets == "param" else cosets
-        if self.convert2ycbcr:
+        spatial_shape = X.shape[1:X.ndim - (self.channel_axis is not None)]
+        footprint = self._blind_spot_footprint(spatial_shape)
+        if self.convert2ycbcr or footprint is not None:
             return invariant_predict(
                 lambda Xm: self._denoise(Xm, scale), X, stride=self.stride, fill=self.fill,
                 channel_axis=self.channel_axis, cosets=cosets, random_state=0,
+                footprint=footprint,
             )
         return self._batched_invariant(X, scale, cosets)
 

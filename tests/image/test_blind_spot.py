@@ -10,11 +10,11 @@ from skimage.util import img_as_float
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-from sklearn_n2s import DonutMedian, FullSplit, SelfSupervisedScorer
+from sklearn_n2s import DonutMedian, FullSplit, JInvariantWavelet, SelfSupervisedScorer
 from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
 RNG = np.random.default_rng(0)
-BLIND_SPOT_FAMILIES = [DonutMedian(radius=3)]
+BLIND_SPOT_FAMILIES = [DonutMedian(radius=3), JInvariantWavelet(wavelet_levels=1)]
 
 
 def _ids(estimator):
