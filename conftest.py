@@ -15,6 +15,7 @@ _NEEDS = {
     "sklearn_n2s/io/_zarr.py": ("dask", "zarr"),
     "sklearn_n2s/io/_anndata.py": ("anndata",),
     "sklearn_n2s/plotting.py": ("matplotlib",),
+    "sklearn_n2s/napari/_widget.py": ("napari", "magicgui", "matplotlib"),
 }
 
 collect_ignore = [
