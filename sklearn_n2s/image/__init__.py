@@ -8,16 +8,27 @@ three spatial axes, and a dask array as well (chunk by chunk, see
 """
 
 from ._base import BaseImageDenoiser, JInvariantDenoiserMixin, SpatialAxesWarning
+from ._bilateral import JInvariantBilateral
+from ._bm3d import JInvariantBM3D
 from ._gaussian import JInvariantGaussian
+from ._generic import JInvariantDenoiser, MaskedImageCache
 from ._median import DonutMedian
+from ._nlmeans import JInvariantNLMeans
+from ._tv import JInvariantTV
 from ._wavelet import JInvariantWavelet, WaveletDecompositionCache
 
 __all__ = [
     "BaseImageDenoiser",
     "DonutMedian",
+    "JInvariantBM3D",
+    "JInvariantBilateral",
+    "JInvariantDenoiser",
     "JInvariantDenoiserMixin",
     "JInvariantGaussian",
+    "JInvariantNLMeans",
+    "JInvariantTV",
     "JInvariantWavelet",
+    "MaskedImageCache",
     "SpatialAxesWarning",
     "WaveletDecompositionCache",
 ]
