@@ -634,6 +634,13 @@ def _whole_axis_strides(strides, footprint, spatial_shape):
     return out
 
 
+def n_footprint_cosets(footprint, spatial_shape, stride=4):
+    """Number of cosets :func:`iter_footprint_masked` goes through for these images."""
+    footprint = np.asarray(footprint, dtype=bool)
+    return int(np.prod(_whole_axis_strides(footprint_strides(footprint, stride), footprint,
+                                           tuple(spatial_shape))))
+
+
 def fill_from_outside(X, mask, *, channel_axis=None):
     """Fill masked coordinates from the unmasked ones, growing inwards from the border.
 

@@ -43,6 +43,13 @@ class JInvariantBM3D(MaskedFilterDenoiser):
         The ``bm3d`` package's parameter profile.
     stride, fill, cosets, channel_axis, output, noise_variance, memory, spatial_ndim
         As in :class:`JInvariantTV`; ``spatial_ndim`` may only be 2 (or None).
+    blind_spot : 'pixel', 'auto', int, sequence of (int or None) or bool ndarray, \
+            default='pixel'
+        What the J-invariant prediction hides around each pixel: ``'pixel'`` for
+        white noise; for noise correlated between neighbours a footprint (half-extents
+        per axis, None for a whole axis, or a boolean array) that the masking core hides
+        around each coset pixel and fills from outside; ``'auto'`` measures it in
+        ``fit`` (:func:`~sklearn_n2s.estimate_noise_correlation`).
 
     Attributes
     ----------
@@ -73,7 +80,8 @@ class JInvariantBM3D(MaskedFilterDenoiser):
 
     def __init__(self, sigma_psd=None, *, profile="np", stride=4, fill="interpolate",
                  cosets=None, channel_axis=None, output="ordinary", noise_variance=None,
-                 memory=None, spatial_ndim=None):
+                 memory=None, spatial_ndim=None,
+                 blind_spot="pixel"):
         self.sigma_psd = sigma_psd
         self.profile = profile
         self.stride = stride
@@ -84,6 +92,7 @@ class JInvariantBM3D(MaskedFilterDenoiser):
         self.noise_variance = noise_variance
         self.memory = memory
         self.spatial_ndim = spatial_ndim
+        self.blind_spot = blind_spot
 
     _parameter_constraints: dict = {
         **MaskedFilterDenoiser._parameter_constraints,

@@ -32,9 +32,16 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
-from ..masking import FILLS, iter_grid_masked, n_grid_cosets, select_cosets
+from ..masking import (
+    FILLS,
+    iter_footprint_masked,
+    iter_grid_masked,
+    n_footprint_cosets,
+    n_grid_cosets,
+    select_cosets,
+)
 from ..utils._noise import estimate_noise_variance
-from ._base import BaseImageDenoiser
+from ._base import BLIND_SPOT_CONSTRAINT, BaseImageDenoiser
 from ._limits import NotBool, describe_shape, positive_int
 from ._wavelet import WaveletDecompositionCache
 
@@ -57,7 +64,6 @@ class MaskedImageCache(WaveletDecompositionCache):
         Most masked stacks kept (one per dataset and grid setting).
     max_bytes : int, default=536870912
         Most bytes kept in all (512 MiB).
-
     Attributes
     ----------
     hits : int
@@ -101,6 +107,7 @@ class MaskedFilterDenoiser(BaseImageDenoiser):
         "fill": [StrOptions(set(FILLS))],
         "cosets": [None, positive_int()],
         "memory": [None, WaveletDecompositionCache],
+        "blind_spot": BLIND_SPOT_CONSTRAINT,
     }
 
     def _check_params_against_data(self, n_spatial):
@@ -149,30 +156,46 @@ class MaskedFilterDenoiser(BaseImageDenoiser):
     def _invariant_covered(self, X, scale=1.0, cosets="param"):
         cosets = self.cosets if cosets == "param" else cosets
         n_spatial = X.ndim - 1 - (self.channel_axis is not None)
-        chosen = select_cosets(n_grid_cosets(self.stride, n_spatial), cosets)
+        spatial_shape = X.shape[1:1 + n_spatial]
+        footprint = self._blind_spot_footprint(spatial_shape)
+        n_total = (n_grid_cosets(self.stride, n_spatial) if footprint is None
+                   else n_footprint_cosets(footprint, spatial_shape, self.stride))
+        chosen = select_cosets(n_total, cosets)
         prediction = np.array(X, copy=True)
         covered = np.zeros(X.shape, dtype=bool)
-        for slices, masked in self._masked_inputs(X, chosen):
+        for slices, masked in self._masked_inputs(X, chosen, footprint):
             for i in range(X.shape[0]):
                 # only the coset's pixels of each filtered image are kept
                 prediction[i][slices[1:]] = self._filter_checked(masked[i], scale)[slices[1:]]
             covered[slices] = True
         return prediction, (None if covered.all() else covered)
 
-    def _masked_inputs(self, X, chosen):
-        """``[(slices, X_masked), ...]`` for the chosen cosets, from ``memory`` if seen."""
+    def _masked_inputs(self, X, chosen, footprint=None):
+        """``[(slices, X_masked), ...]`` for the chosen cosets, from ``memory`` if seen.
+
+        With a structured blind spot (``footprint``) each coset hides the footprint
+        around its pixels (:func:`~sklearn_n2s.masking.iter_footprint_masked`).
+        """
         memory = self.memory
         key = None
         if memory is not None:
+            shape_key = None if footprint is None else (footprint.shape,
+                                                        footprint.tobytes())
             key = _data_key(X) + ("masked", self.stride, self.fill, self.channel_axis,
-                                  tuple(chosen))
+                                  tuple(chosen), shape_key)
             entry = memory.get(key)
             if entry is not None:
                 return entry
         entry = []
-        for _, slices, masked in iter_grid_masked(
+        if footprint is None:
+            masked_iter = iter_grid_masked(
                 X, stride=self.stride, fill=self.fill, channel_axis=self.channel_axis,
-                cosets=chosen, random_state=0):
+                cosets=chosen, random_state=0)
+        else:
+            masked_iter = iter_footprint_masked(
+                X, footprint, stride=self.stride, fill=self.fill,
+                channel_axis=self.channel_axis, cosets=chosen, random_state=0)
+        for _, slices, masked in masked_iter:
             masked.flags.writeable = False  # shared through the cache
             entry.append((slices, masked))
         if memory is not None:
@@ -185,6 +208,12 @@ class MaskedFilterDenoiser(BaseImageDenoiser):
 
     def _blockwise_halo(self, spatial_shape):
         reach = self._reach(spatial_shape)
+        if self._blind_spot_footprint(spatial_shape) is not None:
+            raise TypeError(
+                f"{type(self).__name__}: a structured blind spot changes the masking grid "
+                "with the image, so a dask array cannot be processed chunk by chunk; "
+                "compute it first (X.compute()) or use blind_spot='pixel'."
+            )
         if reach is None:
             raise TypeError(
                 f"{type(self).__name__}: the filter's reach is not bounded (or not "
@@ -268,6 +297,13 @@ class JInvariantDenoiser(MaskedFilterDenoiser):
     spatial_ndim : {1, 2, 3} or None, default=None
         Number of spatial axes; when given, one image ``(*spatial[, n_channels])`` is
         accepted as a stack of one.
+    blind_spot : 'pixel', 'auto', int, sequence of (int or None) or bool ndarray, \
+            default='pixel'
+        What the J-invariant prediction hides around each pixel: ``'pixel'`` for
+        white noise; for noise correlated between neighbours a footprint (half-extents
+        per axis, None for a whole axis, or a boolean array) that the masking core hides
+        around each coset pixel and fills from outside; ``'auto'`` measures it in
+        ``fit`` (:func:`~sklearn_n2s.estimate_noise_correlation`).
     **denoise_kwargs
         Keyword arguments of the function, each a parameter of the estimator
         (``get_params``, ``set_params``, ``clone``, ``GridSearchCV``). ``fit`` refuses
@@ -311,7 +347,7 @@ class JInvariantDenoiser(MaskedFilterDenoiser):
 
     def __init__(self, denoise_function=None, *, stride=4, fill="interpolate", cosets=None,
                  reach=None, channel_axis=None, output="shrink", noise_variance=None,
-                 memory=None, spatial_ndim=None, **denoise_kwargs):
+                 memory=None, spatial_ndim=None, blind_spot="pixel", **denoise_kwargs):
         self.denoise_function = denoise_function
         self.stride = stride
         self.fill = fill
@@ -322,6 +358,7 @@ class JInvariantDenoiser(MaskedFilterDenoiser):
         self.noise_variance = noise_variance
         self.memory = memory
         self.spatial_ndim = spatial_ndim
+        self.blind_spot = blind_spot
         self._denoise_kwarg_names = ()
         for name, value in denoise_kwargs.items():
             self._set_denoise_kwarg(name, value)

@@ -26,8 +26,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.restoration import denoise_nl_means
 
-from ..masking import neighbour_interpolation
-from ._base import BaseImageDenoiser
+from ..masking import invariant_predict, neighbour_interpolation
+from ._base import BLIND_SPOT_CONSTRAINT, BaseImageDenoiser
 from ._generic import noise_std_of
 from ._limits import NotBool, describe_shape, positive_int, positive_real
 
@@ -236,6 +236,13 @@ class JInvariantNLMeans(BaseImageDenoiser):
     spatial_ndim : {2, 3} or None, default=None
         Number of spatial axes; when given, one image is accepted as a stack of one.
         ``denoise_nl_means`` takes 2-D and 3-D images, so 1-D signals are refused.
+    blind_spot : 'pixel', 'auto', int, sequence of (int or None) or bool ndarray, \
+            default='pixel'
+        What the J-invariant prediction hides around each pixel: ``'pixel'`` for
+        white noise; for noise correlated between neighbours a footprint (half-extents
+        per axis, None for a whole axis, or a boolean array) that the masking core hides
+        around each coset pixel and fills from outside; ``'auto'`` measures it in
+        ``fit`` (:func:`~sklearn_n2s.estimate_noise_correlation`).
 
     Attributes
     ----------
@@ -273,7 +280,8 @@ class JInvariantNLMeans(BaseImageDenoiser):
 
     def __init__(self, h=0.1, *, patch_size=7, patch_distance=11, fast_mode=True, sigma=0.0,
                  channel_axis=None, output="shrink", noise_variance=None,
-                 spatial_ndim=None):
+                 spatial_ndim=None,
+                 blind_spot="pixel"):
         self.h = h
         self.patch_size = patch_size
         self.patch_distance = patch_distance
@@ -283,9 +291,11 @@ class JInvariantNLMeans(BaseImageDenoiser):
         self.output = output
         self.noise_variance = noise_variance
         self.spatial_ndim = spatial_ndim
+        self.blind_spot = blind_spot
 
     _parameter_constraints: dict = {
         **BaseImageDenoiser._parameter_constraints,
+        "blind_spot": BLIND_SPOT_CONSTRAINT,
         "h": [positive_real()],
         "patch_size": [positive_int()],
         "patch_distance": [positive_int()],
@@ -358,6 +368,13 @@ class JInvariantNLMeans(BaseImageDenoiser):
         return out
 
     def _invariant(self, X, scale=1.0):
+        spatial_shape = X.shape[1:X.ndim - (self.channel_axis is not None)]
+        footprint = self._blind_spot_footprint(spatial_shape)
+        if footprint is not None:
+            # The one-pass form leaves out the pixel only: a structured blind spot goes
+            # through the masking core instead (the footprint hidden and filled).
+            return invariant_predict(lambda Xm: self._denoise(Xm, scale), X,
+                                     channel_axis=self.channel_axis, footprint=footprint)[0]
         out = np.empty_like(X)
         for i, image in enumerate(X):
             out[i] = nl_means_invariant(image.astype(np.float64, copy=False),

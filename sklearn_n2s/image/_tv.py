@@ -45,6 +45,13 @@ class JInvariantTV(MaskedFilterDenoiser):
         Keeps the masked images between calls (shared by clones).
     spatial_ndim : {1, 2, 3} or None, default=None
         Number of spatial axes; when given, one image is accepted as a stack of one.
+    blind_spot : 'pixel', 'auto', int, sequence of (int or None) or bool ndarray, \
+            default='pixel'
+        What the J-invariant prediction hides around each pixel: ``'pixel'`` for
+        white noise; for noise correlated between neighbours a footprint (half-extents
+        per axis, None for a whole axis, or a boolean array) that the masking core hides
+        around each coset pixel and fills from outside; ``'auto'`` measures it in
+        ``fit`` (:func:`~sklearn_n2s.estimate_noise_correlation`).
 
     Attributes
     ----------
@@ -77,7 +84,8 @@ class JInvariantTV(MaskedFilterDenoiser):
 
     def __init__(self, weight=0.1, *, eps=2e-4, max_num_iter=200, stride=4,
                  fill="interpolate", cosets=None, channel_axis=None, output="ordinary",
-                 noise_variance=None, memory=None, spatial_ndim=None):
+                 noise_variance=None, memory=None, spatial_ndim=None,
+                 blind_spot="pixel"):
         self.weight = weight
         self.eps = eps
         self.max_num_iter = max_num_iter
@@ -89,6 +97,7 @@ class JInvariantTV(MaskedFilterDenoiser):
         self.noise_variance = noise_variance
         self.memory = memory
         self.spatial_ndim = spatial_ndim
+        self.blind_spot = blind_spot
 
     _parameter_constraints: dict = {
         **MaskedFilterDenoiser._parameter_constraints,

@@ -6,11 +6,22 @@ import pytest
 from scipy import ndimage as ndi
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
+from skimage.restoration import denoise_tv_chambolle
 from skimage.util import img_as_float
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-from sklearn_n2s import DonutMedian, FullSplit, JInvariantWavelet, SelfSupervisedScorer
+from sklearn_n2s import (
+    DonutMedian,
+    FullSplit,
+    JInvariantBilateral,
+    JInvariantDenoiser,
+    JInvariantNLMeans,
+    JInvariantTV,
+    JInvariantWavelet,
+    MaskedImageCache,
+    SelfSupervisedScorer,
+)
 from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
 RNG = np.random.default_rng(0)
@@ -105,3 +116,39 @@ def test_auto_calibrates_better_than_pixel_on_correlated_noise(estimator, grid):
         scores[blind_spot] = peak_signal_noise_ratio(clean, best.transform(noisy)[0],
                                                      data_range=1)
     assert scores["auto"] > scores["pixel"] + 0.3
+
+
+# ------------------------------------------------ the catalogue of issue 12 takes it too
+NEW_FAMILIES = [
+    JInvariantDenoiser(denoise_tv_chambolle, weight=0.2),
+    JInvariantTV(weight=0.2),
+    JInvariantNLMeans(h=0.3, patch_size=3, patch_distance=2),
+    JInvariantBilateral(sigma_color=0.3),
+]
+
+
+@pytest.mark.parametrize("estimator", NEW_FAMILIES, ids=_ids)
+@pytest.mark.parametrize("blind_spot", [(0, 2), (1, 1), (None, 0)])
+def test_new_families_ignore_their_whole_blind_spot(estimator, blind_spot):
+    X = np.random.default_rng(3).random((1, 14, 15))
+    est = clone(estimator).set_params(blind_spot=blind_spot)
+    assert check_j_invariance(est, X, n_probes=3) > 0
+
+
+def test_masked_image_cache_keys_the_blind_spot():
+    X = np.random.default_rng(4).random((1, 16, 16))
+    cache = MaskedImageCache()
+    pixel = JInvariantTV(weight=0.2, memory=cache).fit(X).invariant_transform(X)
+    line = JInvariantTV(weight=0.2, memory=cache, blind_spot=(0, 2)).fit(X)
+    np.testing.assert_allclose(
+        line.invariant_transform(X),
+        JInvariantTV(weight=0.2, blind_spot=(0, 2)).fit(X).invariant_transform(X))
+    assert not np.allclose(line.invariant_transform(X), pixel)
+
+
+def test_masked_families_refuse_dask_with_a_structured_blind_spot():
+    da = pytest.importorskip("dask.array")
+    X = da.from_array(np.random.default_rng(5).random((1, 32, 32)), chunks=(1, 16, 16))
+    est = JInvariantTV(weight=0.2, blind_spot=(0, 2)).fit(X)
+    with pytest.raises(TypeError, match="blind spot"):
+        est.transform(X).compute()
