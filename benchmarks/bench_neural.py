@@ -16,6 +16,13 @@ Usage::
 
     python benchmarks/bench_neural.py                 # the full run (~15 min on 2 cores)
     python benchmarks/bench_neural.py --quick         # a smoke run (seconds)
+    python benchmarks/bench_neural.py --module blindspot   # N2SNet(module=BlindSpotUnet)
+
+``--module`` picks N2SNet's network: ``babyunet`` (the default, masked training),
+``blindspot`` (:class:`~sklearn_n2s.neural.BlindSpotUnet`, one-pass J-invariant) or
+``dbsn`` (:class:`~sklearn_n2s.neural.DilatedBlindSpotNet`). The per-epoch curve is the
+single (ordinary) pass; after training, every ``output`` of N2SNet is reported, the
+default (``'shrink'``) first.
 """
 
 import argparse
@@ -66,11 +73,27 @@ class HeldOutPSNR(Callback):
         self.clean = clean
 
     def on_epoch_end(self, net, **kwargs):
-        net.history.record("psnr", psnr(net.transform(self.noisy), self.clean))
+        single_pass = net._predict(self.noisy, invariant=False)[0]
+        net.history.record("psnr", psnr(single_pass, self.clean))
+
+
+def module_class(name):
+    """The network of ``--module``: BabyUnet, or a blind-spot module when it exists."""
+    import sklearn_n2s.neural as neural
+
+    attribute = {"babyunet": "BabyUnet", "blindspot": "BlindSpotUnet",
+                 "dbsn": "DilatedBlindSpotNet"}[name]
+    if not hasattr(neural, attribute):
+        raise SystemExit(f"--module {name}: sklearn_n2s.neural has no {attribute} yet")
+    return getattr(neural, attribute)
+
+
+#: The network of every N2SNet of this run (set from ``--module``).
+MODULE = {"module": BabyUnet}
 
 
 def n2s_net(**params):
-    defaults = {"max_epochs": 12, "batch_size": 32, "random_state": 0}
+    defaults = {"max_epochs": 12, "batch_size": 32, "random_state": 0, **MODULE}
     return N2SNet(**{**defaults, **params})
 
 
@@ -246,7 +269,10 @@ def main():
     parser.add_argument("--speed-only", action="store_true",
                         help="1 training epoch each, then only the speed sections")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    parser.add_argument("--module", choices=["babyunet", "blindspot", "dbsn"],
+                        default="babyunet", help="N2SNet's network (default: babyunet)")
     args = parser.parse_args()
+    MODULE["module"] = module_class(args.module)
     if args.quick:
         args.n_train, args.n_test, args.epochs, args.ablation_epochs = 128, 64, 2, 1
         args.repeats = 1
@@ -254,7 +280,8 @@ def main():
     data = load_mnist(args.n_train, args.n_test)
     noisy_test, clean_test = data[2], data[3]
     print(f"# Neural Noise2Self on MNIST ({args.n_train} train / {args.n_test} held out, "
-          f"sigma {SIGMA}; torch {torch.__version__}, {torch.get_num_threads()} threads)\n")
+          f"sigma {SIGMA}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"N2SNet module {MODULE['module'].__name__})\n")
     print(f"Noisy input PSNR: {psnr(noisy_test, clean_test):.2f} dB\n")
 
     if args.speed_only:
@@ -272,6 +299,11 @@ def main():
     our_inv = net.invariant_transform(noisy_test)
     print(f"\nAfter {args.epochs} epochs, J-invariant output: reference "
           f"{psnr(ref_inv, clean_test):.2f} dB, N2SNet {psnr(our_inv, clean_test):.2f} dB.")
+    outputs = {o: psnr(clone_with(net, output=o).transform(noisy_test), clean_test)
+               for o in ("shrink", "invariant", "ordinary")}
+    print("N2SNet outputs: " + ", ".join(f"{o} {v:.2f} dB" + (" (default)" if o == "shrink"
+                                                              else "")
+                                         for o, v in outputs.items()) + ".")
     target_epoch = min(6, args.epochs)
     target = ref_curve[target_epoch - 1]
     ours_s = time_to_reach(our_curve, our_times, target)
@@ -338,10 +370,10 @@ def main():
     methods = {
         "reference infer_full_image (16 + 1 passes, batch 32, autograd on)":
             lambda X: reference_invariant(ref_model, X),
-        "N2SNet.invariant_transform (16 passes, no_grad, batch-norm folded, "
-        "channels_last, batch 64)": net.invariant_transform,
+        f"N2SNet.invariant_transform ({'1 blind-spot pass' if net.blind_spot_ else '16 passes'}"
+        ", no_grad, batch-norm folded, channels_last, batch 64)": net.invariant_transform,
         "same, unfused module, NCHW, batch 256": plain.invariant_transform,
-        "N2SNet.transform (single pass)": net.transform,
+        "N2SNet output='ordinary' (single pass)": clone_with(net, output="ordinary").transform,
     }
     for method in methods.values():
         method(noisy_test[:64])  # warm-up
@@ -356,6 +388,9 @@ def main():
     print("|---|---|---|")
     for name, seconds in best.items():
         print(f"| {name} | {seconds:.2f} | {ref_s / seconds:.2f}x |")
+    import os
+
+    print(f"\nuptime: {os.popen('uptime').read().strip()}")
 
 if __name__ == "__main__":
     main()

@@ -114,8 +114,9 @@ class WarmupCosineLR(LRScheduler):
 
     Active while the net's ``lr_schedule`` is ``'cosine'``. The
     :class:`~torch.optim.lr_scheduler.LambdaLR` is built when the first epoch of a
-    ``fit``/``partial_fit`` begins, once the number of training batches is known:
-    ``max_epochs * batches per epoch`` steps in all. The learning rate of each batch
+    ``fit``/``partial_fit`` begins, once the number of training batches is known: the
+    net's ``train_plan_['steps']`` (N2SNet's budget), else ``max_epochs * batches per
+    epoch`` steps in all. The learning rate of each batch
     is recorded in the history under ``event_name``.
 
     Parameters
@@ -183,7 +184,11 @@ class WarmupCosineLR(LRScheduler):
         """
         if self.lr_scheduler_ is not None or getattr(net, "lr_schedule", "cosine") != "cosine":
             return
-        total_steps = max(1, net.max_epochs * _n_train_batches(net, dataset_train))
+        plan = getattr(net, "train_plan_", None)
+        if plan is not None:  # N2SNet's budget of optimiser steps
+            total_steps = max(1, plan["steps"])
+        else:
+            total_steps = max(1, net.max_epochs * _n_train_batches(net, dataset_train))
         groups = net.optimizer_.param_groups
         self.base_lrs_ = [group["lr"] for group in groups]
         for group in groups:

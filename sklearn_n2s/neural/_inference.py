@@ -1,20 +1,53 @@
 """Inference helpers for image networks: tiles, and the exact J-invariant output.
 
 :func:`invariant_forward` hides every coset of a stride-``stride`` grid in turn and
-reads each pixel from the pass that hid it. The ``stride**2`` masked copies of a chunk
+reads each pixel from the pass that hid it. The ``stride**ndim`` masked copies of a chunk
 of images are built by slices and run as one large batch (no wasted extra pass, unlike
-the reference code's ``infer_full_image``). :func:`forward_tiled` runs a network on
-overlapping tiles, for images too big for memory.
+the reference code's ``infer_full_image``). A blind-spot network needs none of this: its
+one pass is J-invariant by construction. :func:`forward_tiled` runs a network on
+overlapping tiles in 1, 2 or 3 spatial dimensions, for images too big for memory: each
+tile carries a margin of context at least the network's receptive radius, and starts on
+a multiple of its downsampling factor, so that the kept core of every tile equals the
+whole image's output (tested to 1e-4).
 """
+
+import itertools
+import math
 
 import torch
 
 from .. import masking as core
 from ._masking import fill_masked_torch, grid_fill_source
 
-#: Context kept around each tile, larger than BabyUnet's receptive radius (about 26
+#: Context kept around each tile for BabyUnet, larger than its receptive radius (26
 #: pixels) and a multiple of 4, so tiles line up with the pooling grid.
 TILE_MARGIN = 32
+#: Alignment assumed for a module that does not state its ``size_multiple`` (covers up
+#: to four levels of 2x pooling).
+DEFAULT_SIZE_MULTIPLE = 16
+
+
+def tile_geometry(module, tile_size=None):
+    """``(margin, multiple)`` of tiled inference for a module.
+
+    ``multiple`` is the module's ``size_multiple`` (its total downsampling factor) or
+    :data:`DEFAULT_SIZE_MULTIPLE`; ``margin`` its ``receptive_radius`` (or
+    :data:`TILE_MARGIN`) plus one, rounded up to a multiple of ``multiple``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    tile_size : int or None
+        Unused; kept so callers may pass it.
+
+    Returns
+    -------
+    margin, multiple : int
+    """
+    multiple = int(getattr(module, "size_multiple", DEFAULT_SIZE_MULTIPLE))
+    radius = int(getattr(module, "receptive_radius", TILE_MARGIN - 1))
+    margin = math.ceil((radius + 1) / multiple) * multiple
+    return margin, multiple
 
 
 def forward_tiled(run, x, tile_size=None, margin=TILE_MARGIN):
@@ -23,32 +56,33 @@ def forward_tiled(run, x, tile_size=None, margin=TILE_MARGIN):
     Parameters
     ----------
     run : callable
-        Maps an (N, C, h, w) tensor to an (N, C_out, h, w) tensor.
-    x : tensor of shape (N, C, H, W)
+        Maps an (N, C, *s) tensor to an (N, C_out, *s) tensor.
+    x : tensor of shape (N, C, *spatial), 1 to 3 spatial axes
     tile_size : int or None, default=None
         Side of the tiles whose output is kept; None runs whole images.
     margin : int, default=TILE_MARGIN
-        Context added around each tile (cut off the image border).
+        Context added around each tile on every side (cut off at the image border).
 
     Returns
     -------
-    out : tensor of shape (N, C_out, H, W)
+    out : tensor of shape (N, C_out, *spatial)
     """
-    height, width = x.shape[-2:]
-    if tile_size is None or (height <= tile_size and width <= tile_size):
+    spatial = tuple(x.shape[2:])
+    if tile_size is None or all(n <= tile_size for n in spatial):
         return run(x)
-    tile = tile_size
     out = None
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            ya, xa = max(0, y0 - margin), max(0, x0 - margin)
-            yb = min(height, y0 + tile + margin)
-            xb = min(width, x0 + tile + margin)
-            pred = run(x[:, :, ya:yb, xa:xb])
-            if out is None:
-                out = pred.new_empty((x.shape[0], pred.shape[1], height, width))
-            out[:, :, y0:y0 + tile, x0:x0 + tile] = (
-                pred[:, :, y0 - ya:y0 - ya + tile, x0 - xa:x0 - xa + tile])
+    starts = [range(0, n, tile_size) for n in spatial]
+    for corner in itertools.product(*starts):
+        outer = tuple(slice(max(0, c - margin), min(n, c + tile_size + margin))
+                      for c, n in zip(corner, spatial))
+        pred = run(x[(slice(None), slice(None), *outer)])
+        if out is None:
+            out = pred.new_empty((x.shape[0], pred.shape[1], *spatial))
+        core_in_tile = tuple(slice(c - o.start, c - o.start + tile_size)
+                             for c, o in zip(corner, outer))
+        core_in_image = tuple(slice(c, c + tile_size) for c in corner)
+        out[(slice(None), slice(None), *core_in_image)] = (
+            pred[(slice(None), slice(None), *core_in_tile)])
     return out
 
 
@@ -59,10 +93,10 @@ def invariant_forward(forward, x, *, stride=4, fill="interpolate", generator=Non
     Parameters
     ----------
     forward : callable
-        Maps an (M, C, H, W) stack to the network's (M, C, H, W) output.
-    x : tensor of shape (N, C, H, W)
+        Maps an (M, C, *spatial) stack to the network's (M, C_out, *spatial) output.
+    x : tensor of shape (N, C, *spatial)
     stride : int >= 2, default=4
-        ``stride**2`` cosets, so ``stride**2`` masked copies of every image.
+        ``stride**ndim`` cosets, so ``stride**ndim`` masked copies of every image.
     fill : {'interpolate', 'zero', 'median', 'uniform'}, default='interpolate'
     generator : torch.Generator or None, default=None
         Used by the ``'uniform'`` fill only.
@@ -71,28 +105,31 @@ def invariant_forward(forward, x, *, stride=4, fill="interpolate", generator=Non
 
     Returns
     -------
-    out : tensor like x
+    out : tensor of shape (N, C_out, *spatial)
     """
-    n_cosets = core.n_grid_cosets(stride, 2)
-    offsets = [core.grid_offsets(stride, 2, i) for i in range(n_cosets)]
+    ndim = x.ndim - 2
+    n_cosets = core.n_grid_cosets(stride, ndim)
+    slices = [(slice(None), slice(None),
+               *(slice(o, None, stride) for o in core.grid_offsets(stride, ndim, i)))
+              for i in range(n_cosets)]
     source = grid_fill_source(x, fill)
-    out = torch.empty_like(x)
+    out = None
     per_chunk = max(1, images_per_pass // n_cosets)
     for start in range(0, len(x), per_chunk):
         chunk = x[start:start + per_chunk]
         k = len(chunk)
-        masked = chunk.repeat(n_cosets, 1, 1, 1)
-        for c, (oy, ox) in enumerate(offsets):
+        masked = chunk.repeat(n_cosets, *([1] * (ndim + 1)))
+        for c, coset in enumerate(slices):
             block = masked[c * k:(c + 1) * k]
             if source is None:
                 mask = torch.zeros_like(chunk[:, :1], dtype=torch.bool)
-                mask[:, :, oy::stride, ox::stride] = True
+                mask[coset] = True
                 block.copy_(fill_masked_torch(chunk, mask, fill, generator))
             else:
-                src = source[start:start + k]
-                block[:, :, oy::stride, ox::stride] = src[:, :, oy::stride, ox::stride]
+                block[coset] = source[start:start + k][coset]
         pred = forward(masked)
-        for c, (oy, ox) in enumerate(offsets):
-            out[start:start + k, :, oy::stride, ox::stride] = (
-                pred[c * k:(c + 1) * k, :, oy::stride, ox::stride])
+        if out is None:
+            out = pred.new_empty((len(x), pred.shape[1], *x.shape[2:]))
+        for c, coset in enumerate(slices):
+            out[start:start + k][coset] = pred[c * k:(c + 1) * k][coset]
     return out

@@ -1,14 +1,17 @@
-"""Torch masks and fills for (N, C, H, W) batches, with the semantics of the masking core.
+"""Torch masks and fills for (N, C, *spatial) batches, with the semantics of the masking core.
 
 Every function here equals its numpy counterpart in :mod:`sklearn_n2s.masking` (tested to
-1e-12): the network meets a mask and a fill every batch, so they run in torch, on the
-batch's device. ``'interpolate'`` is a depthwise convolution with the core's centre-less
-kernel (1 on faces, 1/2 on diagonals) normalised over the unmasked in-image neighbours;
-``'median'`` is delegated to :func:`sklearn_n2s.masking.fill_masked`.
+1e-12) in 1, 2 and 3 spatial dimensions: the network meets a mask and a fill every
+batch, so they run in torch, on the batch's device. ``'interpolate'`` is a depthwise
+convolution with the core's centre-less kernel (the outer product of [1/2, 1, 1/2] along
+every axis, centre 0: faces 1, edges 1/2, corners 1/4 relative to each other) normalised
+over the unmasked in-image neighbours; ``'median'`` is delegated to
+:func:`sklearn_n2s.masking.fill_masked`.
 
-Masks are (N, 1, H, W) bool tensors, True where a pixel (all its channels) is hidden.
+Masks are (N, 1, *spatial) bool tensors, True where a pixel (all its channels) is hidden.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -22,26 +25,52 @@ MASKINGS = ("grid", "random")
 #: What the network sees at hidden pixels.
 NET_FILLS = ("interpolate", "zero", "median", "uniform")
 
-# Centre-less 3x3 neighbour weights of the 'interpolate' fill (faces 1, diagonals 1/2).
-_NEIGHBOUR_WEIGHTS = ((0.5, 1.0, 0.5), (1.0, 0.0, 1.0), (0.5, 1.0, 0.5))
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def _spatial_dims(x):
+    return tuple(range(2, x.ndim))
+
+
+@functools.lru_cache(maxsize=8)
+def _neighbour_weights(ndim):
+    """The centre-less 3**ndim kernel of the core's interpolation, as a numpy array."""
+    side = np.array([0.5, 1.0, 0.5])
+    kernel = functools.reduce(np.multiply.outer, [side] * ndim)
+    kernel[(1,) * ndim] = 0.0
+    return kernel
+
+
+def _kernel(x):
+    ndim = x.ndim - 2
+    return torch.as_tensor(_neighbour_weights(ndim), dtype=x.dtype, device=x.device)
+
+
+def _depthwise(x, kernel):
+    """Correlate every channel of x with ``kernel`` (zeros outside the image)."""
+    ndim = x.ndim - 2
+    n_channels = x.shape[1]
+    weight = kernel.expand(n_channels, 1, *kernel.shape)
+    return _CONV[ndim](x, weight, padding=1, groups=n_channels)
 
 
 def _per_image_mean(x, keep):
     """Mean of the kept values of every image and channel, 0 where none is kept."""
-    total = (x * keep).sum(dim=(2, 3), keepdim=True)
-    count = keep.sum(dim=(2, 3), keepdim=True)
+    dims = _spatial_dims(x)
+    total = (x * keep).sum(dim=dims, keepdim=True)
+    count = keep.sum(dim=dims, keepdim=True)
     return torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))
 
 
 def neighbour_fill(x, keep):
-    """Weighted mean of the kept in-image 3x3 neighbours of every pixel, per channel.
+    """Weighted mean of the kept in-image 3**ndim neighbours of every pixel, per channel.
 
     Pixels whose neighbours are all hidden get the mean of the kept pixels of their
     image and channel, as :func:`sklearn_n2s.masking.fill_masked` does.
 
     Parameters
     ----------
-    x : tensor of shape (N, C, H, W)
+    x : tensor of shape (N, C, *spatial), 1 to 3 spatial axes
     keep : bool tensor broadcastable to x
         True where the pixel is visible.
 
@@ -49,63 +78,69 @@ def neighbour_fill(x, keep):
     -------
     values : tensor like x
     """
-    n_channels = x.shape[1]
-    kernel = torch.tensor(_NEIGHBOUR_WEIGHTS, dtype=x.dtype, device=x.device)
-    kernel = kernel.expand(n_channels, 1, 3, 3)
+    kernel = _kernel(x)
     keep = keep.to(x.dtype).expand_as(x)
-    numerator = F.conv2d(x * keep, kernel, padding=1, groups=n_channels)
-    denominator = F.conv2d(keep, kernel, padding=1, groups=n_channels)
+    numerator = _depthwise(x * keep, kernel)
+    denominator = _depthwise(keep, kernel)
     fallback = _per_image_mean(x, keep).expand_as(x)
     return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-12), fallback)
 
 
 def neighbour_average(x):
-    """Weighted mean of all in-image 3x3 neighbours (centre excluded), per channel.
+    """Weighted mean of all in-image 3**ndim neighbours (centre excluded), per channel.
 
     Equals ``neighbour_fill(x, all kept)`` with one convolution of x: the normaliser
     depends on the image size only.
 
     Parameters
     ----------
-    x : tensor of shape (N, C, H, W)
+    x : tensor of shape (N, C, *spatial)
 
     Returns
     -------
     values : tensor like x
     """
-    n_channels, height, width = x.shape[1:]
-    kernel = torch.tensor(_NEIGHBOUR_WEIGHTS, dtype=x.dtype, device=x.device)
-    numerator = F.conv2d(x, kernel.expand(n_channels, 1, 3, 3), padding=1, groups=n_channels)
-    ones = torch.ones((1, 1, height, width), dtype=x.dtype, device=x.device)
-    return numerator / F.conv2d(ones, kernel.view(1, 1, 3, 3), padding=1)
+    kernel = _kernel(x)
+    numerator = _depthwise(x, kernel)
+    ones = torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device)
+    return numerator / _depthwise(ones, kernel)
 
 
 def _uniform_fill(x, keep, generator):
     """Uniform values between the min and max of the kept pixels of each image/channel."""
+    dims = _spatial_dims(x)
     keep = keep.expand_as(x)
-    low = torch.where(keep, x, torch.full_like(x, math.inf)).amin(dim=(2, 3), keepdim=True)
-    high = torch.where(keep, x, torch.full_like(x, -math.inf)).amax(dim=(2, 3), keepdim=True)
+    low = torch.where(keep, x, torch.full_like(x, math.inf)).amin(dim=dims, keepdim=True)
+    high = torch.where(keep, x, torch.full_like(x, -math.inf)).amax(dim=dims, keepdim=True)
     low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
     high = torch.where(torch.isfinite(high), high, torch.zeros_like(high))
     noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     return low + (high - low) * noise
 
 
+def _channels_last(x):
+    return x.movedim(1, -1)
+
+
+def _channels_first(array, like):
+    return torch.from_numpy(np.ascontiguousarray(array)).movedim(-1, 1).to(like)
+
+
 def _median_fill(x, mask):
     """Median of the kept in-image neighbours, through the numpy masking core."""
-    nhwc = x.detach().permute(0, 2, 3, 1).cpu().numpy()
+    nhwc = _channels_last(x.detach()).cpu().numpy()
     spatial_mask = mask[:, 0].cpu().numpy()
     filled = core.fill_masked(nhwc, spatial_mask, "median", channel_axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(filled)).permute(0, 3, 1, 2).to(x.device)
+    return _channels_first(filled, x)
 
 
 def fill_masked_torch(x, mask, fill="interpolate", generator=None):
-    """Torch version of :func:`sklearn_n2s.masking.fill_masked` for (N, C, H, W) stacks.
+    """Torch version of :func:`sklearn_n2s.masking.fill_masked` for (N, C, *spatial) stacks.
 
     Parameters
     ----------
-    x : tensor of shape (N, C, H, W)
-    mask : bool tensor of shape (N, 1, H, W)
+    x : tensor of shape (N, C, *spatial)
+    mask : bool tensor of shape (N, 1, *spatial)
         True where the pixel (all its channels) is hidden.
     fill : {'interpolate', 'zero', 'median', 'uniform'}, default='interpolate'
     generator : torch.Generator or None, default=None
@@ -130,39 +165,47 @@ def fill_masked_torch(x, mask, fill="interpolate", generator=None):
     return torch.where(mask, values, x)
 
 
-def grid_batch_mask(n_images, height, width, stride, generator):
+def grid_batch_mask(n_images, spatial_shape, stride, generator):
     """One random grid coset per image, built by broadcasting.
 
     Parameters
     ----------
-    n_images, height, width : int
+    n_images : int
+    spatial_shape : tuple of int
+        One to three spatial lengths.
     stride : int >= 2
     generator : torch.Generator
 
     Returns
     -------
-    mask : bool tensor of shape (n_images, 1, height, width)
+    mask : bool tensor of shape (n_images, 1, *spatial_shape)
     """
-    offsets = torch.randint(stride, (2, n_images, 1, 1, 1), generator=generator)
-    rows = (torch.arange(height) % stride).view(1, 1, height, 1)
-    cols = (torch.arange(width) % stride).view(1, 1, 1, width)
-    return (rows == offsets[0]) & (cols == offsets[1])
+    ndim = len(spatial_shape)
+    offsets = torch.randint(stride, (ndim, n_images), generator=generator)
+    mask = torch.ones((n_images, 1, *spatial_shape), dtype=torch.bool)
+    for axis, length in enumerate(spatial_shape):
+        shape = [1, 1] + [1] * ndim
+        shape[2 + axis] = length
+        phase = (torch.arange(length) % stride).view(shape)
+        mask &= phase == offsets[axis].view(n_images, *([1] * (ndim + 1)))
+    return mask
 
 
-def random_batch_mask(n_images, height, width, density, generator):
+def random_batch_mask(n_images, spatial_shape, density, generator):
     """Bernoulli mask with the given density; never empty (one pixel at least).
 
     Parameters
     ----------
-    n_images, height, width : int
+    n_images : int
+    spatial_shape : tuple of int
     density : float in (0, 1)
     generator : torch.Generator
 
     Returns
     -------
-    mask : bool tensor of shape (n_images, 1, height, width)
+    mask : bool tensor of shape (n_images, 1, *spatial_shape)
     """
-    mask = torch.rand((n_images, 1, height, width), generator=generator) < density
+    mask = torch.rand((n_images, 1, *spatial_shape), generator=generator) < density
     if not mask.any():
         flat = mask.view(-1)
         flat[torch.randint(flat.numel(), (1,), generator=generator)] = True
@@ -175,7 +218,7 @@ def mask_batch(x, *, masking="grid", stride=4, density=1 / 16, fill="interpolate
 
     Parameters
     ----------
-    x : tensor of shape (N, C, H, W)
+    x : tensor of shape (N, C, *spatial)
     masking : {'grid', 'random'}, default='grid'
         One random coset of a stride-``stride`` grid per image, or a Bernoulli mask of
         the given ``density``.
@@ -188,13 +231,13 @@ def mask_batch(x, *, masking="grid", stride=4, density=1 / 16, fill="interpolate
     Returns
     -------
     net_input : tensor like x
-    mask : bool tensor of shape (N, 1, H, W), on the device of x
+    mask : bool tensor of shape (N, 1, *spatial), on the device of x
     """
-    n_images, _, height, width = x.shape
+    n_images, spatial = x.shape[0], tuple(x.shape[2:])
     if masking == "grid":
-        mask = grid_batch_mask(n_images, height, width, stride, generator)
+        mask = grid_batch_mask(n_images, spatial, stride, generator)
     else:
-        mask = random_batch_mask(n_images, height, width, density, generator)
+        mask = random_batch_mask(n_images, spatial, density, generator)
     mask = mask.to(x.device)
     if masking == "grid" and fill == "interpolate":
         # No two pixels of a coset are neighbours: every hidden pixel sees all its
@@ -211,7 +254,7 @@ def grid_fill_source(x, fill):
 
     Parameters
     ----------
-    x : tensor of shape (N, C, H, W)
+    x : tensor of shape (N, C, *spatial)
     fill : {'interpolate', 'zero', 'median', 'uniform'}
 
     Returns
@@ -223,7 +266,6 @@ def grid_fill_source(x, fill):
     if fill == "zero":
         return torch.zeros_like(x)
     if fill == "median":
-        nhwc = x.permute(0, 2, 3, 1).cpu().numpy()
-        source = core.neighbour_median(nhwc, channel_axis=-1)
-        return torch.from_numpy(np.ascontiguousarray(source)).permute(0, 3, 1, 2).to(x)
+        source = core.neighbour_median(_channels_last(x).cpu().numpy(), channel_axis=-1)
+        return _channels_first(source, x)
     return None

@@ -3,14 +3,43 @@
 Training (Batson & Royer 2019, section 4): every batch hides a subset J of pixels,
 replaces them by a fill that does not look at them (:mod:`._masking`), and penalises the
 network only on J (the mean squared error over the masked pixels, normalised by their
-number). Inference comes in two forms:
+number). A *blind-spot* module (class attribute ``blind_spot = True``, such as
+``BlindSpotUnet``) never sees the centre pixel by construction: it is trained with the
+loss on every pixel and no masking, and its one pass is J-invariant.
 
-- :meth:`N2SNet.transform`: the network applied once to the data (the best output);
-- :meth:`N2SNet.invariant_transform`: the exact J-invariant output. Every coset of a
-  stride-``stride`` grid is hidden in turn, and each pixel is taken from the pass that
-  hid it (:func:`._inference.invariant_forward`), under ``torch.no_grad`` in eval mode,
-  in tiles for big images. This is what :meth:`N2SNet.score` and
-  :class:`~sklearn_n2s.SelfSupervisedScorer` rank.
+Images are stacks ``(n, *spatial[, C])`` with 1, 2 or 3 spatial axes (``spatial_ndim``,
+``channel_axis`` as for the classical denoisers); modules that accept ``ndim`` are built
+for the data's. Large images train on random patches (``patch_size``) with flips and
+90-degree rotations, for a budget of optimiser steps (``max_steps``), so one image or one
+volume is a training set.
+
+Inference:
+
+- :meth:`N2SNet.invariant_transform`: the exact J-invariant output. For a masked-trained
+  module every coset of a stride-``stride`` grid is hidden in turn, and each pixel is
+  taken from the pass that hid it (:func:`._inference.invariant_forward`); for a
+  blind-spot module it is one pass. Under ``torch.no_grad`` in eval mode, in tiles for
+  big images (a margin of the module's receptive radius: tiled equals whole). This is
+  what :meth:`N2SNet.score` and :class:`~sklearn_n2s.SelfSupervisedScorer` rank.
+- :meth:`N2SNet.transform`: by ``output``, as the classical denoisers: ``'shrink'`` (the
+  default, ``x + lam (f_inv(x) - x)`` with ``lam = sigma**2 / L`` per image,
+  :func:`sklearn_n2s.base.shrink_towards_data`), ``'invariant'``, ``'ordinary'`` (one
+  unmasked pass) or ``'posterior'``.
+
+Posterior output (Laine, Karras, Lehtinen & Aila 2019, section 3). With
+``output='posterior'`` at fit time the module gets ``2 C`` output channels: a mean ``mu``
+and a prior variance ``s2 = softplus(raw) + 1e-6`` of the clean value given the other
+pixels. It is trained by the Gaussian negative log-likelihood of x under
+``N(mu, s2 + sigma2)``, with ``sigma2`` the noise variance (``noise_variance`` or the
+robust wavelet estimate of the training data, :attr:`N2SNet.noise_variance_`), on the
+masked pixels (or every pixel of a blind-spot module). The posterior mean of the clean
+value, which adds the centre pixel back, is ``(s2 x + sigma2 mu) / (s2 + sigma2)``
+(``sigma2`` estimated per image at inference). Limits: the noise model is Gaussian with
+one variance per image; Poisson (photon) noise, whose variance follows the signal, is
+modelled by its mean variance only, so bright pixels are under-smoothed and dark ones
+over-smoothed (``benchmarks/bench_neural_single.py`` measures it); with a variance
+estimate far off, the posterior mean is off too. Both heads see the same J-invariant
+input, so ``invariant``, ``shrink`` and ``score`` of such a net use ``mu``.
 
 The steps are small methods in skorch's style, each overridable: :meth:`N2SNet.mask_batch`,
 :meth:`N2SNet.infer`, :meth:`N2SNet.get_loss`, :meth:`N2SNet.train_step_single`,
@@ -18,7 +47,11 @@ The steps are small methods in skorch's style, each overridable: :meth:`N2SNet.m
 schedule and the progress bar are skorch callbacks (:mod:`._callbacks`); batches come
 from :class:`._data.ImageBatchLoader`.
 
-The network computes in float32 on normalised data: ``fit`` stores the median of X and
+Units: integer images are computed in :func:`skimage.util.img_as_float` units (so scores
+and ``noise_variance`` follow the classical denoisers) and returned in their own dtype and
+units, rounded and clipped to the dtype's range; floats keep their dtype (float16 gives
+float32). The network computes in float32 (bfloat16 under ``torch.autocast`` on a GPU by
+default) on normalised data: ``fit`` stores the median of X and
 a robust standard deviation (the distance between its 1st and 99th percentiles over
 4.65; :attr:`N2SNet.input_offset_`,
 :attr:`N2SNet.input_scale_`, kept as buffers of the module so that ``save_params`` and
@@ -40,6 +73,7 @@ This module imports torch and skorch; ``import sklearn_n2s`` does not.
 import contextlib
 import copy
 import inspect
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -60,18 +94,37 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch.utils.data import DataLoader
 
-from ..base import SelfSupervisedScoreMixin
+from ..base import OUTPUTS, SelfSupervisedScoreMixin, shrink_towards_data
 from ..utils._losses import get_loss
-from ..utils._validation import check_stack
+from ..utils._noise import estimate_noise_variance
+from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, intensity_scale
 from ._babyunet import DOWNSAMPLING, BabyUnet
 from ._callbacks import EpochProgressBar, NonFiniteGuard, WarmupCosineLR
-from ._data import ImageBatchLoader, images_to_tensor, tensor_to_images
-from ._inference import TILE_MARGIN, forward_tiled, invariant_forward
+from ._data import (
+    ImageBatchLoader,
+    PatchBatchLoader,
+    batch_bounds,
+    images_to_tensor,
+    patch_shape,
+    patches_per_epoch,
+    tensor_to_images,
+)
+from ._inference import TILE_MARGIN, forward_tiled, invariant_forward, tile_geometry
 from ._masking import MASKINGS, NET_FILLS
 from ._masking import mask_batch as _mask_batch
 
 LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")
+#: What ``transform`` returns: the classical outputs and the Gaussian posterior mean.
+NET_OUTPUTS = (*OUTPUTS, "posterior")
+#: Patch side of ``patch_size='auto'`` per number of spatial axes: images longer than it
+#: along some axis train on patches (64**2 = 4096 pixels, 32**3 = 32768).
+AUTO_PATCH_SIZE = {1: 256, 2: 64, 3: 32}
+#: Fewest pixels ``max_steps='auto'`` trains on when training on patches (2**25: 256
+#: batches of 32 patches of 64**2, about 2.5 minutes of one CPU core for BabyUnet).
+AUTO_PATCH_PIXELS = 2**25
+#: Smallest prior variance of the posterior head (normalised units).
+_MIN_PRIOR_VARIANCE = 1e-6
 #: Smallest height and width accepted: the U-Net pools twice by 2.
 MIN_SIDE = DOWNSAMPLING
 _SEED_MAX = 2**31 - 1
@@ -89,6 +142,34 @@ _STATS_SAMPLE = 2**22
 _OFFSET_BUFFER, _SCALE_BUFFER = "n2s_input_offset", "n2s_input_scale"
 
 __all__ = ["MAX_ABS_VALUE", "MAX_SPREADS", "N2SNet", "TILE_MARGIN"]
+
+
+def _input_dtype(X):
+    """The dtype that outputs take: X's own (numpy arrays, lists of arrays of one dtype);
+    None for data whose values carry no image dtype (Python numbers)."""
+    dtype = getattr(X, "dtype", None)
+    if dtype is None and isinstance(X, (list, tuple)) and X and all(
+            isinstance(item, (np.ndarray, np.generic)) for item in X):
+        dtypes = {np.dtype(item.dtype) for item in X}
+        dtype = dtypes.pop() if len(dtypes) == 1 else None
+    try:
+        return None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        return None
+
+
+def _to_input_dtype(values, dtype, float_dtype):
+    """Float values (img_as_float units for integers) as the input's dtype.
+
+    Integers: the inverse of :func:`skimage.util.img_as_float`, rounded and clipped to
+    the dtype's range. Floats and everything else: ``float_dtype``.
+    """
+    if dtype is None or dtype.kind not in "iu":
+        return values.astype(float_dtype, copy=False)
+    info = np.iinfo(dtype)
+    raw = np.rint(np.asarray(values, dtype=np.float64) / intensity_scale(dtype))
+    return np.clip(raw, info.min, info.max).astype(dtype)
+
 
 
 def _accepts(module_cls, name):
@@ -167,7 +248,7 @@ def _evaluating(module):
 
 
 class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
-    """Noise2Self neural denoiser: masked self-supervised training of a U-Net.
+    """Noise2Self neural denoiser: self-supervised training of a U-Net or a blind-spot net.
 
     A :class:`skorch.NeuralNet` (parameters are routed the skorch way:
     ``module__width``, ``optimizer__lr``, ``max_epochs``, ``batch_size``, ``device``) and
@@ -179,10 +260,18 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     Parameters
     ----------
     module : torch.nn.Module class or instance, default=BabyUnet
-        Maps (N, C, H, W) to (N, C, H, W). A class that accepts ``n_channels_in`` gets
-        the channel count of the data unless ``module__n_channels_in`` is given.
+        Maps (N, C, *spatial) to (N, C_out, *spatial). A class gets, unless given as
+        ``module__*``: the data's channel count as ``n_channels_in`` or ``in_channels``,
+        the output channels (``C``, or ``2 C`` for ``output='posterior'``) as
+        ``n_channels_out`` or ``out_channels``, and the number of spatial axes as
+        ``ndim``, for each it accepts. A module with ``blind_spot = True`` is trained
+        without masking (loss on every pixel) and its one pass is the J-invariant
+        output; its ``receptive_radius`` (and ``size_multiple``, 16 if absent) sets the
+        tile margin.
     criterion : torch loss class, default=torch.nn.MSELoss
-        Applied to the masked pixels only (hence normalised by their number).
+        Applied to the masked pixels only (hence normalised by their number); to
+        every pixel for a blind-spot module. Not used by ``output='posterior'``, which
+        trains by the Gaussian negative log-likelihood.
     optimizer : torch optimizer class, default=torch.optim.Adam
         Adam and AdamW are created with ``fused=True`` unless ``optimizer__fused`` or
         ``optimizer__foreach`` is given.
@@ -191,17 +280,37 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         constant 1e-3 by about 0.7 dB after 3 epochs on MNIST, see
         ``benchmarks/results/neural.md``).
     max_epochs : int >= 1, default=10
-        Epochs of each ``fit`` and ``partial_fit`` call.
+        Epochs of each ``fit`` and ``partial_fit`` call when ``max_steps`` is None (or
+        ``'auto'`` on whole images). An epoch is a pass over the training images, or
+        with patches as many patch pixels as the images hold.
+    max_steps : int >= 1, 'auto' or None, default='auto'
+        The training budget in optimiser steps (batches) of each ``fit`` and
+        ``partial_fit`` call, whatever the data size. None: ``max_epochs`` epochs.
+        ``'auto'``: ``max_epochs`` epochs, and when training on patches (a few large
+        images) at least as many steps as it takes to see :data:`AUTO_PATCH_PIXELS`
+        patch pixels (256 steps of 32 patches of 64**2), so that one image trains
+        enough.
     batch_size : int >= 1 or -1, default=32
-        Images per training batch (-1: all). A last batch of a single image joins the
-        previous batch: batch norm cannot train on one small image.
+        Images (or patches) per training batch (-1: all images). A last batch of a
+        single image joins the previous batch: batch norm cannot train on one small
+        image.
+    patch_size : int >= 4, 'auto' or None, default='auto'
+        Train on random patches of this side (the whole axis where an image is
+        shorter), flipped along random axes and rotated by random multiples of 90
+        degrees in the plane of the last two axes (maps of the pixel grid onto itself,
+        so masks and blind spots stay exact; set ``augment=False`` for data whose
+        noise or content is not symmetric). None: whole images. ``'auto'``:
+        :data:`AUTO_PATCH_SIZE` (64 in 2-D, 32 in 3-D, 256 in 1-D) when an image is
+        longer than that along some axis, else whole images.
+    augment : bool, default=True
+        Random flips and rotations of the training patches.
     masking : {'grid', 'random'}, default='grid'
         ``'grid'``: each image of a batch hides one random coset of a stride-``stride``
-        grid (``1 / stride**2`` of its pixels). ``'random'``: each pixel is hidden with
+        grid (``1 / stride**ndim`` of its pixels). ``'random'``: each pixel is hidden with
         probability ``density``.
     stride : int >= 2, default=4
-        Grid stride, for training with ``masking='grid'`` and always for the
-        J-invariant inference (``stride**2`` passes).
+        Grid stride, for training with ``masking='grid'`` and for the J-invariant
+        inference of masked-trained modules (``stride**ndim`` passes).
     density : float in (0, 1), default=1/16
         Fraction of pixels hidden per batch with ``masking='random'``.
     fill : {'interpolate', 'zero', 'median', 'uniform'}, default='interpolate'
@@ -211,21 +320,35 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         then decays to 0 by its last batch (the ``lr_scheduler`` callback,
         :class:`~sklearn_n2s.neural._callbacks.WarmupCosineLR`); the base learning rate
         is restored at the end of the fit.
+    output : {'shrink', 'invariant', 'ordinary', 'posterior'}, default='shrink'
+        What :meth:`transform` returns (see the module notes): the optimal mix of the
+        J-invariant output and the data, the J-invariant output, one unmasked pass of
+        the network (the J-invariant output again for a blind-spot module), or the
+        Gaussian posterior mean (needs ``output='posterior'`` when fitting, which
+        builds the mean and variance head).
+    noise_variance : float >= 0 or None, default=None
+        Noise variance in the input's units, for ``'shrink'`` and ``'posterior'``;
+        None estimates it per image (:func:`sklearn_n2s.estimate_noise_variance`).
     channel_axis : None or -1, default=None
-        -1 when X has a trailing channel axis: (n, H, W, C).
+        -1 when X has a trailing channel axis: (n, *spatial, C).
+    spatial_ndim : None or int in [1, 3], default=None
+        Number of spatial axes. With it, one image ``(*spatial[, C])`` is a stack of
+        one (and returned in its shape). None: ``X.ndim - 1`` (minus the channel axis).
     tile_size : int or None, default=None
-        Run inference on tiles of this side (a multiple of 4) with a margin of
-        ``TILE_MARGIN`` pixels, for images too big for memory. None: whole images.
+        Run inference on tiles of this side (a multiple of 4, rounded up to a multiple
+        of the module's ``size_multiple``) with a margin of the module's receptive
+        radius, for images too big for memory. None: whole images.
     inference_batch_size : int, default=64
         Images per forward pass at inference (the masked copies count as images;
         larger batches of small images ran slower on CPU, out of cache).
     channels_last : bool, default=False
         Use the channels-last memory format (NHWC) for the module and its inputs.
-    precision : {'float32', 'bfloat16'}, default='float32'
+    precision : {'auto', 'float32', 'bfloat16'}, default='auto'
         ``'bfloat16'`` trains the module under ``torch.autocast`` (weights, optimizer
         and loss stay float32): about 1.3x faster training on CPUs with AVX512-BF16 or
-        AMX and on recent GPUs, much slower on CPUs without them. Inference always
-        runs in float32 (with batch norm folded, it was faster than bfloat16 here).
+        AMX and on recent GPUs, much slower on CPUs without them. ``'auto'``:
+        bfloat16 on a CUDA device, float32 elsewhere. Inference always runs in float32
+        (with batch norm folded, it was faster than bfloat16 here).
     num_threads : int or None, default=None
         torch intra-op threads during fit and inference (restored afterwards); None
         leaves torch's setting alone.
@@ -235,7 +358,11 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Inference draws (the ``'uniform'`` fill only) come from a fresh generator
         seeded from it at every call (seed 0 for None), so they repeat exactly.
     train_split : skorch split or None, default=None
-        Held-out images for a validation loss each epoch (masked, no gradient).
+        Held-out images for a validation loss each epoch (masked, no gradient; whole
+        images, also when training on patches). With
+        ``callbacks=[skorch.callbacks.EarlyStopping()]`` training stops when it no
+        longer falls. A single image cannot be split: its training is the step budget
+        (``max_steps``) alone.
     iterator_train, iterator_valid : class, default=ImageBatchLoader
         Batch loaders; :class:`~sklearn_n2s.neural._data.ImageBatchLoader` slices the
         image tensor instead of collating single images.
@@ -267,8 +394,21 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Whether module, criterion, optimizer and callbacks are built.
     n_channels_in_ : int
         Channels of the images seen in ``fit``.
+    n_spatial_dims_ : int
+        Spatial axes of the images seen in ``fit`` (1, 2 or 3).
     n_features_in_ : int
-        Values per image seen in ``fit`` (H * W * C).
+        Values per image seen in ``fit`` (pixels times channels).
+    blind_spot_ : bool
+        Whether the module is a blind-spot network (trained without masking).
+    posterior_head_ : bool
+        Whether the module predicts a mean and a prior variance (``output='posterior'``
+        at fit time).
+    noise_variance_ : float or None
+        The noise variance the posterior head was trained with, in the float units of
+        the data (img_as_float units for integers); None without that head.
+    train_plan_ : dict
+        The last training budget: ``patch_size`` (None for whole images),
+        ``steps_per_epoch``, ``steps`` and ``epochs``.
     input_offset_ : float
         Median of the data of ``fit``, subtracted from every input (and added back to
         every output).
@@ -306,6 +446,13 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     ((8, 16, 16), dtype('float32'))
     >>> net.invariant_transform(X[:2]).shape
     (2, 16, 16)
+
+    A volume, uint16 counts in, uint16 out:
+
+    >>> V = rng.poisson(50, size=(1, 12, 16, 16)).astype(np.uint16)
+    >>> vnet = N2SNet(module__width=2, max_steps=2, random_state=0).fit(V)
+    >>> vnet.transform(V).dtype, vnet.n_spatial_dims_
+    (dtype('uint16'), 3)
     """
 
     # N2SNet's own parameters, and the skorch ones it relies on (skorch checks none of
@@ -313,7 +460,14 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     _n2s_parameter_constraints = {
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_steps": [None, StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "patch_size": [None, StrOptions({"auto"}),
+                       Interval(Integral, MIN_SIDE, None, closed="left")],
+        "augment": ["boolean"],
+        "output": [StrOptions(set(NET_OUTPUTS))],
+        "noise_variance": [None, Interval(Real, 0, None, closed="left")],
+        "spatial_ndim": [None, Interval(Integral, 1, MAX_SPATIAL_DIMS, closed="both")],
         "device": [str, torch.device],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
@@ -333,10 +487,12 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     }
 
     def __init__(self, module=BabyUnet, *, criterion=torch.nn.MSELoss,
-                 optimizer=torch.optim.Adam, lr=3e-3, max_epochs=10, batch_size=32,
+                 optimizer=torch.optim.Adam, lr=3e-3, max_epochs=10, max_steps="auto",
+                 batch_size=32, patch_size="auto", augment=True,
                  masking="grid", stride=4, density=1 / 16, fill="interpolate",
-                 lr_schedule="cosine", channel_axis=None, tile_size=None,
-                 inference_batch_size=64, channels_last=False, precision="float32",
+                 lr_schedule="cosine", output="shrink", noise_variance=None,
+                 channel_axis=None, spatial_ndim=None, tile_size=None,
+                 inference_batch_size=64, channels_last=False, precision="auto",
                  num_threads=None,
                  random_state=None, train_split=None, iterator_train=ImageBatchLoader,
                  iterator_valid=ImageBatchLoader, verbose=0, device="cpu", **kwargs):
@@ -346,6 +502,12 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             iterator_valid=iterator_valid, train_split=train_split, verbose=verbose,
             device=device, **kwargs,
         )
+        self.max_steps = max_steps
+        self.patch_size = patch_size
+        self.augment = augment
+        self.output = output
+        self.noise_variance = noise_variance
+        self.spatial_ndim = spatial_ndim
         self.masking = masking
         self.stride = stride
         self.density = density
@@ -424,27 +586,32 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             torch.set_num_threads(previous)
 
     # --------------------------------------------------------------------- data
-    def _check_images(self, X, *, reset):
-        """Validate X; return the float stack (never the caller's array)."""
-        Xf = check_stack(X, channel_axis=self.channel_axis, min_spatial_size=MIN_SIDE)
+    def _check_images(self, X, *, reset, return_single=False):
+        """Validate X; return the float stack (never the caller's array to write to).
+
+        With ``return_single``, also whether X was one image given ``spatial_ndim``.
+        """
+        Xf, single = check_stack(X, channel_axis=self.channel_axis,
+                                 spatial_ndim=self.spatial_ndim, min_spatial_size=MIN_SIDE,
+                                 return_single=True)
         n_spatial = Xf.ndim - 1 - (self.channel_axis is not None)
-        if n_spatial != 2:
-            layout = "(n_samples, height, width" + (
-                ", n_channels)" if self.channel_axis is not None else ")")
-            raise ValueError(
-                f"N2SNet denoises 2-D images: X must be {layout}, got shape {Xf.shape} "
-                f"({n_spatial} spatial axes)."
-            )
         n_channels = Xf.shape[-1] if self.channel_axis is not None else 1
         if reset:
             self.n_channels_in_ = n_channels
+            self.n_spatial_dims_ = n_spatial
             self.n_features_in_ = int(np.prod(Xf.shape[1:]))
-        elif n_channels != self.n_channels_in_:
-            raise ValueError(
-                f"X has {n_channels} channel(s), but N2SNet was fitted on images with "
-                f"{self.n_channels_in_}."
-            )
-        return Xf
+        else:
+            fitted_ndim = getattr(self, "n_spatial_dims_", 2)
+            if n_spatial != fitted_ndim:
+                raise ValueError(
+                    f"X has {n_spatial} spatial axes (shape {Xf.shape}), but N2SNet was "
+                    f"fitted on data with {fitted_ndim}.")
+            if n_channels != self.n_channels_in_:
+                raise ValueError(
+                    f"X has {n_channels} channel(s), but N2SNet was fitted on images with "
+                    f"{self.n_channels_in_}."
+                )
+        return (Xf, single) if return_single else Xf
 
     def _to_tensor(self, Xf):
         return images_to_tensor(Xf, self.channel_axis, self.device)
@@ -464,12 +631,24 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         """Check X's range, build the net and store X's normalisation in its module."""
         offset, scale = _robust_scaling(Xf)
         _check_range(Xf, offset, scale)
+        noise_variance = None
+        if self.output == "posterior":
+            noise_variance = float(np.mean(self._noise_variance(Xf, self._input_dtype_)))
         self.initialize()
         self.module_.get_buffer(_OFFSET_BUFFER).fill_(offset)
         self.module_.get_buffer(_SCALE_BUFFER).fill_(scale)
+        self.noise_variance_ = noise_variance
+
+    def _noise_variance(self, Xf, dtype):
+        """Per-image noise variance of a float stack, in its float units (``dtype``: the
+        caller's, whose units ``noise_variance`` is given in)."""
+        if self.noise_variance is not None:
+            unit = intensity_scale(dtype) if dtype is not None else 1.0
+            return np.full(Xf.shape[0], float(self.noise_variance) * unit**2)
+        return estimate_noise_variance(Xf, channel_axis=self.channel_axis)
 
     def _scaled_tensor(self, Xf):
-        """The (N, C, H, W) float32 tensor of ``(Xf - input_offset_) / input_scale_``."""
+        """The (N, C, *spatial) float32 tensor of ``(Xf - input_offset_) / input_scale_``."""
         offset, scale = self.input_offset_, self.input_scale_
         _check_range(Xf, offset, scale)
         scaled = np.subtract(Xf, offset, dtype=np.float64)
@@ -477,7 +656,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         return self._to_tensor(scaled)
 
     def _unscaled(self, out, dtype):
-        """Network output back in the input's units, as ``dtype``; never non-finite."""
+        """Network output back in the input's float units, as ``dtype``; never
+        non-finite."""
         if not bool(torch.isfinite(out).all()):
             raise FloatingPointError(
                 f"{type(self).__name__}'s output is not finite: its network's weights are "
@@ -490,6 +670,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         np.clip(images, -limit, limit, out=images)
         return images.astype(dtype, copy=False)
 
+    def _prior_variance(self, raw):
+        """Prior variance of the posterior head (normalised units) from its raw output."""
+        return torch.nn.functional.softplus(raw.float()) + _MIN_PRIOR_VARIANCE
+
     # ------------------------------------------------------------- initialisation
     def initialize_module(self):
         """Build the module, seeded by ``random_state``, with the data's channel count.
@@ -499,18 +683,36 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         self : N2SNet
         """
         kwargs = self.get_params_for("module")
-        if not isinstance(self.module, torch.nn.Module) and _accepts(self.module, "n_channels_in"):
-            kwargs.setdefault("n_channels_in", getattr(self, "n_channels_in_", 1))
+        n_channels = getattr(self, "n_channels_in_", 1)
+        ndim = getattr(self, "n_spatial_dims_", 2)
+        head = self.output == "posterior"
+        if not isinstance(self.module, torch.nn.Module):
+            for names, value in ((("n_channels_in", "in_channels"), n_channels),
+                                 (("n_channels_out", "out_channels"),
+                                  2 * n_channels if head else n_channels),
+                                 (("ndim",), ndim)):
+                name = next((n for n in names if _accepts(self.module, n)), None)
+                if name is not None and not any(n in kwargs for n in names):
+                    kwargs[name] = value
+            if head and not any(_accepts(self.module, n)
+                                for n in ("n_channels_out", "out_channels")):
+                raise ValueError(
+                    f"output='posterior' needs a module with 2 x {n_channels} output "
+                    "channels (a mean and a variance per channel); "
+                    f"{getattr(self.module, '__name__', self.module)!r} takes no "
+                    "n_channels_out or out_channels.")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._seed())
             module = self.initialized_instance(self.module, kwargs)
         # The input normalisation (identity until fit sets it), saved with the weights.
         module.register_buffer(_OFFSET_BUFFER, torch.zeros((), dtype=torch.float64))
         module.register_buffer(_SCALE_BUFFER, torch.ones((), dtype=torch.float64))
-        if self.channels_last:
+        if self.channels_last and ndim == 2:
             module = module.to(memory_format=torch.channels_last)
         if not hasattr(self, "n_channels_in_"):
             self.n_channels_in_ = getattr(module, "n_channels_in", 1)
+        self.blind_spot_ = bool(getattr(module, "blind_spot", False))
+        self.posterior_head_ = head
         self.module_ = module
         return self
 
@@ -546,10 +748,11 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, height, width[, n_channels])
-            Height and width at least 4. Integer images are scaled to [0, 1]. Values
-            of magnitude up to :data:`MAX_ABS_VALUE`, within :data:`MAX_SPREADS`
-            spreads of the median (see ``input_scale_``).
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+            One to three spatial axes, each at least 4 long (with ``spatial_ndim``,
+            also one image). Integer images are computed in ``img_as_float`` units.
+            Values of magnitude up to :data:`MAX_ABS_VALUE`, within
+            :data:`MAX_SPREADS` spreads of the median (see ``input_scale_``).
         y : None
             Ignored: the targets are the images themselves.
         **fit_params : dict
@@ -570,6 +773,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         """
         self._validate_n2s_params()
         Xf = self._check_images(X, reset=True)
+        self._input_dtype_ = _input_dtype(X)
         if not self.warm_start or not getattr(self, "initialized_", False):
             # skorch's fit: initialize, then partial_fit; plus the normalisation of X.
             self.rng_ = check_random_state(self.random_state)
@@ -579,11 +783,12 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             return self.partial_fit(x, None, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
-        """Continue training (without re-initialising) on X for ``max_epochs`` epochs.
+        """Continue training (without re-initialising) on X for one budget
+        (``max_steps``, or ``max_epochs`` epochs).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, height, width[, n_channels])
+        X : array-like of shape (n_samples, *spatial[, n_channels])
         y : None
             Ignored.
         classes : None
@@ -600,13 +805,85 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             reset = not getattr(self, "initialized_", False)
             Xf = self._check_images(X, reset=reset)
             if reset:
+                self._input_dtype_ = _input_dtype(X)
                 self._initialize_for(Xf)
             X = self._scaled_tensor(Xf)
         with self._threads():
             return super().partial_fit(X, None, classes=classes, **fit_params)
 
+    # ------------------------------------------------------------------- budget
+    def _patch_size_for(self, spatial_shape):
+        """The patch side training uses on images of ``spatial_shape``; None: whole."""
+        if self.patch_size is None:
+            return None
+        if self.patch_size == "auto":
+            side = AUTO_PATCH_SIZE[len(spatial_shape)]
+            return side if max(spatial_shape) > side else None
+        return int(self.patch_size)
+
+    def training_plan(self, n_images, spatial_shape):
+        """The training budget of one ``fit`` on ``n_images`` images of a shape.
+
+        Parameters
+        ----------
+        n_images : int
+            Training images (after any ``train_split``).
+        spatial_shape : tuple of int
+
+        Returns
+        -------
+        plan : dict
+            ``patch_size`` (None: whole images), ``steps_per_epoch``, ``steps`` (the
+            optimiser steps of the fit) and ``epochs`` (``steps`` over
+            ``steps_per_epoch``, rounded up: the last epoch may be shorter).
+        """
+        patch = self._patch_size_for(tuple(spatial_shape))
+        batch_size = n_images if self.batch_size == -1 else self.batch_size
+        if patch is None:
+            per_epoch = len(batch_bounds(n_images, batch_size))
+        else:
+            pixels = math.prod(patch_shape(spatial_shape, patch))
+            per_epoch = patches_per_epoch(n_images * math.prod(spatial_shape), pixels,
+                                          batch_size)
+        if isinstance(self.max_steps, Integral):
+            steps = int(self.max_steps)
+        else:
+            steps = self.max_epochs * per_epoch
+            if self.max_steps == "auto" and patch is not None:
+                steps = max(steps, math.ceil(AUTO_PATCH_PIXELS / (pixels * batch_size)))
+        return {"patch_size": patch, "steps_per_epoch": per_epoch, "steps": steps,
+                "epochs": math.ceil(steps / per_epoch)}
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """skorch's loop, run for the epochs of :meth:`training_plan`.
+
+        Parameters
+        ----------
+        X : tensor of shape (N, C, *spatial)
+        y : None
+        epochs : int or None, default=None
+            None: the planned epochs (``train_plan_``).
+        **fit_params : dict
+            Passed to skorch.
+
+        Returns
+        -------
+        self : N2SNet
+        """
+        if epochs is None and torch.is_tensor(X):
+            dataset_train, _ = self.get_split_datasets(X, y)
+            self.train_plan_ = self.training_plan(len(dataset_train), tuple(X.shape[2:]))
+            epochs = self.train_plan_["epochs"]
+        else:
+            self.train_plan_ = None
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
     def get_iterator(self, dataset, training=False):
         """The batch loader of a dataset, seeded from ``rng_``.
+
+        Training follows ``train_plan_``: a :class:`._data.PatchBatchLoader` when it
+        trains on patches (and ``iterator_train`` is the default), and a budget of
+        ``train_plan_['steps']`` batches over all epochs.
 
         Parameters
         ----------
@@ -624,9 +901,17 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         kwargs.setdefault("batch_size", self.batch_size)
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
+        plan = getattr(self, "train_plan_", None) if training else None
+        if iterator is ImageBatchLoader and plan is not None and plan["patch_size"]:
+            return PatchBatchLoader(
+                dataset, batch_size=kwargs["batch_size"], patch_size=plan["patch_size"],
+                n_batches=plan["steps_per_epoch"], augment=self.augment,
+                random_state=self._seed(), budget=plan["steps"])
         if iterator is ImageBatchLoader:
             kwargs.setdefault("shuffle", training)
             kwargs.setdefault("random_state", self._seed())
+            if plan is not None:
+                kwargs.setdefault("budget", plan["steps"])
         elif iterator is DataLoader and training:
             kwargs.setdefault("shuffle", True)
             kwargs.setdefault("generator", torch.Generator().manual_seed(self._seed()))
@@ -637,36 +922,41 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
         Parameters
         ----------
-        x : tensor of shape (N, C, H, W)
+        x : tensor of shape (N, C, *spatial)
 
         Returns
         -------
         net_input : tensor like x
             x with the hidden pixels replaced by ``fill``.
-        mask : bool tensor of shape (N, 1, H, W)
+        mask : bool tensor of shape (N, 1, *spatial)
             True where a pixel is hidden.
         """
         generator = torch.Generator().manual_seed(self._seed())
         return _mask_batch(x, masking=self.masking, stride=self.stride,
                            density=self.density, fill=self.fill, generator=generator)
 
+    def _training_precision(self):
+        if self.precision == "auto":
+            return "bfloat16" if torch.device(self.device).type == "cuda" else "float32"
+        return self.precision
+
     def infer(self, x, **fit_params):
-        """The training module's output (autocast with ``precision='bfloat16'``).
+        """The training module's output (autocast when the precision is bfloat16).
 
         Parameters
         ----------
-        x : tensor of shape (N, C, H, W)
+        x : tensor of shape (N, C, *spatial)
         **fit_params : dict
             Passed to the module's ``forward``.
 
         Returns
         -------
-        y_pred : float32 tensor of shape (N, C, H, W)
+        y_pred : float32 tensor of shape (N, C_out, *spatial)
         """
         x = x.to(self.device)
-        if self.channels_last:
+        if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.precision == "float32":
+        if self._training_precision() == "float32":
             return self.module_(x, **fit_params)
         device_type = torch.device(self.device).type
         with torch.autocast(device_type, dtype=torch.bfloat16):
@@ -676,22 +966,27 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False, mask=None):
         """Criterion on the masked pixels (all channels) only; everywhere if no mask.
 
+        With the posterior head, the Gaussian negative log-likelihood of ``y_true``
+        under ``N(mu, s2 + sigma2)`` instead (see the module notes), on the same pixels.
+
         Parameters
         ----------
-        y_pred : tensor of shape (N, C, H, W)
-        y_true : tensor of shape (N, C, H, W)
+        y_pred : tensor of shape (N, C, *spatial), (N, 2 C, *spatial) with the head
+        y_true : tensor of shape (N, C, *spatial)
             The unmasked batch.
         X : tensor or None, default=None
             The network's input (unused).
         training : bool, default=False
             Unused (skorch's signature).
-        mask : bool tensor of shape (N, 1, H, W) or None, default=None
+        mask : bool tensor of shape (N, 1, *spatial) or None, default=None
 
         Returns
         -------
         loss : scalar tensor
         """
         y_true = to_tensor(y_true, device=self.device)
+        if getattr(self, "posterior_head_", False):
+            return self._posterior_nll(y_pred, y_true, mask)
         if mask is None:
             return self.criterion_(y_pred, y_true)
         if type(self.criterion_) is torch.nn.MSELoss and self.criterion_.reduction == "mean":
@@ -701,6 +996,25 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             return squared.sum() / (weight.sum() * y_pred.shape[1]).clamp_min(1)
         full = mask.expand_as(y_pred)
         return self.criterion_(y_pred[full], y_true[full])
+
+    def _posterior_nll(self, y_pred, y_true, mask):
+        """Mean Gaussian negative log-likelihood (without the constant) of the head."""
+        n_channels = y_true.shape[1]
+        mu = y_pred[:, :n_channels]
+        noise = self.noise_variance_ / self.input_scale_**2
+        total = self._prior_variance(y_pred[:, n_channels:]) + noise
+        nll = 0.5 * (torch.log(total) + (y_true - mu).square() / total)
+        if mask is None:
+            return nll.mean()
+        weight = mask.to(nll.dtype)
+        return (nll * weight).sum() / (weight.sum() * n_channels).clamp_min(1)
+
+    def _training_input(self, x):
+        """``(net_input, mask)``: the batch as is for a blind-spot module (the loss on
+        every pixel), else :meth:`mask_batch`."""
+        if getattr(self, "blind_spot_", False):
+            return x, None
+        return self.mask_batch(x)
 
     def train_step_single(self, batch, **fit_params):
         """Mask, predict, masked loss, backward: one training step without the update.
@@ -720,14 +1034,14 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         self._set_training(True)
         Xi, _ = unpack_data(batch)
         Xi = Xi.to(self.device)
-        net_input, mask = self.mask_batch(Xi)
+        net_input, mask = self._training_input(Xi)
         try:
             y_pred = self.infer(net_input, **fit_params)
         except ValueError as error:
             if "Expected more than 1 value per channel" not in str(error):
                 raise
             raise ValueError(
-                f"A training batch of {len(Xi)} image(s) of {tuple(Xi.shape[-2:])} pixels "
+                f"A training batch of {len(Xi)} image(s) of {tuple(Xi.shape[2:])} pixels "
                 "leaves a single value per channel for the network's batch norm. Use "
                 "batch_size >= 2 with at least 2 training images, or larger images."
             ) from error
@@ -753,7 +1067,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Xi, _ = unpack_data(batch)
         Xi = Xi.to(self.device)
         with torch.no_grad():
-            net_input, mask = self.mask_batch(Xi)
+            net_input, mask = self._training_input(Xi)
             y_pred = self.infer(net_input, **fit_params)
             loss = self.get_loss(y_pred, Xi, X=net_input, training=False, mask=mask)
         return {"loss": loss, "y_pred": y_pred}
@@ -763,9 +1077,9 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         """The module inference runs, never a changed ``module_``.
 
         With ``fused_for_inference`` (as :class:`BabyUnet` has): an eval-mode copy with
-        batch norm folded into the convolutions, in the channels-last layout on CPU
-        (about 1.7x faster together for BabyUnet). Otherwise ``module_`` itself, which
-        inference switches to eval mode for the duration of the call only.
+        batch norm folded into the convolutions, in the channels-last layout on CPU for
+        2-D images (about 1.7x faster together for BabyUnet). Otherwise ``module_``
+        itself, which inference switches to eval mode for the duration of the call only.
 
         Returns
         -------
@@ -774,61 +1088,121 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         module = self.module_
         if hasattr(module, "fused_for_inference"):
             module = module.fused_for_inference()
-            if torch.device(self.device).type == "cpu":
+            if torch.device(self.device).type == "cpu" and self._ndim() == 2:
                 module = module.to(memory_format=torch.channels_last)
         return module
 
+    def _ndim(self):
+        return getattr(self, "n_spatial_dims_", 2)
+
     @staticmethod
     def _run(module, x):
-        return module(x.contiguous(memory_format=torch.channels_last))
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return module(x)
+
+    def _tile_size(self, module):
+        """``(tile_size, margin)``: the tile side rounded up to the module's multiple."""
+        margin, multiple = tile_geometry(module)
+        if self.tile_size is None:
+            return None, margin
+        return math.ceil(self.tile_size / multiple) * multiple, margin
 
     def _forward_images(self, module, x):
         """Network output for a stack, in inference batches, tile by tile if asked."""
         step = self.inference_batch_size
+        tile_size, margin = self._tile_size(module)
         outputs = [
             forward_tiled(lambda tile: self._run(module, tile), x[i:i + step].to(self.device),
-                          self.tile_size)
+                          tile_size, margin)
             for i in range(0, len(x), step)
         ]
         return torch.cat(outputs)
 
-    def _predict(self, X, *, invariant):
-        """``(prediction, Xf)``: the one-pass or J-invariant output, and the float X."""
-        check_is_fitted(self)
-        self._validate_n2s_params()
-        Xf = self._check_images(X, reset=False)
-        x = self._scaled_tensor(Xf)
+    def _network_output(self, x, *, invariant):
+        """The module's output for a normalised tensor: J-invariant or one plain pass."""
         module = self.inference_module()
         with self._threads(), _evaluating(module), torch.no_grad():
-            if invariant:
-                out = invariant_forward(
+            if invariant and not getattr(self, "blind_spot_", False):
+                return invariant_forward(
                     lambda stack: self._forward_images(module, stack), x,
                     stride=self.stride, fill=self.fill, generator=self._inference_generator(),
                     images_per_pass=self.inference_batch_size)
-            else:
-                out = self._forward_images(module, x)
-        return self._unscaled(out, Xf.dtype), Xf
+            return self._forward_images(module, x)
+
+    def _predict(self, X, *, invariant, head=False):
+        """``(mean, Xf, single, prior)``: the one-pass or J-invariant mean output in X's
+        float units (float64, or float32 for float32 X), the float X, whether X was
+        one image, and the posterior head's prior variance (float units) when ``head``."""
+        check_is_fitted(self)
+        self._validate_n2s_params()
+        Xf, single = self._check_images(X, reset=False, return_single=True)
+        out = self._network_output(self._scaled_tensor(Xf), invariant=invariant)
+        prior = None
+        if getattr(self, "posterior_head_", False):
+            n_channels = out.shape[1] // 2
+            if head:
+                variance = self._prior_variance(out[:, n_channels:]) * self.input_scale_**2
+                prior = tensor_to_images(variance, self.channel_axis, np.float64)
+            out = out[:, :n_channels]
+        return self._unscaled(out, Xf.dtype), Xf, single, prior
+
+    def _as_output(self, values, X, single):
+        """The input's dtype and shape: integers back to their units (rounded, clipped)."""
+        values = _to_input_dtype(values, _input_dtype(X), values.dtype)
+        return values[0] if single else values
 
     def transform(self, X):
-        """Denoise X with one pass of the network (the output to use).
+        """Denoise X; what is returned depends on ``output``.
+
+        ``'shrink'`` (default): ``X + lam (f_inv(X) - X)`` with ``lam = sigma**2 / L``
+        per image (``L`` the image's self-supervised loss, ``sigma**2`` its noise
+        variance); ``'invariant'``: the J-invariant output; ``'ordinary'``: one pass of
+        the network on X; ``'posterior'``: the Gaussian posterior mean (module notes).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, height, width[, n_channels])
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+            As many spatial axes as the data of ``fit``, any size.
 
         Returns
         -------
         X_denoised : ndarray of the same shape
-            float32 for float32 input, else float64.
+            X's dtype: float32 for float16/float32, float64 for float64 (and Python
+            numbers); integer images in their own units, rounded and clipped.
+
+        Raises
+        ------
+        ValueError
+            For ``output='posterior'`` on a net fitted without the posterior head.
         """
-        return self._predict(X, invariant=False)[0]
+        output = self.output
+        if output == "posterior" and not getattr(self, "posterior_head_", False):
+            check_is_fitted(self)
+            raise ValueError(
+                "output='posterior' needs a net fitted with output='posterior' (which "
+                "trains the mean and variance head): refit, or choose another output.")
+        if output == "ordinary":
+            out, Xf, single, _ = self._predict(X, invariant=False)
+        else:
+            mean, Xf, single, prior = self._predict(X, invariant=True,
+                                                    head=output == "posterior")
+            noise = self._noise_variance(Xf, _input_dtype(X))
+            if output == "shrink":
+                out = shrink_towards_data(mean, Xf, noise)[0]
+            elif output == "posterior":
+                noise = noise.reshape((-1,) + (1,) * (Xf.ndim - 1))
+                out = ((prior * Xf + noise * mean) / (prior + noise)).astype(Xf.dtype)
+            else:
+                out = mean
+        return self._as_output(out, X, single)
 
     def predict(self, X):
         """Same as :meth:`transform`.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, height, width[, n_channels])
+        X : array-like of shape (n_samples, *spatial[, n_channels])
 
         Returns
         -------
@@ -836,30 +1210,57 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         """
         return self.transform(X)
 
+    @property
+    def predict_proba(self):
+        """Not available: a denoiser has no class probabilities (skorch's method, which
+        would run the module on raw input, is hidden; ``hasattr`` is False)."""
+        raise AttributeError(
+            f"{type(self).__name__} is a denoiser and has no predict_proba: use transform.")
+
     def invariant_transform(self, X):
         """Exact J-invariant prediction: a pixel's output never depends on that pixel.
 
-        Every coset of the stride-``stride`` grid is hidden (filled with ``fill``) in
-        one of ``stride**2`` passes, and each pixel is read from the pass that hid it.
-        Repeated calls give the same output, also with the random ``'uniform'`` fill.
+        A blind-spot module's one pass. Otherwise every coset of the stride-``stride``
+        grid is hidden (filled with ``fill``) in one of ``stride**ndim`` passes, and
+        each pixel is read from the pass that hid it. Repeated calls give the same
+        output, also with the random ``'uniform'`` fill.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, height, width[, n_channels])
+        X : array-like of shape (n_samples, *spatial[, n_channels])
 
         Returns
         -------
         X_invariant : ndarray of the same shape
-            float32 for float32 input, else float64.
+            X's dtype, as :meth:`transform`.
         """
-        return self._predict(X, invariant=True)[0]
+        mean, _, single, _ = self._predict(X, invariant=True)
+        return self._as_output(mean, X, single)
+
+    def shrinkage_weights(self, X):
+        """Per-image weight ``lam`` that ``output='shrink'`` gives the invariant output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+
+        Returns
+        -------
+        lam : ndarray of shape (n_samples,)
+            In [0, 1] (see :func:`sklearn_n2s.base.shrink_weights`).
+        """
+        mean, Xf, _, _ = self._predict(X, invariant=True)
+        return shrink_towards_data(mean, Xf, self._noise_variance(Xf, _input_dtype(X)))[1]
 
     def self_supervised_loss(self, X, loss="mse"):
         """Loss of the J-invariant prediction against X itself (lower is better).
 
+        In the float units of X (``img_as_float`` units for integer images, as the
+        classical denoisers).
+
         Parameters
         ----------
-        X : array-like of shape (n_samples, height, width[, n_channels])
+        X : array-like of shape (n_samples, *spatial[, n_channels])
         loss : {'mse', 'mae'} or callable, default='mse'
             A callable is called as ``loss(prediction, X)``.
 
@@ -868,7 +1269,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         loss : float
             Finite: a non-finite value raises a :class:`FloatingPointError`.
         """
-        prediction, Xf = self._predict(X, invariant=True)
+        prediction, Xf, _, _ = self._predict(X, invariant=True)
         value = get_loss(loss)(prediction, Xf)
         if not np.isfinite(value):
             raise FloatingPointError(

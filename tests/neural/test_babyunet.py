@@ -1,4 +1,5 @@
-"""BabyUnet: shapes for any size, channels, the reference layout, receptive field."""
+"""BabyUnet: shapes for any size and 1 to 3 dimensions, channels, the reference layout,
+receptive field."""
 
 import pytest
 
@@ -32,6 +33,27 @@ def test_bad_parameters_raise(kwargs):
 def test_wrong_input_rank_raises():
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         BabyUnet(width=4)(torch.randn(1, 8, 8))
+    with pytest.raises(ValueError, match=r"\(N, C, D, H, W\)"):
+        BabyUnet(width=4, ndim=3)(torch.randn(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize("ndim, spatial", [(1, (4,)), (1, (37,)), (3, (4, 5, 6)),
+                                           (3, (9, 8, 13))])
+def test_one_and_three_dimensions(ndim, spatial):
+    net = BabyUnet(n_channels_in=2, n_channels_out=3, width=2, ndim=ndim).eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 2, *spatial)).shape == (2, 3, *spatial)
+    assert isinstance(net.conv6, {1: torch.nn.Conv1d, 3: torch.nn.Conv3d}[ndim])
+    fused = net.fused_for_inference()
+    x = torch.randn(1, 2, *spatial)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("ndim", [0, 4, 2.0, True])
+def test_bad_ndim_raises(ndim):
+    with pytest.raises(ValueError, match="ndim"):
+        BabyUnet(ndim=ndim)
 
 
 # The layout of czbiohub-sf/noise2self models/babyunet.py since its fix of 2019-12-16
@@ -84,7 +106,18 @@ def test_receptive_field_is_inside_tile_margin():
         changed = (net(x) - net(y)).abs()[0, 0] > 0
     rows, cols = torch.nonzero(changed, as_tuple=True)
     radius = max((rows - 48).abs().max().item(), (cols - 48).abs().max().item())
-    assert 0 < radius < TILE_MARGIN
+    assert 0 < radius <= BabyUnet.receptive_radius < TILE_MARGIN
+
+
+def test_receptive_radius_in_3d():
+    torch.manual_seed(0)
+    net = BabyUnet(width=2, ndim=3).eval()
+    x = torch.randn(1, 1, 64, 64, 64)
+    y = x.clone()
+    y[0, 0, 32, 32, 32] += 10.0
+    with torch.no_grad():
+        changed = torch.nonzero((net(x) - net(y)).abs()[0, 0] > 0)
+    assert 0 < (changed - 32).abs().max().item() <= BabyUnet.receptive_radius
 
 
 def test_channels_last_gives_the_same_output():

@@ -63,9 +63,9 @@ def test_torch_fill_equals_masking_core(fill, kind):
     X = rng.normal(size=(3, 9, 11, 2))
     generator = torch.Generator().manual_seed(0)
     if kind == "grid":
-        mask = grid_batch_mask(3, 9, 11, 4, generator)
+        mask = grid_batch_mask(3, (9, 11), 4, generator)
     else:
-        mask = random_batch_mask(3, 9, 11, 0.4, generator)
+        mask = random_batch_mask(3, (9, 11), 0.4, generator)
     got = fill_masked_torch(_nchw(X), mask, fill).permute(0, 2, 3, 1).numpy()
     expected = masking.fill_masked(X, mask[:, 0].numpy(), fill, channel_axis=-1)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -100,7 +100,7 @@ def test_interpolate_fallback_when_all_neighbours_hidden():
 def test_uniform_fill_ignores_hidden_values_and_stays_in_range():
     rng = np.random.default_rng(2)
     x = torch.from_numpy(rng.normal(size=(2, 1, 8, 8)))
-    mask = grid_batch_mask(2, 8, 8, 4, torch.Generator().manual_seed(0))
+    mask = grid_batch_mask(2, (8, 8), 4, torch.Generator().manual_seed(0))
     a = fill_masked_torch(x, mask, "uniform", torch.Generator().manual_seed(3))
     y = x.clone()
     y[mask.expand_as(y)] = 1e6
@@ -111,7 +111,7 @@ def test_uniform_fill_ignores_hidden_values_and_stays_in_range():
 
 
 def test_grid_batch_mask_hides_one_coset_per_image():
-    mask = grid_batch_mask(50, 12, 8, 4, torch.Generator().manual_seed(0))
+    mask = grid_batch_mask(50, (12, 8), 4, torch.Generator().manual_seed(0))
     assert mask.shape == (50, 1, 12, 8)
     assert (mask.sum(dim=(1, 2, 3)) == 12 * 8 // 16).all()
     for image in mask[:, 0].numpy():
@@ -121,9 +121,9 @@ def test_grid_batch_mask_hides_one_coset_per_image():
 
 
 def test_random_batch_mask_density():
-    mask = random_batch_mask(64, 32, 32, 0.1, torch.Generator().manual_seed(0))
+    mask = random_batch_mask(64, (32, 32), 0.1, torch.Generator().manual_seed(0))
     assert abs(mask.float().mean().item() - 0.1) < 0.01
-    assert random_batch_mask(1, 4, 4, 1e-9, torch.Generator().manual_seed(0)).sum() == 1
+    assert random_batch_mask(1, (4, 4), 1e-9, torch.Generator().manual_seed(0)).sum() == 1
 
 
 # --------------------------------------------------------------- J-invariance
@@ -550,8 +550,11 @@ def test_dtypes(fitted):
     assert net.transform(X).dtype == np.float32
     assert net.transform(X.astype(np.float64)).dtype == np.float64
     uint8 = (np.clip(X, -2, 2) * 60 + 128).astype(np.uint8)
-    out = net.transform(uint8)
-    assert out.dtype == np.float64 and np.abs(out).max() < 10
+    net8 = clone(net).fit(uint8)
+    for method in (net8.transform, net8.invariant_transform):
+        out = method(uint8)  # the input's dtype and units (0..255), not img_as_float's
+        assert out.dtype == np.uint8
+        assert abs(float(out.mean()) - float(uint8.mean())) < 64  # not 0..1 units
 
 
 def test_caller_array_is_not_modified(fitted):
@@ -566,8 +569,6 @@ def test_caller_array_is_not_modified(fitted):
 
 @pytest.mark.parametrize("bad, error, match", [
     (np.zeros((2, 3, 8), np.float32), ValueError, "at least 4"),
-    (np.zeros((2, 16)), ValueError, "2-D images"),
-    (np.zeros((2, 8, 8, 8)), ValueError, "2-D images"),
     (np.full((2, 8, 8), np.nan), ValueError, "NaN"),
     (np.full((2, 8, 8), np.inf), ValueError, "infinity"),
     (np.zeros((0, 8, 8)), ValueError, "empty"),
@@ -579,6 +580,16 @@ def test_bad_inputs_raise(fitted, bad, error, match):
         net.transform(bad)
     with pytest.raises(error, match=match):
         N2SNet(**TINY).fit(bad)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((2, 16)), "1 spatial axes .* fitted on data with 2"),
+    (np.zeros((2, 8, 8, 8)), "3 spatial axes .* fitted on data with 2"),
+    (np.zeros((2, 2, 8, 8, 8)), "at most 3 spatial axes"),
+])
+def test_spatial_axes_must_match_fit(fitted, bad, match):
+    with pytest.raises(ValueError, match=match):
+        fitted[0].transform(bad)
 
 
 def test_channel_count_must_match_fit(fitted_rgb):
