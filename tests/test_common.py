@@ -14,7 +14,11 @@ from sklearn.utils.estimator_checks import check_param_validation, parametrize_w
 from sklearn_n2s import (
     ColumnMaskingDenoiser,
     DonutMedian,
+    JInvariantBilateral,
+    JInvariantDenoiser,
     JInvariantGaussian,
+    JInvariantNLMeans,
+    JInvariantTV,
     JInvariantWavelet,
     KNNSmoother,
     LibrarySizeNormalizer,
@@ -42,10 +46,22 @@ _ANY_IMAGE_SIZE = {
     ),
 }
 
+# NL-means and the bilateral filter are 2-D (and 3-D) filters only: the checks' 2-D
+# arrays are one image to them (spatial_ndim=2), not rows of samples.
+_ONE_IMAGE = "a 2-D filter (spatial_ndim=2): the checks' 2-D array is one image, not rows"
+_TWO_D_ONLY = {**_ANY_IMAGE_SIZE, **{name: _ONE_IMAGE for name in (
+    "check_estimators_empty_data_messages", "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature",
+    "check_n_features_in", "check_fit2d_predict1d")}}
+
 EXPECTED_FAILED_CHECKS = {
     "DonutMedian": _ANY_IMAGE_SIZE,
     "JInvariantGaussian": _ANY_IMAGE_SIZE,
     "JInvariantWavelet": _ANY_IMAGE_SIZE,
+    "JInvariantDenoiser": _ANY_IMAGE_SIZE,
+    "JInvariantTV": _ANY_IMAGE_SIZE,
+    "JInvariantNLMeans": _TWO_D_ONLY,
+    "JInvariantBilateral": _TWO_D_ONLY,
     "KNNSmoother": {
         "check_methods_subset_invariance": (
             "transductive: neighbours are searched among the rows given, so a row's "
@@ -57,9 +73,11 @@ EXPECTED_FAILED_CHECKS = {
 # Table estimators: n_groups=2 because the checks' data has few features (the default
 # of 10 groups would be more groups than features); empty_rows="zero" because the
 # checks' random data has all-zero rows, which the default refuses by design.
-# N2SNet denoises 2-D images (n, H, W) with H, W >= 4 and rejects the 2-D tables that
-# most checks feed with a ValueError that says so; skorch itself breaks two checks.
-_TABLE = "feeds a 2-D (n_samples, n_features) table; N2SNet needs (n, H, W) images"
+# N2SNet reads a 2-D array as n one-dimensional signals and needs at least 4 pixels per
+# signal: the checks' tables of 2 or 3 features are refused with a ValueError that says
+# so; skorch itself breaks two checks.
+_TABLE = ("feeds a 2-D table of 2-3 features, read as 1-D signals shorter than the 4 "
+          "pixels N2SNet needs")
 EXPECTED_FAILED_CHECKS["N2SNet"] = {
     "check_no_attributes_set_in_init": (
         "skorch.NeuralNet.__init__ sets history_, initialized_ and virtual_params_"),
@@ -67,15 +85,15 @@ EXPECTED_FAILED_CHECKS["N2SNet"] = {
         "skorch's get_params exposes its private _params_to_validate set; setting it "
         "to a number breaks skorch.NeuralNet.set_params"),
     **{name: _TABLE for name in (
-        "check_dtype_object", "check_estimators_dtypes", "check_fit_score_takes_y",
+        "check_fit_score_takes_y",
         "check_estimators_fit_returns_self", "check_pipeline_consistency",
         "check_estimators_overwrite_params", "check_estimators_pickle",
         "check_f_contiguous_array_estimator", "check_transformer_data_not_an_array",
         "check_transformer_general", "check_transformer_preserve_dtypes",
         "check_methods_sample_order_invariance", "check_methods_subset_invariance",
-        "check_fit2d_1sample", "check_dict_unchanged", "check_dont_overwrite_parameters",
+        "check_dict_unchanged", "check_dont_overwrite_parameters",
         "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in",
-        "check_positive_only_tag_during_fit", "check_readonly_memmap_input",
+        "check_readonly_memmap_input",
         "check_n_features_in_after_fitting", "check_estimators_nan_inf",
         "check_fit2d_predict1d",
     )},
@@ -85,6 +103,10 @@ ESTIMATORS = [
     DonutMedian(radius=1),
     JInvariantGaussian(),
     JInvariantWavelet(),
+    JInvariantDenoiser(),
+    JInvariantTV(),
+    JInvariantNLMeans(h=0.5, patch_size=3, patch_distance=2, spatial_ndim=2),
+    JInvariantBilateral(spatial_ndim=2),
     LowRankDenoiser(n_components=1, n_groups=2),
     LowRankDenoiserCV(n_components=2, n_groups=2),
     KNNSmoother(n_neighbors=3, n_groups=2),
@@ -100,7 +122,12 @@ try:  # the neural extra is optional
 except ImportError:
     N2SNet = None
 else:
+    from sklearn_n2s.neural import BlindSpotUnet, DilatedBlindSpotNet
+
     ESTIMATORS.append(N2SNet(module__width=2, max_epochs=1, batch_size=8, random_state=0))
+    ESTIMATORS += [N2SNet(module=m, module__width=2, module__depth=1, max_epochs=1,
+                          batch_size=8, random_state=0)
+                   for m in (BlindSpotUnet, DilatedBlindSpotNet)]
 
 
 def _expected(estimator):
@@ -146,6 +173,27 @@ for _make in (lambda **kw: DonutMedian(radius=1, **kw),
     for _kind, (_X, _axis) in _IMAGES.items():
         _est = _make(channel_axis=_axis)
         DENOISER_CASES.append((f"{type(_est).__name__}-{_kind}", _est, _X, IMAGE_OUTPUTS))
+# Issue 12's families: NL-means is 2-D/3-D, the bilateral filter 2-D only.
+for _make, _kinds in [
+    (lambda **kw: JInvariantDenoiser(**kw), _IMAGES),
+    (lambda **kw: JInvariantTV(weight=0.2, **kw), _IMAGES),
+    (lambda **kw: JInvariantNLMeans(h=0.3, patch_size=3, patch_distance=2, **kw),
+     [k for k in _IMAGES if k != "1d"]),
+    (lambda **kw: JInvariantBilateral(sigma_color=0.3, **kw), ["2d", "rgb", "uint8"]),
+]:
+    for _kind in _kinds:
+        _X, _axis = _IMAGES[_kind]
+        _est = _make(channel_axis=_axis)
+        DENOISER_CASES.append((f"{type(_est).__name__}-{_kind}", _est, _X, IMAGE_OUTPUTS))
+# Structured blind spots (correlated noise, issue 13): the probes change the whole blind
+# spot of a pixel, and the pixel's prediction must not move.
+for _id, _est, _kind in [
+    ("DonutMedian-line", DonutMedian(radius=2, blind_spot=(0, 1)), "uint8"),
+    ("JInvariantWavelet-box", JInvariantWavelet(blind_spot=1), "2d"),
+    ("JInvariantTV-rows", JInvariantTV(weight=0.2, blind_spot=(None, 0)), "2d"),
+    ("DonutMedian-3d-line", DonutMedian(radius=2, blind_spot=(1, 0, 0)), "uint16-3d"),
+]:
+    DENOISER_CASES.append((_id, _est, _IMAGES[_kind][0], IMAGE_OUTPUTS))
 _NORMALIZED = ["normalized", "counts"]
 for _id, _est, _outputs in [
     ("ColumnMasking-PCA", ColumnMaskingDenoiser(PCA(2), n_groups=3, random_state=0), None),
@@ -166,6 +214,10 @@ if N2SNet is not None:
     _TINY = {"module__width": 2, "max_epochs": 1, "batch_size": 8, "random_state": 0}
     DENOISER_CASES += [
         ("N2SNet-float32", N2SNet(**_TINY), _RNG.random((4, 8, 8)).astype(np.float32), None),
+        ("N2SNet-blindspot-uint16-3d", N2SNet(BlindSpotUnet, **_TINY, module__depth=1),
+         _RNG.integers(0, 2**16, (2, 6, 7, 8), dtype=np.uint16), None),
+        ("N2SNet-dbsn-1d", N2SNet(DilatedBlindSpotNet, **_TINY, spatial_ndim=1),
+         _RNG.random((4, 30)), None),
         ("N2SNet-rgb-uint8", N2SNet(**_TINY, channel_axis=-1),
          _RNG.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8), None),
     ]

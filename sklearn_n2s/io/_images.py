@@ -472,7 +472,9 @@ def restore_dtype(values, dtype):
     Parameters
     ----------
     values : array-like
-        Denoised values in the estimators' float units.
+        Denoised values in the estimators' float units; an integer array already of
+        ``dtype`` (an estimator that keeps integer units, as :class:`~sklearn_n2s.N2SNet`
+        does) is returned as it is.
     dtype : dtype
         The input file's dtype.
 
@@ -482,6 +484,8 @@ def restore_dtype(values, dtype):
     """
     dtype = np.dtype(dtype)
     values = np.asarray(values)
+    if dtype.kind in "iu" and values.dtype == dtype:
+        return values
     if dtype.kind == "b":
         return values > 0.5
     if dtype.kind == "f":

@@ -1237,6 +1237,28 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         mean, _, single, _ = self._predict(X, invariant=True)
         return self._as_output(mean, X, single)
 
+    def export_bmz(self, path, **kwargs):
+        """Write this fitted blind-spot net as a BioImage Model Zoo package.
+
+        See :func:`sklearn_n2s.neural.export_bmz` (needs the ``bmz`` extra); the package
+        runs the one-pass J-invariant prediction in the input's units.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A ``.zip`` file or a folder.
+        **kwargs
+            Passed to :func:`~sklearn_n2s.neural.export_bmz` (``name``, ``authors``,
+            ``test_input``, ...).
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        from ._bmz import export_bmz
+
+        return export_bmz(self, path, **kwargs)
+
     def shrinkage_weights(self, X):
         """Per-image weight ``lam`` that ``output='shrink'`` gives the invariant output.
 
@@ -1284,5 +1306,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         tags.requires_fit = True
         tags.non_deterministic = self.random_state is None
         if tags.transformer_tags is not None:
-            tags.transformer_tags.preserves_dtype = ["float32", "float64"]
+            # integer images come back in their own dtype and units (rounded, clipped)
+            tags.transformer_tags.preserves_dtype = [
+                "float32", "float64", "uint8", "uint16", "uint32", "int8", "int16", "int32"]
         return tags

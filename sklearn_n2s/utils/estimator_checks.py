@@ -549,7 +549,7 @@ def _outputs(estimator, outputs):
 def _expected_dtype(estimator, in_dtype):
     tags = get_tags(estimator).transformer_tags
     preserved = tags.preserves_dtype if tags is not None else ["float64"]
-    if in_dtype.kind == "f" and in_dtype.name in preserved:
+    if in_dtype.name in preserved:
         return in_dtype
     return np.dtype(np.float64)
 
@@ -557,12 +557,14 @@ def _expected_dtype(estimator, in_dtype):
 def check_dtype_preserved(estimator, X, *, outputs=None):
     """Assert the output dtypes the estimator documents, for every ``output`` it offers.
 
-    Float input keeps its dtype when the estimator's tags say so
+    Input keeps its dtype when the estimator's tags say so
     (``transformer_tags.preserves_dtype``, scikit-learn's tag): float32 gives float32
-    and float64 gives float64. Any other input (float32 for an estimator that computes
-    in float64, and every integer dtype) gives float64. Checked for ``transform`` with
-    each value of the ``output`` parameter and for ``invariant_transform``, on clones
-    fitted on X converted to float32 and float64, and on X itself when it is integer.
+    and float64 gives float64, and an integer dtype listed there (an estimator that
+    returns integer images in their own units) gives itself. Any other input (float32
+    for an estimator that computes in float64, integers not listed) gives float64.
+    Checked for ``transform`` with each value of the ``output`` parameter and for
+    ``invariant_transform``, on clones fitted on X converted to float32 and float64, and
+    on X itself when it is integer.
 
     Parameters
     ----------

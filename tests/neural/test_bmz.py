@@ -85,7 +85,7 @@ def test_export_3d_folder(bmz, tmp_path):
     X = (rng.normal(5.0, 0.5, (1, 8, 12, 10)) + 300).astype(np.float32)
     net = N2SNet(DilatedBlindSpotNet, module__width=2, module__depth=1, max_steps=1,
                  random_state=0).fit(X)
-    path = export_bmz(net, tmp_path / "pkg", name="N2S dbsn 3D", test_input=X)
+    path = net.export_bmz(tmp_path / "pkg", name="N2S dbsn 3D", test_input=X)
     assert (path / "rdf.yaml").is_file() and (path / "README.md").is_file()
     summary = bmz.test_model(path / "rdf.yaml", devices=["cpu"])
     assert summary.status == "passed", summary.format()
