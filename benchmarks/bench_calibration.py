@@ -1,6 +1,6 @@
 """Calibration speed: sklearn_n2s versus scikit-image, same image, same grids, same run.
 
-Run:  python benchmarks/bench_calibration.py [--repeats 5] [--only median]
+Run:  python benchmarks/bench_calibration.py [--repeats 5] [--only median|gaussian]
 
 Prints a Markdown table of median wall-clock times and the ratios
 (peer time / our time, higher is better for us).
@@ -25,7 +25,7 @@ from sklearn_n2s import (
     JInvariantWavelet,
     WaveletDecompositionCache,
 )
-from sklearn_n2s.image import _median
+from sklearn_n2s.image import _gaussian, _median
 
 GAUSS_SIGMAS = list(np.linspace(0.5, 5.0, 10))
 RADII = [1, 2, 3, 4, 5, 6]
@@ -62,8 +62,8 @@ def donut_loop_uint8(image):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", choices=["all", "median"], default="all",
-                        help="'median': the DonutMedian rows only")
+    parser.add_argument("--only", choices=["all", "median", "gaussian"], default="all",
+                        help="'median' or 'gaussian': that family's rows only")
     args = parser.parse_args()
     r = args.repeats
     load_before = os.getloadavg()
@@ -99,6 +99,14 @@ def main():
         lambda: _loop_best(JInvariantGaussian(), "sigma", GAUSS_SIGMAS, X),
         lambda: _skimage_best(noisy, filters.gaussian, {"sigma": GAUSS_SIGMAS}, True),
         "calibrate_denoiser(approximate_loss=True), one coset")
+    row("JInvariantGaussian, 10 sigmas, exact loss",
+        lambda: search(JInvariantGaussian(), {"sigma": GAUSS_SIGMAS}, X),
+        lambda: _direct_gaussian(lambda: search(JInvariantGaussian(), {"sigma": GAUSS_SIGMAS},
+                                                X)),
+        "the same search filtering each sigma directly (before the spectral sweep)")
+    if args.only == "gaussian":
+        _print(rows, r, load_before)
+        return
     _median_rows(row, X, X_u8, X_u16, noisy_u8, n_levels, loop_name)
     # A new cache per run: every run starts cold (no reuse from the previous one), and
     # the sweep's candidates, clones of one estimator, share it.
@@ -132,6 +140,16 @@ def _median_rows(row, X, X_u8, X_u16, noisy_u8, n_levels, loop_name):
         "the same search with the histogram path off (sorting only)")
 
 
+def _direct_gaussian(fn):
+    """Run ``fn`` with the Gaussian's loss path filtering each sigma directly."""
+    original = _gaussian._spectral_residual
+    _gaussian._spectral_residual = lambda *args: None
+    try:
+        return fn()
+    finally:
+        _gaussian._spectral_residual = original
+
+
 def _sorting_only(fn):
     """Run ``fn`` with DonutMedian's histogram path limited to 8-bit data."""
     original = _median._use_histogram
@@ -144,6 +162,7 @@ def _sorting_only(fn):
 
 def _print(rows, r, load_before):
     load = ", ".join(f"{a:.2f}" for a in load_before)
+    print(f"uptime: {os.popen('uptime').read().strip()}")
     print(f"512x512 camera + Gaussian noise 0.1 (uint16: Poisson counts, 500 photons at "
           f"white); median of {r} alternating runs; load average before {load}, after "
           f"{', '.join(f'{a:.2f}' for a in os.getloadavg())}; "

@@ -12,8 +12,20 @@ Every denoiser has ``fit``/``transform``, a J-invariant ``invariant_transform`` 
 ``import sklearn_n2s`` works without torch.
 """
 
-from .image import DonutMedian, JInvariantGaussian, JInvariantWavelet, WaveletDecompositionCache
+from .image import (
+    DonutMedian,
+    JInvariantBilateral,
+    JInvariantBM3D,
+    JInvariantDenoiser,
+    JInvariantGaussian,
+    JInvariantNLMeans,
+    JInvariantTV,
+    JInvariantWavelet,
+    MaskedImageCache,
+    WaveletDecompositionCache,
+)
 from .model_selection import (
+    AutoDenoiser,
     FullSplit,
     MolecularCrossValidationScorer,
     SelfSupervisedScorer,
@@ -28,25 +40,33 @@ from .table import (
     NormalizedDenoiser,
     molecular_split,
 )
-from .utils import estimate_noise_variance
+from .utils import estimate_noise_correlation, estimate_noise_variance
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoDenoiser",
     "ColumnMaskingDenoiser",
     "DonutMedian",
     "FullSplit",
+    "JInvariantBM3D",
+    "JInvariantBilateral",
+    "JInvariantDenoiser",
     "JInvariantGaussian",
+    "JInvariantNLMeans",
+    "JInvariantTV",
     "JInvariantWavelet",
     "KNNSmoother",
     "LibrarySizeNormalizer",
     "LowRankDenoiser",
     "LowRankDenoiserCV",
+    "MaskedImageCache",
     "MolecularCrossValidationScorer",
     "N2SNet",
     "NormalizedDenoiser",
     "SelfSupervisedScorer",
     "WaveletDecompositionCache",
+    "estimate_noise_correlation",
     "estimate_noise_variance",
     "molecular_split",
     "self_supervised_loss",

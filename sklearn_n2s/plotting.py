@@ -8,7 +8,9 @@ self-supervised loss of a J-invariant denoiser against its parameter, with the c
 value marked, and — when the clean data is known — the ground-truth loss of the same
 J-invariant outputs. The two curves differ by the noise variance (a constant), so their
 minima fall at the same parameter; that is what makes calibration without clean data
-trustworthy.
+trustworthy. Given an :class:`~sklearn_n2s.AutoDenoiser` (or a dict of searches) it
+draws every family on one loss axis: the loss is comparable across J-invariant families,
+so the lowest point over all of them is the family chosen.
 """
 
 import numbers
@@ -123,9 +125,13 @@ def plot_calibration(search, param=None, clean=None, X=None, ax=None, *, loss_sc
 
     Parameters
     ----------
-    search : fitted GridSearchCV (or another ``BaseSearchCV``)
+    search : fitted GridSearchCV (or another ``BaseSearchCV``), AutoDenoiser or dict
         Scored with :class:`~sklearn_n2s.SelfSupervisedScorer` or the estimator's own
-        ``score`` (both are minus the self-supervised loss).
+        ``score`` (both are minus the self-supervised loss). A fitted
+        :class:`~sklearn_n2s.AutoDenoiser`, or a dict ``{family name: fitted search}``,
+        draws every family on one loss axis: one curve per family over its own
+        parameter (values written beside the points), the lowest loss over all
+        families starred; ``param`` must then be None.
     param : str or None, default=None
         The parameter on the x axis; None picks the only one that varies. When several
         vary, the others are held at their chosen values.
@@ -165,10 +171,17 @@ def plot_calibration(search, param=None, clean=None, X=None, ax=None, *, loss_sc
     >>> fig.axes[0].lines[0].get_xdata().tolist()
     [0.5, 1.0, 2.0]
     """
-    if not hasattr(search, "cv_results_"):
-        raise ValueError("search is not fitted: call search.fit(X) first.")
     if clean is not None and X is None:
         raise ValueError("clean needs X, the noisy data the search was fitted on.")
+    families = _family_searches(search)
+    if families is not None:
+        if param is not None:
+            raise ValueError("param is chosen per family when several families are drawn; "
+                             "leave it None.")
+        return _plot_families(families, clean=clean, X=X, ax=ax, loss_scale=loss_scale,
+                              loss_unit=loss_unit, name=name)
+    if not hasattr(search, "cv_results_"):
+        raise ValueError("search is not fitted: call search.fit(X) first.")
     param = _choose_param(search, param)
     rows = _rows_for(search, param)
     values = [search.cv_results_["params"][i][param] for i in rows]
@@ -206,6 +219,76 @@ def plot_calibration(search, param=None, clean=None, X=None, ax=None, *, loss_sc
     ax.grid(alpha=0.3)
     # Below the axes: inside, it would hide the curves or the gap between them.
     ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
+              frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _family_searches(search):
+    """``{family: fitted search}`` for an AutoDenoiser or a dict of searches, else None."""
+    if isinstance(search, dict):
+        if not search:
+            raise ValueError("no searches to plot: the dict is empty.")
+        for name, s in search.items():
+            if not hasattr(s, "cv_results_"):
+                raise ValueError(f"the search of {name!r} is not fitted: call fit(X) first.")
+        return dict(search)
+    if type(search).__name__ == "AutoDenoiser":
+        if not hasattr(search, "searches_"):
+            raise ValueError("the AutoDenoiser is not fitted: call fit(X) first.")
+        return dict(search.searches_)
+    return None
+
+
+def _family_curve(search):
+    """``(param, values, losses)`` of one family; param None for an empty grid."""
+    names = {n for p in search.cv_results_["params"] for n in p}
+    if not names:
+        rows, param = [int(search.best_index_)], None
+        values = [None]
+    else:
+        param = _choose_param(search, None)
+        rows = _rows_for(search, param)
+        values = [search.cv_results_["params"][i][param] for i in rows]
+    losses = -np.asarray(search.cv_results_[_score_key(search)], dtype=float)[rows]
+    return param, values, losses
+
+
+def _plot_families(families, *, clean, X, ax, loss_scale, loss_unit, name):
+    """Every family on one loss axis; the lowest loss of all starred."""
+    plt = _pyplot()
+    width = max(6.4, 1.9 * len(families))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(width, 5.0))
+    best = None  # (loss, x, family, param, value)
+    for k, (family, search) in enumerate(families.items()):
+        param, values, losses = _family_curve(search)
+        losses = losses * float(loss_scale)
+        xs = k + (np.linspace(-0.35, 0.35, len(values)) if len(values) > 1 else np.zeros(1))
+        label = family + (f" ({param})" if param else "")
+        ax.plot(xs, losses, "o-", color=f"C{k}", lw=2, label=label)
+        for x, y, v in zip(xs, losses, values):
+            if v is not None:
+                ax.annotate(_fmt(v), (x, y), textcoords="offset points", xytext=(0, 7),
+                            ha="center", fontsize="x-small", color=f"C{k}")
+        i = int(np.nanargmin(losses))
+        if best is None or losses[i] < best[0]:
+            best = (losses[i], xs[i], family, param, values[i])
+        if clean is not None and param is not None:
+            truth = ground_truth_losses(search, values, param, X, clean) * float(loss_scale)
+            ax.plot(xs, truth, "s--", color=f"C{k}", lw=1.2, alpha=0.7,
+                    label=f"{family}: ground truth (vs clean)")
+    loss, x, family, param, value = best
+    chosen = family + (f", {param} = {_fmt(value)}" if param else "")
+    ax.plot([x], [loss], "*", color="k", ms=18, zorder=5, label=f"chosen: {chosen}")
+    ax.set_xticks(range(len(families)), list(families))
+    ax.set_xlim(-0.6, len(families) - 0.4)
+    ylabel = "self-supervised loss (MSE" + (f", {loss_unit})" if loss_unit else ")")
+    ax.set_ylabel(ylabel if clean is None else
+                  "mean squared error" + (f" ({loss_unit})" if loss_unit else ""))
+    ax.set_xlabel("family (its parameter's values left to right)")
+    ax.set_title(f"{name or 'AutoDenoiser'}: every family on one loss axis")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
               frameon=False)
     fig.tight_layout()
     return fig

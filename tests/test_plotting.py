@@ -175,3 +175,60 @@ def test_losses_in_the_data_units_and_the_estimator_named(median_search):
                                -median_search.cv_results_["mean_test_score"] * 255.0 ** 2)
     assert "uint8 units²" in ax.get_ylabel()
     assert ax.get_title().startswith("DonutMedian (median):")
+
+
+# ------------------------------------------------ several families on one loss axis
+@pytest.fixture(scope="module")
+def auto(images):
+    from sklearn_n2s import AutoDenoiser
+
+    _, X = images
+    return AutoDenoiser([(DonutMedian(), {"radius": RADII}),
+                         (JInvariantGaussian(), {"sigma": [0.5, 1.0, 2.0]}),
+                         (JInvariantWavelet(), {"sigma": [0.05, 0.1, 0.2]})]).fit(X)
+
+
+def test_families_share_one_loss_axis(auto):
+    fig = plot_calibration(auto)
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    for k, (name, search) in enumerate(auto.searches_.items()):
+        curve = _line(ax, name)
+        np.testing.assert_allclose(curve.get_ydata(), -search.cv_results_["mean_test_score"])
+        # each family sits at its own slot of the x axis, its values left to right
+        assert np.all(np.abs(curve.get_xdata() - k) <= 0.4)
+        assert np.all(np.diff(curve.get_xdata()) > 0)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(auto.searches_)
+    star = _line(ax, "chosen")
+    assert star.get_ydata()[0] == pytest.approx(-auto.best_score_)
+    assert auto.best_family_ in star.get_label()
+    # the parameter values are written beside the points
+    texts = {t.get_text() for t in ax.texts}
+    assert {"1", "2", "3", "4", "0.05"} <= texts
+
+
+def test_families_with_clean_data_and_scaled_units(auto, images):
+    clean, X = images
+    fig = plot_calibration(auto, clean=clean, X=X, loss_scale=255.0**2,
+                           loss_unit="uint8 units²")
+    ax = fig.axes[0]
+    truth = _line(ax, "JInvariantGaussian: ground truth")
+    expected = [np.mean((JInvariantGaussian(sigma=s).fit(X).invariant_transform(X) - clean)
+                        ** 2) for s in [0.5, 1.0, 2.0]]
+    np.testing.assert_allclose(truth.get_ydata(), np.array(expected) * 255.0**2, rtol=1e-10)
+    assert "uint8 units²" in ax.get_ylabel()
+
+
+def test_a_dict_of_searches_and_refusals(median_search, auto):
+    fig = plot_calibration({"median": median_search, "gauss": auto.searches_[
+        "JInvariantGaussian"]}, name="two")
+    assert fig.axes[0].get_title().startswith("two")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["median", "gauss"]
+    with pytest.raises(ValueError, match="param is chosen per family"):
+        plot_calibration(auto, param="sigma")
+    from sklearn_n2s import AutoDenoiser
+
+    with pytest.raises(ValueError, match="not fitted"):
+        plot_calibration(AutoDenoiser())
+    with pytest.raises(ValueError, match="empty"):
+        plot_calibration({})

@@ -1,16 +1,20 @@
 """The demo: calibrate denoisers without clean data, then check against the truth.
 
 scikit-image's ``camera`` (ships offline) gets Gaussian noise of standard deviation 0.1.
-Each classical denoiser — :class:`~sklearn_n2s.DonutMedian`,
-:class:`~sklearn_n2s.JInvariantGaussian`, :class:`~sklearn_n2s.JInvariantWavelet` —
-is calibrated by a plain :class:`~sklearn.model_selection.GridSearchCV` with the
-:class:`~sklearn_n2s.SelfSupervisedScorer` on the noisy image alone. Because the demo
+Every J-invariant family — :class:`~sklearn_n2s.DonutMedian`,
+:class:`~sklearn_n2s.JInvariantGaussian`, :class:`~sklearn_n2s.JInvariantWavelet`, and
+the newer ones (NL-means, TV, bilateral, BM3D) where this installation has them — is
+calibrated by a plain :class:`~sklearn.model_selection.GridSearchCV` with the
+:class:`~sklearn_n2s.SelfSupervisedScorer` on the noisy image alone. The losses are
+comparable across families, so the lowest of all names the family
+:class:`~sklearn_n2s.AutoDenoiser` (``n2s --method auto``) would pick. Because the demo
 knows the clean image it can also show what the search could not see: the PSNR of the
 J-invariant output and of ``transform``'s output at every parameter.
 
 Run it with ``n2s demo --out demo_out`` or ``python -m sklearn_n2s.cli._demo --out demo_out``.
-It writes ``calibration.png`` (loss against parameter, the chosen value marked, the
-ground-truth loss alongside), ``comparison.png`` and the images as PNGs.
+It writes ``calibration.png`` (per family: loss against parameter, the chosen value
+marked, the ground-truth loss alongside; below: every family on one loss axis),
+``comparison.png`` (every family side by side) and the images as PNGs.
 """
 
 import sys
@@ -26,8 +30,31 @@ from .. import (
     JInvariantWavelet,
     WaveletDecompositionCache,
 )
+from .. import image as image_families
 from ..io._images import atomic_output
 from ..model_selection import calibrate, format_table
+from ..model_selection._auto import available_families
+
+#: The newer families (issue 12), shown when :mod:`sklearn_n2s.image` has them:
+#: class name -> (short name, parameter, values, fixed parameters). Intensities in the
+#: demo's float units (the image in 0..1, noise 0.1 by default), like the wavelet's sigma.
+NEW_FAMILIES = {
+    "JInvariantNLMeans": ("nlmeans", "h", [0.04, 0.06, 0.08, 0.1, 0.12], {}),
+    "JInvariantTV": ("tv", "weight", [0.04, 0.06, 0.08, 0.1, 0.14], {}),
+    "JInvariantBilateral": ("bilateral", "sigma_color", [0.05, 0.1, 0.15, 0.2], {}),
+    # One BM3D run costs about 11 s of CPU on 512 x 512 and its invariant output 16:
+    # one value (the demo's noise level), scored on two cosets.
+    "JInvariantBM3D": ("bm3d", "sigma_psd", [0.1], {"cosets": 2}),
+}
+
+
+
+def _cache_for(cls):
+    """A masked-image cache (shared by the sweep's clones) for the families that take one."""
+    if "memory" not in getattr(image_families, cls)().get_params():
+        return {}
+    return {"memory": image_families.MaskedImageCache(max_entries=1)}
+
 
 #: (name, estimator, parameter, values) of each denoiser the demo calibrates.
 DENOISERS = (
@@ -36,7 +63,9 @@ DENOISERS = (
     # One decomposition cache (a shared handle: the clones of the sweep reuse it).
     ("wavelet", JInvariantWavelet(memory=WaveletDecompositionCache(max_entries=1)), "sigma",
      [0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2]),
-)
+) + tuple((short, getattr(image_families, cls)(**kwargs, **_cache_for(cls)), param, values)
+          for cls, (short, param, values, kwargs) in NEW_FAMILIES.items()
+          if cls in available_families())
 
 
 def noisy_camera(sigma=0.1, seed=0, size=None):
@@ -111,25 +140,34 @@ def _save_figures(out, searches, X, clean, noisy, outputs):
 
     from ..plotting import plot_calibration, plot_comparison
 
-    fig, axes = plt.subplots(1, len(searches), figsize=(6.0 * len(searches), 5.2))
-    for ax, search in zip(np.atleast_1d(axes), searches):
-        plot_calibration(search, clean=clean[np.newaxis], X=X, ax=ax)
+    # One panel per family (four a row), and below them every family on one loss axis.
+    ncols = min(len(searches), 4)
+    nrows = -(-len(searches) // ncols)
+    fig = plt.figure(figsize=(6.0 * ncols, 5.4 * (nrows + 1)))
+    grid = fig.add_gridspec(nrows + 1, ncols)
+    for k, search in enumerate(searches):
+        plot_calibration(search, clean=clean[np.newaxis], X=X,
+                         ax=fig.add_subplot(grid[k // ncols, k % ncols]))
+    plot_calibration({type(s.estimator).__name__: s for s in searches},
+                     ax=fig.add_subplot(grid[nrows, :]), name="All families")
     fig.suptitle("Noise2Self calibration on camera + Gaussian noise: self-supervised loss "
-                 "(no clean image) vs ground truth", fontsize="large")
+                 "(no clean image) vs ground truth; below, every family on one loss axis "
+                 "(the lowest is what AutoDenoiser picks)", fontsize="large")
     fig.tight_layout()
     _save_figure(fig, out / "calibration.png", dpi=100)
     plt.close(fig)
     images = [noisy] + list(outputs.values()) + [clean]
     titles = [f"noisy ({_psnr(clean, noisy):.1f} dB)"] + [
         f"{name} ({_psnr(clean, image):.1f} dB)" for name, image in outputs.items()] + ["clean"]
-    fig = plot_comparison(images, titles, vmin=0, vmax=1)
+    fig = plot_comparison(images, titles, vmin=0, vmax=1,
+                          ncols=len(images) if len(images) <= 6 else 5)
     _save_figure(fig, out / "comparison.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
 def run_demo(out_dir="demo_out", *, sigma=0.1, seed=0, size=None, quiet=False, plots=True,
              stream=None):
-    """Calibrate the three classical denoisers on a noisy camera image; write results.
+    """Calibrate every J-invariant family on a noisy camera image; write results.
 
     Parameters
     ----------
@@ -152,7 +190,10 @@ def run_demo(out_dir="demo_out", *, sigma=0.1, seed=0, size=None, quiet=False, p
     Returns
     -------
     summary : dict
-        Per denoiser: ``best_params`` and ``rows`` (parameter, loss, PSNRs); ``files``.
+        Per denoiser: ``best_params`` and ``rows`` (parameter, loss, PSNRs); ``auto``:
+        the family with the lowest self-supervised loss (``family``), its
+        ``psnr_transform`` and the family the clean image would pick
+        (``best_family``); ``files``.
     """
     stream = sys.stdout if stream is None else stream
     out = Path(out_dir)
@@ -171,6 +212,7 @@ def run_demo(out_dir="demo_out", *, sigma=0.1, seed=0, size=None, quiet=False, p
         outputs[name] = search.best_estimator_.transform(X)[0]
         summary[name] = {"best_params": dict(search.best_params_), "rows": rows}
         searches.append(search)
+    print(_auto_line(summary, searches, DENOISERS), file=stream, flush=True)
     files = _write_images(out, clean, noisy, outputs)
     if plots and _have_matplotlib(stream):
         _save_figures(out, searches, X, clean, noisy, outputs)
@@ -178,6 +220,25 @@ def run_demo(out_dir="demo_out", *, sigma=0.1, seed=0, size=None, quiet=False, p
     print("wrote " + ", ".join(str(f) for f in files), file=stream)
     summary["files"] = [str(f) for f in files]
     return summary
+
+
+def _auto_line(summary, searches, denoisers):
+    """Which family the lowest self-supervised loss picks, and which the truth would."""
+    losses = [-s.best_score_ for s in searches]
+    names = [name for name, *_ in denoisers]
+    pick = names[int(np.argmin(losses))]
+    best_psnr = {name: max(r["psnr_transform"] for r in summary[name]["rows"])
+                 for name in names}
+    at_pick = {name: next(r["psnr_transform"] for r in summary[name]["rows"]
+                          if {k: r[k] for k in summary[name]["best_params"]}
+                          == summary[name]["best_params"]) for name in names}
+    truth = max(best_psnr, key=best_psnr.get)
+    params = ", ".join(f"{k}={v:g}" for k, v in summary[pick]["best_params"].items())
+    summary["auto"] = {"family": pick, "psnr_transform": at_pick[pick], "best_family": truth}
+    return (f"lowest self-supervised loss over all families: {pick} ({params}), "
+            f"transform PSNR {at_pick[pick]:.2f} dB -- what AutoDenoiser and "
+            f"'n2s --method auto' pick, with no clean image;\n  the ground truth's best "
+            f"family: {truth} ({best_psnr[truth]:.2f} dB at its best grid value)\n")
 
 
 def _have_matplotlib(stream):

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..model_selection import format_table, results_rows
 
-IMAGE_METHODS = ("median", "gaussian", "wavelet", "net")
+IMAGE_METHODS = ("median", "gaussian", "wavelet", "net", "auto")
 TABLE_METHODS = ("lowrank",)
 METHODS = IMAGE_METHODS + TABLE_METHODS
 LOWRANK_COMPONENTS = [2, 5, 10, 20, 40]
@@ -58,6 +58,7 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 
 EPILOG = f"""examples:
   n2s demo --out demo_out
+  n2s calibrate noisy.tif                        # every family, the best one chosen
   n2s calibrate noisy.tif --method wavelet --json
   n2s calibrate noisy.png --method median --grid radius=1,2,3,4
   n2s denoise noisy.tif denoised.tif --method gaussian
@@ -139,6 +140,11 @@ def parse_params(items):
 
 def check_param_names(estimator, names, option):
     """Fail in one line on a parameter the estimator does not have."""
+    if names and type(estimator).__name__ == "AutoDenoiser":
+        raise CommandLineError(
+            f"bad {option}: --method auto searches every family on its own default grid; "
+            f"{', '.join(sorted(names))} belong{'s' if len(names) == 1 else ''} to one "
+            "family: name it with --method median, gaussian or wavelet")
     valid = estimator.get_params()
     # Prefixed names (skorch's module__width) are routed, not listed: set_params checks them.
     unknown = [n for n in names if n not in valid and "__" not in n]
@@ -150,8 +156,9 @@ def check_param_names(estimator, names, option):
 
 
 # ------------------------------------------------------------------------- estimators
-def make_estimator(method, *, channel_axis=None, output="shrink", num_threads=None):
-    """A fresh estimator for a ``--method`` name (``num_threads``: the net's torch threads)."""
+def make_estimator(method, *, channel_axis=None, output=None, num_threads=None):
+    """A fresh estimator for a ``--method`` name (``num_threads``: the net's torch threads;
+    ``output`` None: the family's own default)."""
     if method == "lowrank":
         from ..io._images import optional_module
 
@@ -165,6 +172,10 @@ def make_estimator(method, *, channel_axis=None, output="shrink", num_threads=No
                 f"(pip install 'sklearn_n2s[torch]'): {exc}"
             ) from None
         estimator = N2SNet()
+    elif method == "auto":
+        from ..model_selection import AutoDenoiser
+
+        estimator = AutoDenoiser()
     else:
         from .. import (
             DonutMedian,
@@ -183,7 +194,7 @@ def make_estimator(method, *, channel_axis=None, output="shrink", num_threads=No
     wanted = {"channel_axis": channel_axis, "output": output, "random_state": 0,
               "num_threads": num_threads}
     estimator.set_params(**{k: v for k, v in wanted.items()
-                            if k in settable and (v is not None or k != "num_threads")})
+                            if k in settable and (v is not None or k == "channel_axis")})
     return estimator
 
 
@@ -567,9 +578,11 @@ def _threads(args):
     return getattr(args, "threads_limit", None)
 
 
-def _calibrated_search(args, X, channel_axis, report, grid, output="shrink"):
+def _calibrated_search(args, X, channel_axis, report, grid, output=None):
     estimator = make_estimator(args.method, channel_axis=channel_axis, output=output,
                                num_threads=_threads(args))
+    if args.method == "auto":
+        return _auto_search(estimator, X, report)
     grid = grid or default_grid(args.method, X, channel_axis)
     check_param_names(estimator, grid, "--grid")
     searched = "; ".join(f"{k} in {', '.join(_fmt(v) for v in vs)}" for k, vs in grid.items())
@@ -585,7 +598,36 @@ def _calibrated_search(args, X, channel_axis, report, grid, output="shrink"):
     return search
 
 
+def _auto_search(estimator, X, report):
+    """The fitted :class:`~sklearn_n2s.AutoDenoiser`: every family calibrated on its grid."""
+    from ..model_selection._auto import available_families
+
+    report.note(f"calibrating every family ({', '.join(available_families())}) on its "
+                "default grid; the lowest self-supervised loss wins")
+    try:
+        with warnings.catch_warnings():
+            if report.quiet:
+                warnings.simplefilter("ignore")  # a family left out is said with -v only
+            return estimator.set_params(verbose=int(not report.quiet)).fit(X)
+    except (ValueError, TypeError) as exc:
+        raise CommandLineError(f"calibration failed: {_one_line(exc)}") from exc
+
+
+def _print_auto(search, report, loss_scale=1.0, loss_unit=None):
+    """One row per family and setting: the family, its parameters, the loss."""
+    results = search.cv_results_
+    losses = -np.asarray(results["mean_test_score"], dtype=float) * loss_scale
+    table = [[family, _params_text(params) or "defaults", f"{loss:.6g}"]
+             for family, params, loss in zip(results["family"], results["params"], losses)]
+    header = "self-supervised loss" + (f" ({loss_unit})" if loss_unit else "")
+    report.table(format_table(["family", "parameters", header], table, search.best_index_))
+    report.table(f"chosen: {search.best_family_} {_params_text(search.best_params_)}  "
+                 "(* marks the lowest self-supervised loss, comparable across families)")
+
+
 def _print_search(search, report, loss_scale=1.0, loss_unit=None):
+    if hasattr(search, "best_family_"):
+        return _print_auto(search, report, loss_scale, loss_unit)
     rows = results_rows(search)
     names = list(rows[0][0]) if rows else []
     table = [[_fmt(p[n]) for n in names] + [f"{loss * loss_scale:.6g}"] for p, loss, _ in rows]
@@ -625,7 +667,7 @@ def cmd_calibrate(args, report):
     plot = _write_plot(search, plot, report, name=name, loss_scale=scale,
                        loss_unit=unit) if plot else None
     if args.json:
-        report.table(json.dumps(_jsonable({
+        summary = {
             "file": str(args.file), "method": args.method,
             "estimator": name,
             "n_samples": X.shape[0],
@@ -636,7 +678,12 @@ def cmd_calibrate(args, report):
             "results": [{"params": p, "self_supervised_loss": loss * scale, "chosen": c}
                         for p, loss, c in results_rows(search)],
             "plot": plot,
-        }), indent=2))
+        }
+        if hasattr(search, "best_family_"):  # --method auto: which family, per row too
+            summary["best_family"] = search.best_family_
+            for row, family in zip(summary["results"], search.cv_results_["family"]):
+                row["family"] = family
+        report.table(json.dumps(_jsonable(summary), indent=2))
     else:
         _print_search(search, report, scale, unit)
         if plot:
@@ -646,7 +693,9 @@ def cmd_calibrate(args, report):
 
 def _fitted_estimator(args, X, channel_axis, report, grid, params, dtype=None):
     """``(fitted model, its parameters)``: fixed by --param, or calibrated."""
-    if params:
+    # The net has no default grid: one training at its defaults (a step budget sized
+    # for the data), not a cross-validated search of one candidate (four trainings).
+    if params or (args.method == "net" and not grid):
         estimator = make_estimator(args.method, channel_axis=channel_axis, output=args.output,
                                    num_threads=_threads(args))
         try:
@@ -657,8 +706,9 @@ def _fitted_estimator(args, X, channel_axis, report, grid, params, dtype=None):
     search = _calibrated_search(args, X, channel_axis, report, grid, output=args.output)
     if report.verbose:
         _print_search(search, report, *loss_units(args, X.dtype if dtype is None else dtype))
-    report.note("chosen: " + (", ".join(f"{k}={_fmt(v)}" for k, v in
-                                         search.best_params_.items()) or "defaults"))
+    family = f"{search.best_family_} " if hasattr(search, "best_family_") else ""
+    report.note("chosen: " + family + (", ".join(f"{k}={_fmt(v)}" for k, v in
+                                                  search.best_params_.items()) or "defaults"))
     return search.best_estimator_, dict(search.best_params_)
 
 
@@ -739,9 +789,19 @@ def _denoise_h5ad(args, report):
     check_param_names(make_estimator(args.method), {**grid, **params}, "--grid/--param")
     adata, counts = load_table(args.input, args.layer)
     report.note(f"read {args.input}: {counts.shape[0]} cells x {counts.shape[1]} genes")
-    estimator, used = _fitted_estimator(args, counts, None, report, grid, params)
-    anndata_io = optional_module("io._anndata", "an .h5ad count table")
-    anndata_io.denoise_anndata(adata, estimator, layer=args.layer, fit=False)
+    if not grid and not params and _normalize(args):
+        # the analysts' one call (sklearn_n2s.table.denoise): log-normalise, the low-rank
+        # curve, layers['denoised'] and the curve and pick in uns['n2s']
+        from ..table import denoise
+
+        layer = args.layer or ("counts" if "counts" in adata.layers else "X")
+        denoise(adata, "lowrank", layer=layer, random_state=0)
+        used = dict(adata.uns["n2s"]["params"])
+        report.note("chosen: " + ", ".join(f"{k}={_fmt(v)}" for k, v in used.items()))
+    else:
+        estimator, used = _fitted_estimator(args, counts, None, report, grid, params)
+        anndata_io = optional_module("io._anndata", "an .h5ad count table")
+        anndata_io.denoise_anndata(adata, estimator, layer=args.layer, fit=False)
     _check_result(adata.layers["denoised"], args.input)
     write_h5ad(adata, args.output_file)
     values = "log-normalised values" if _normalize(args) else "counts"
@@ -752,17 +812,33 @@ def _denoise_h5ad(args, report):
 
 def resolve_method(args, path):
     """The default method for the file type, and a clear error for a mismatch."""
-    from ..io._images import is_table_path
+    from ..io._images import is_chunked_path, is_table_path
 
     table = is_table_path(path)
     if args.method is None:
-        args.method = TABLE_METHODS[0] if table else IMAGE_METHODS[0]
+        args.method = TABLE_METHODS[0] if table else _default_image_method(args, path)
+    if args.method == "auto" and is_chunked_path(path):
+        raise CommandLineError(f"--method auto does not apply to {path}: a .zarr store is "
+                               "calibrated blockwise for one family; use --method median, "
+                               "gaussian or wavelet")
     allowed = TABLE_METHODS if table else IMAGE_METHODS
     if args.method not in allowed:
         kind = ".h5ad count tables" if table else "images"
         raise CommandLineError(f"--method {args.method} does not apply to {path}: for "
                                f"{kind} use {' or '.join(allowed)}")
     return args.method
+
+
+def _default_image_method(args, path):
+    """``auto`` (every family, the lowest self-supervised loss wins), except where the
+    command line names one family's parameters (``--param``, ``--grid``: the median's,
+    as before ``auto`` existed) or the input is a ``.zarr`` store (calibrated blockwise,
+    one family)."""
+    from ..io._images import is_chunked_path
+
+    if getattr(args, "param", None) or getattr(args, "grid", None) or is_chunked_path(path):
+        return "median"
+    return "auto"
 
 
 def _zarr_default_grid(args):
@@ -807,7 +883,9 @@ def cmd_denoise(args, report):
     denoised = _denoise_stack(estimator, X, report)
     _check_result(denoised, args.input)
     shape = loaded.array.shape[:-1] + (X.shape[-1],) if alpha is not None else loaded.array.shape
-    result = restore_dtype(denoised.reshape(shape), loaded.array.dtype)
+    result = denoised.reshape(shape)
+    if result.dtype != loaded.array.dtype:  # N2SNet returns integers in their own units
+        result = restore_dtype(result, loaded.array.dtype)
     result = join_alpha(result, alpha)
     write_image(args.output_file, result, channel_axis=loaded.channel_axis,
                 metadata=loaded.metadata)
@@ -852,9 +930,12 @@ def _method_options(parser):
                         help="denoiser: median = DonutMedian (radius), gaussian = "
                              "JInvariantGaussian (sigma, pixels), wavelet = JInvariantWavelet "
                              "(sigma, noise level in the file's units: 0..255 for 8-bit), "
-                             "net = N2SNet (needs the torch extra), lowrank = "
+                             "net = N2SNet (needs the torch extra), auto = AutoDenoiser "
+                             "(every image family on its default grid, the lowest "
+                             "self-supervised loss wins), lowrank = "
                              "LibrarySizeNormalizer + LowRankDenoiser (n_components, .h5ad "
-                             "only); default: median for images, lowrank for .h5ad")
+                             "only); default: auto for images (median when --param or "
+                             "--grid names a parameter, or for .zarr), lowrank for .h5ad")
     parser.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
                         help="values to search (repeatable); default: radius 1..6, "
                              "sigma 0.5..5 px, wavelet sigma 0.25..1.5 x the estimated "
@@ -938,9 +1019,11 @@ def build_parser():
                      help="choose the parameters self-supervised (the default)")
     how.add_argument("--param", action="append", metavar="NAME=VALUE",
                      help="fix a parameter instead of calibrating (repeatable)")
-    den.add_argument("--output", choices=OUTPUTS, default="shrink",
-                     help="shrink (default): best mix of the J-invariant output and the "
-                          "data; ordinary: the plain filter; invariant: J-invariant output")
+    den.add_argument("--output", choices=OUTPUTS, default=None,
+                     help="shrink: best mix of the J-invariant output and the data; "
+                          "ordinary: the plain filter; invariant: J-invariant output "
+                          "(default: the family's own, shrink for median, gaussian and "
+                          "wavelet, ordinary for NL-means, TV and BM3D)")
     den.set_defaults(run=cmd_denoise)
     return parser
 

@@ -2,20 +2,40 @@
 
 import functools
 import numbers
+import threading
+import zlib
 from numbers import Real
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import ndimage as ndi
 from sklearn.utils._param_validation import StrOptions
 
+from ..masking import invariant_predict
+from ..utils._correlation import footprint_extent
 from ..utils._validation import spatial_axes
-from ._base import BaseImageDenoiser
+from ._base import BLIND_SPOT_CONSTRAINT, BaseImageDenoiser
 from ._limits import NotBool, check_has_neighbours, describe_shape
 
 MODES = ("reflect", "nearest", "mirror", "wrap", "constant")
 # A pixel whose kernel puts less than this share of the weight off itself has nothing
 # to be predicted from (the J-invariant gain 1 / (1 - w_ii) would blow up).
 _MIN_NEIGHBOUR_WEIGHT = 1e-9
+# The loss path of a sweep filters one image with many sigmas: it keeps the image's
+# spectrum (padded by its boundary mode) and filters each sigma with one inverse FFT.
+# Images smaller than this per sample filter directly (FFTs do not pay there), and
+# stacks larger than this many values too (the spectrum would hold 2x their memory).
+_SPECTRAL_MIN_PIXELS = 128 * 128
+_SPECTRAL_MAX_VALUES = 2**24
+# Padding kept around the image: any kernel radius up to it reuses the spectrum.
+_SPECTRAL_MIN_PAD = 24
+# Single precision: scipy's inverse FFT in double costs more than the direct filter here
+# (CPU time of the 10-sigma sweep on 512 x 512: 0.10 s in double, 0.047 s in single,
+# 0.085 s filtering directly); the loss in single is the exact one to ~1e-7 relative.
+_SPECTRAL_DTYPE = np.float32
+# numpy.pad's name for each scipy.ndimage boundary mode (constant: cval 0, as here).
+_PAD_MODES = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge",
+              "wrap": "wrap", "constant": "constant"}
 
 
 @functools.lru_cache(maxsize=64)
@@ -120,10 +140,12 @@ class JInvariantGaussian(BaseImageDenoiser):
         "sigma": [NotBool(Real, 0, np.inf, closed="neither"), "array-like"],
         "truncate": [NotBool(Real, 0, np.inf, closed="neither")],
         "mode": [StrOptions(set(MODES))],
+        "blind_spot": BLIND_SPOT_CONSTRAINT,
     }
 
     def __init__(self, sigma=1.0, *, truncate=4.0, mode="nearest", channel_axis=None,
-                 output="shrink", noise_variance=None, spatial_ndim=None):
+                 output="shrink", noise_variance=None, spatial_ndim=None,
+                 blind_spot="pixel"):
         self.sigma = sigma
         self.truncate = truncate
         self.mode = mode
@@ -131,6 +153,7 @@ class JInvariantGaussian(BaseImageDenoiser):
         self.output = output
         self.noise_variance = noise_variance
         self.spatial_ndim = spatial_ndim
+        self.blind_spot = blind_spot
 
     def _blockwise_halo(self, spatial_shape):
         sigmas = [float(s) for s in np.atleast_1d(self.sigma)]
@@ -206,24 +229,99 @@ class JInvariantGaussian(BaseImageDenoiser):
                                    axes=axes)
 
     def _invariant(self, X, scale=1.0):
-        out = self._invariant_residual(X, scale)
+        structured = self._structured_invariant(X)
+        if structured is not None:
+            return structured
+        out = self._invariant_residual(X, scale, reuse=False)
         out += X
         return out
 
-    def _invariant_residual(self, X, scale=1.0):
-        # f_inv - x = (g(x) - w x) / (1 - w) - x = (g(x) - x) / (1 - w): two in-place
-        # passes over the filtered image.
+    def _structured_invariant(self, X):
+        """The prediction with a structured blind spot, or None for a single pixel.
+
+        A box (half-extents per axis, what ``'auto'`` and extents give) in closed form:
+        the kernel's weights inside the box are removed and the rest renormalised,
+        ``(g(x) - S(x)) / (1 - T)``, where ``S`` applies, axis by axis, the 1-D filter
+        matrices (boundary mode included) cut to the band ``|p - q| <= e``, and ``T`` is
+        the weight they carry. Any other footprint (and axes longer than
+        ``_MAX_BAND_MATRIX_SIDE``) goes through the masking core.
+        """
         axes, sigmas = self._sigmas(X)
         spatial_shape = tuple(X.shape[a] for a in axes)
+        footprint = self._blind_spot_footprint(spatial_shape)
+        if footprint is None:
+            return None
+        if not footprint.all() or max(spatial_shape) > _MAX_BAND_MATRIX_SIDE:
+            return invariant_predict(self._denoise, X, channel_axis=self.channel_axis,
+                                     footprint=footprint)[0]
+        extent = footprint_extent(footprint)
+        hidden, weight = X, np.ones(())
+        for axis, size, sigma, e in zip(axes, spatial_shape, sigmas, extent):
+            band = _band_matrix(size, sigma, float(self.truncate), self.mode, int(e))
+            hidden = _along_axis(band, hidden, axis)
+            weight = np.multiply.outer(weight, band.sum(axis=1))
+        remaining = 1.0 - weight
+        if np.any(remaining < _MIN_NEIGHBOUR_WEIGHT):
+            raise ValueError(
+                f"JInvariantGaussian: the blind spot {self.blind_spot_!r} holds all but "
+                f"less than {_MIN_NEIGHBOUR_WEIGHT:g} of the kernel's weight at some "
+                f"pixels (sigma={self.sigma!r}): nothing is left to predict them from. "
+                "Use a larger sigma."
+            )
+        shape = tuple(X.shape[i] if i in axes else 1 for i in range(X.ndim))
         out = self._denoise(X)
-        out -= X
+        out -= hidden
+        out /= remaining.reshape(shape).astype(X.dtype)
+        return out
+
+    def _invariant_residual(self, X, scale=1.0, reuse=True):
+        structured = self._structured_invariant(X)
+        if structured is not None:
+            structured -= X
+            return structured
+        # f_inv - x = (g(x) - w x) / (1 - w) - x = (g(x) - x) / (1 - w): two in-place
+        # passes over the filtered image. ``reuse``: the loss path, where a sweep scores
+        # the same image again and again, filters through the cached spectrum.
+        axes, sigmas = self._sigmas(X)
+        spatial_shape = tuple(X.shape[a] for a in axes)
+        out = _spectral_residual(X, axes, sigmas, float(self.truncate), self.mode) if (
+            reuse) else None
+        if out is None:
+            out = self._denoise(X)
+            out -= X
         out *= _residual_gain(spatial_shape, tuple(sigmas), float(self.truncate), self.mode,
                               X.dtype.str).reshape(
             tuple(X.shape[i] if i in axes else 1 for i in range(X.ndim)))
         return out
 
 
+# The closed form of a box blind spot holds one dense size x size matrix per axis (32 MiB
+# at 2048); longer axes go through the masking core (bounded memory, more passes).
+_MAX_BAND_MATRIX_SIDE = 2048
+
+
 @functools.lru_cache(maxsize=8)
+def _band_matrix(size, sigma, truncate, mode, extent):
+    """The 1-D filter as a matrix (boundary mode folded in), cut to ``|p - q| <= extent``.
+
+    Row p holds the weight of every position in output p; an extent of 0 keeps the
+    diagonal (the self-weights), one of ``size - 1`` or more the whole filter.
+    """
+    matrix = ndi.gaussian_filter1d(np.eye(size), sigma, axis=0, mode=mode, truncate=truncate)
+    offsets = np.abs(np.subtract.outer(np.arange(size), np.arange(size)))
+    band = np.where(offsets <= extent, matrix, 0.0)
+    band.flags.writeable = False  # shared through the cache
+    return band
+
+
+def _along_axis(matrix, X, axis):
+    """``matrix`` applied to every line of X along ``axis`` (X's dtype kept)."""
+    moved = np.moveaxis(X, axis, -1)
+    out = moved @ matrix.T.astype(X.dtype, copy=False)
+    return np.moveaxis(out, -1, axis)
+
+
+@functools.lru_cache(maxsize=16)
 def _residual_gain(spatial_shape, sigmas, truncate, mode, dtype):
     """``1 / (1 - w_ii)`` over the image, ``w_ii`` the weight a pixel gives itself.
 
@@ -244,6 +342,112 @@ def _residual_gain(spatial_shape, sigmas, truncate, mode, dtype):
     gain = (1.0 / (1.0 - weight)).astype(dtype)
     gain.flags.writeable = False  # shared through the cache
     return gain
+
+
+class _SpectrumCache:
+    """The spectrum of the last image filtered on the loss path (one entry, per process).
+
+    A calibration sweep (``GridSearchCV`` over sigma) scores clones of the estimator on
+    the same image: the padded image's FFT is computed once and each sigma then costs a
+    product with the kernel's spectrum and one inverse FFT, instead of a separable
+    filtering pass. The entry is found by the image's content (shape, dtype and a CRC
+    of its bytes), since every candidate gets its own copy of the data.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entry = None
+
+    def get(self, key, pad):
+        with self._lock:
+            entry = self._entry
+        if entry is not None and entry[0] == key and entry[1] >= pad:
+            return entry[1:]
+        return None
+
+    def put(self, key, pad, lengths, spectrum, centred):
+        with self._lock:
+            self._entry = (key, pad, lengths, spectrum, centred)
+
+    def clear(self):
+        with self._lock:
+            self._entry = None
+
+
+_SPECTRA = _SpectrumCache()
+
+
+def _spectral_residual(X, axes, sigmas, truncate, mode):
+    """``gaussian_filter(X, sigmas, mode, truncate, axes) - X`` through a cached spectrum.
+
+    The image is padded by its boundary mode past every kernel radius, so the circular
+    convolution of the padded image with scipy's truncated kernel never wraps into the
+    part kept: the result is the direct filter's. It is computed in float32 (an inverse
+    FFT in single precision costs a fifth of one in double here), on the image minus its
+    mean per sample (the kernel is normalised, so the mean passes through unchanged and
+    the rounding scales with the image's spread, not its offset): the residual is the
+    direct one to about 1e-6 of the image's spread, so the loss to about 1e-6 relative.
+    Returns None (filter directly) where that does not pay or does not hold: small or
+    huge stacks, a kernel longer than an axis, the 'constant' mode (which does not pass
+    the mean through).
+    """
+    spatial = [X.shape[a] for a in axes]
+    radii = [int(truncate * s + 0.5) for s in sigmas]
+    if (np.prod(spatial) < _SPECTRAL_MIN_PIXELS or X.size > _SPECTRAL_MAX_VALUES
+            or any(r >= n for r, n in zip(radii, spatial)) or mode == "constant"):
+        return None
+    X = np.ascontiguousarray(X)
+    key = (X.shape, X.dtype.str, tuple(axes), mode, zlib.crc32(X.data))
+    pad = max(_SPECTRAL_MIN_PAD, *radii)
+    cached = _SPECTRA.get(key, pad)
+    if cached is None:
+        cached = _padded_spectrum(X, axes, spatial, pad, max(radii), mode)
+        _SPECTRA.put(key, *cached)
+    pad, lengths, spectrum, centred = cached
+    product = spectrum.copy()
+    for i, (a, length, sigma, radius) in enumerate(zip(axes, lengths, sigmas, radii)):
+        transfer = _kernel_spectrum(length, float(sigma), radius, i == len(axes) - 1)
+        product *= transfer.reshape([-1 if k == a else 1 for k in range(X.ndim)])
+    out = sp_fft.irfftn(product, s=lengths, axes=axes, overwrite_x=True)
+    crop = [slice(None)] * X.ndim
+    for a, n in zip(axes, spatial):
+        crop[a] = slice(pad, pad + n)
+    residual = out[tuple(crop)].astype(X.dtype)
+    residual -= centred
+    return residual
+
+
+def _padded_spectrum(X, axes, spatial, pad, largest_radius, mode):
+    """``(pad, fft lengths, float32 spectrum of the padded centred image, centred image)``."""
+    if any(pad >= n for n in spatial):
+        pad = largest_radius
+    lengths = [sp_fft.next_fast_len(n + 2 * pad, real=True) for n in spatial]
+    widths = [(0, 0)] * X.ndim
+    for a, n, length in zip(axes, spatial, lengths):
+        widths[a] = (pad, length - n - pad)
+    mean = X.mean(axis=tuple(axes), keepdims=True)
+    centred = X - mean
+    padded = np.pad(centred.astype(_SPECTRAL_DTYPE), widths, mode=_PAD_MODES[mode])
+    return pad, lengths, sp_fft.rfftn(padded, axes=axes), centred
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_spectrum(length, sigma, radius, last):
+    """FFT of scipy's truncated, normalised 1-D Gaussian kernel on a circle of ``length``.
+
+    The taps are those of :func:`scipy.ndimage.gaussian_filter1d` (``exp(-x**2 / (2
+    sigma**2))`` for ``|x| <= radius``, divided by their sum); the kernel is symmetric,
+    so correlation and convolution agree. ``last``: the axis the real FFT halves.
+    """
+    x = np.arange(-radius, radius + 1)
+    taps = np.exp(-0.5 / sigma**2 * x.astype(float) ** 2)
+    taps /= taps.sum()
+    kernel = np.zeros(length)
+    kernel[x % length] = taps
+    spectrum = (sp_fft.rfft(kernel) if last else sp_fft.fft(kernel)).astype(
+        np.result_type(_SPECTRAL_DTYPE, np.complex64))
+    spectrum.flags.writeable = False  # shared through the cache
+    return spectrum
 
 
 def _has_bool(values):

@@ -77,7 +77,7 @@ def get_counts(adata, layer=None):
 
 
 def denoise_anndata(adata, estimator, *, layer=None, key_added="denoised", fit=True,
-                    copy=False):
+                    copy=False, output_file=None, chunk_rows=None):
     """Denoise the counts of ``adata`` with ``estimator`` and store the result as a layer.
 
     Parameters
@@ -97,11 +97,26 @@ def denoise_anndata(adata, estimator, *, layer=None, key_added="denoised", fit=T
         Fit a clone of ``estimator`` on the counts; False uses ``estimator`` as fitted.
     copy : bool, default=False
         Work on a copy and return it; otherwise modify ``adata`` and return None.
+        Ignored for a backed ``adata`` (which is never modified).
+    output_file : str or Path or None, default=None
+        Backed ``adata`` only (``anndata.read_h5ad(path, backed='r')``), and then
+        required: the new ``.h5ad`` file written. It is the input file copied on disk
+        with the layer ``key_added`` added, written in blocks of ``chunk_rows`` rows
+        (each block read from the backed file, denoised, written) and ``uns[key_added]``;
+        written to a temporary file beside it and renamed when complete, so a failure
+        leaves nothing half-written. The input file is never modified; it cannot be
+        the output. Only estimators whose rows are independent (the low-rank and
+        normalising denoisers, not the transductive kNN smoother) can be applied by
+        blocks. With ``fit=True`` the counts are read once to fit (a sparse matrix
+        stays sparse); ``fit=False`` with a fitted estimator reads only the blocks.
+    chunk_rows : int or None, default=None
+        Rows per block in backed mode; None: about 4 million values per block.
 
     Returns
     -------
     adata : anndata.AnnData or None
-        The denoised copy with ``copy=True``, else None (``adata`` is modified).
+        The denoised copy with ``copy=True``, else None (``adata`` is modified). For a
+        backed ``adata``: ``output_file`` opened in backed mode (``'r'``).
 
     Examples
     --------
@@ -115,6 +130,12 @@ def denoise_anndata(adata, estimator, *, layer=None, key_added="denoised", fit=T
     ((20, 12), 'X')
     """
     _check_anndata(adata)
+    if getattr(adata, "isbacked", False):
+        return _denoise_backed(adata, estimator, layer=layer, key_added=key_added, fit=fit,
+                               output_file=output_file, chunk_rows=chunk_rows)
+    if output_file is not None:
+        raise ValueError("output_file is for an AnnData opened in backed mode; this one is "
+                         "in memory (write it with adata.write_h5ad).")
     if copy:
         adata = adata.copy()
     layer = _resolve_layer(adata, layer)
@@ -127,6 +148,66 @@ def denoise_anndata(adata, estimator, *, layer=None, key_added="denoised", fit=T
         "layer": layer,
     }
     return adata if copy else None
+
+
+def _denoise_backed(adata, estimator, *, layer, key_added, fit, output_file, chunk_rows):
+    """:func:`denoise_anndata` for a backed AnnData: a new file, written by row blocks."""
+    import shutil
+
+    import anndata
+    import h5py
+    import numpy as np
+
+    from ..utils._table_validation import CHUNK_ENTRIES
+    from ._images import atomic_output, same_file
+
+    if output_file is None:
+        raise ValueError(
+            "adata is opened in backed mode: pass output_file, the new .h5ad file to write "
+            "(the input file is never modified).")
+    if same_file(output_file, adata.filename):
+        raise ValueError(f"output_file {output_file} is the backed input file: refusing to "
+                         "modify it; choose another output file.")
+    layer = _resolve_layer(adata, layer)
+    source = adata.X if layer == "X" else get_counts(adata, layer)
+    n_obs, n_vars = adata.shape
+    if fit:
+        whole = source.to_memory() if hasattr(source, "to_memory") else source[:]
+        model = clone(estimator).fit(whole)
+        del whole
+    else:
+        model = estimator
+    if getattr(model, "_row_independent", False) is not True:
+        raise ValueError(
+            f"{type(model).__name__} cannot denoise a backed file by blocks of rows: its "
+            "output for a row depends on the other rows (a kNN smoother is transductive). "
+            "Read the file into memory, or use a row-independent denoiser such as "
+            "LowRankDenoiser.")
+    step = chunk_rows or max(1, CHUNK_ENTRIES // max(n_vars, 1))
+    dtype = np.float32 if np.dtype(getattr(source, "dtype", np.float64)) == np.float32 \
+        else np.float64
+    with atomic_output(output_file) as tmp:
+        shutil.copyfile(adata.filename, tmp)  # on disk: the input's bytes, not memory
+        with h5py.File(tmp, "r+") as handle:
+            if "layers" not in handle:
+                anndata.io.write_elem(handle, "layers", {})
+            if key_added in handle["layers"]:
+                del handle["layers"][key_added]
+            out = handle["layers"].create_dataset(
+                key_added, shape=(n_obs, n_vars), dtype=dtype,
+                chunks=(min(step, n_obs), n_vars))
+            out.attrs["encoding-type"] = "array"
+            out.attrs["encoding-version"] = "0.2.0"
+            for start in range(0, n_obs, step):
+                rows = slice(start, min(start + step, n_obs))
+                out[rows] = np.asarray(model.transform(source[rows]), dtype=dtype)
+            if "uns" not in handle:
+                anndata.io.write_elem(handle, "uns", {})
+            if key_added in handle["uns"]:
+                del handle["uns"][key_added]
+            anndata.io.write_elem(handle["uns"], key_added,
+                                  {"estimator": repr(model), "layer": layer})
+    return anndata.read_h5ad(output_file, backed="r")
 
 
 def counts_from_log_normalized(adata, *, use_raw=True, size_key="n_counts", scale=1e4):

@@ -1,6 +1,8 @@
 """Choosing parameters without clean data: the self-supervised scorer, a no-split CV,
-molecular cross-validation, and the calibration helpers the demo and the CLI share."""
+molecular cross-validation, the calibration helpers the demo and the CLI share, and
+AutoDenoiser, which chooses the denoising family by the self-supervised loss."""
 
+from ._auto import DEFAULT_GRIDS, AutoDenoiser, NoiseMultiples
 from ._calibration import (
     RankPathSearch,
     calibrate,
@@ -13,8 +15,11 @@ from ._scorer import SelfSupervisedScorer, self_supervised_loss
 from ._split import FullSplit
 
 __all__ = [
+    "DEFAULT_GRIDS",
+    "AutoDenoiser",
     "FullSplit",
     "MolecularCrossValidationScorer",
+    "NoiseMultiples",
     "RankPathSearch",
     "SelfSupervisedScorer",
     "calibrate",

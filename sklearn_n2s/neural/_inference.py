@@ -9,15 +9,27 @@ overlapping tiles in 1, 2 or 3 spatial dimensions, for images too big for memory
 tile carries a margin of context at least the network's receptive radius, and starts on
 a multiple of its downsampling factor, so that the kept core of every tile equals the
 whole image's output (tested to 1e-4).
+
+With a structured blind spot (a ``footprint``, for correlated noise) the grid has a
+spacing per axis (:func:`._masking.footprint_grid_strides`), each pass hides the whole
+footprint of every pixel of its coset and fills it from outside, and each pixel is read
+from the pass that hid its footprint: its output depends on nothing inside it.
 """
 
 import itertools
 import math
 
+import numpy as np
 import torch
 
 from .. import masking as core
-from ._masking import fill_masked_torch, grid_fill_source
+from ._masking import (
+    dilate_mask,
+    fill_footprint,
+    fill_masked_torch,
+    footprint_grid_strides,
+    grid_fill_source,
+)
 
 #: Context kept around each tile for BabyUnet, larger than its receptive radius (26
 #: pixels) and a multiple of 4, so tiles line up with the pooling grid.
@@ -87,7 +99,7 @@ def forward_tiled(run, x, tile_size=None, margin=TILE_MARGIN):
 
 
 def invariant_forward(forward, x, *, stride=4, fill="interpolate", generator=None,
-                      images_per_pass=64):
+                      images_per_pass=64, footprint=None):
     """Exact J-invariant output: each grid coset predicted from a pass that hid it.
 
     Parameters
@@ -101,12 +113,18 @@ def invariant_forward(forward, x, *, stride=4, fill="interpolate", generator=Non
     generator : torch.Generator or None, default=None
         Used by the ``'uniform'`` fill only.
     images_per_pass : int, default=64
-        Masked copies handed to ``forward`` at once (at least one image's cosets).
+        Masked copies handed to ``forward`` at once (at least one image's cosets; with
+        a ``footprint``, at least one).
+    footprint : None or bool ndarray, default=None
+        A structured blind spot (see :func:`footprint_forward`); None hides the pixel.
 
     Returns
     -------
     out : tensor of shape (N, C_out, *spatial)
     """
+    if footprint is not None:
+        return footprint_forward(forward, x, footprint, stride=stride, fill=fill,
+                                 generator=generator, images_per_pass=images_per_pass)
     ndim = x.ndim - 2
     n_cosets = core.n_grid_cosets(stride, ndim)
     slices = [(slice(None), slice(None),
@@ -132,4 +150,54 @@ def invariant_forward(forward, x, *, stride=4, fill="interpolate", generator=Non
             out = pred.new_empty((len(x), pred.shape[1], *x.shape[2:]))
         for c, coset in enumerate(slices):
             out[start:start + k][coset] = pred[c * k:(c + 1) * k][coset]
+    return out
+
+
+def footprint_forward(forward, x, footprint, *, stride=4, fill="interpolate",
+                      generator=None, images_per_pass=64):
+    """J-invariant output over a structured partition: each pixel from the pass that hid
+    its whole footprint (filled from outside), so it depends on nothing inside it.
+
+    Parameters
+    ----------
+    forward : callable
+        Maps an (M, C, *spatial) stack to the network's (M, C_out, *spatial) output.
+    x : tensor of shape (N, C, *spatial)
+    footprint : bool ndarray, one odd-length axis per spatial axis
+        Centred on the pixel.
+    stride : int >= 2, default=4
+        Spacing along axes the footprint does not extend along.
+    fill : {'interpolate', 'zero', 'median', 'uniform'}, default='interpolate'
+        ``'interpolate'`` fills from outside (:func:`._masking.fill_from_outside_torch`).
+    generator : torch.Generator or None, default=None
+    images_per_pass : int, default=64
+        Masked copies handed to ``forward`` at once.
+
+    Returns
+    -------
+    out : tensor of shape (N, C_out, *spatial)
+    """
+    spatial = tuple(x.shape[2:])
+    strides = footprint_grid_strides(footprint, spatial, stride)
+    slices = []
+    centres = torch.zeros((int(np.prod(strides)), 1, *spatial), dtype=torch.bool,
+                          device=x.device)
+    for index in range(len(centres)):
+        offsets = np.unravel_index(index, strides)
+        coset = tuple(slice(int(o), None, s) for o, s in zip(offsets, strides))
+        centres[(index, 0, *coset)] = True
+        slices.append((slice(None), slice(None), *coset))
+    hidden = dilate_mask(centres, footprint)  # one mask per coset, shared by the images
+    out = None
+    for i in range(len(x)):
+        image = x[i:i + 1]
+        for start in range(0, len(slices), max(1, images_per_pass)):
+            stop = min(start + max(1, images_per_pass), len(slices))
+            masked = fill_footprint(image.expand(stop - start, *image.shape[1:]),
+                                    hidden[start:stop], fill, generator)
+            pred = forward(masked)
+            if out is None:
+                out = pred.new_empty((len(x), pred.shape[1], *spatial))
+            for c in range(start, stop):
+                out[i:i + 1][slices[c]] = pred[c - start:c - start + 1][slices[c]]
     return out

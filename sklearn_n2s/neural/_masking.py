@@ -9,6 +9,12 @@ over the unmasked in-image neighbours; ``'median'`` is delegated to
 :func:`sklearn_n2s.masking.fill_masked`.
 
 Masks are (N, 1, *spatial) bool tensors, True where a pixel (all its channels) is hidden.
+
+Structured blind spots (correlated noise): :func:`footprint_grid_strides` spaces a
+coset per axis so that the footprints hidden around its pixels never touch,
+:func:`dilate_mask` hides each coset pixel's whole footprint (a convolution of the mask
+with the footprint) and :func:`fill_from_outside_torch` fills the hidden region from the
+visible pixels around it, as :func:`sklearn_n2s.masking.fill_from_outside` does.
 """
 
 import functools
@@ -212,8 +218,121 @@ def random_batch_mask(n_images, spatial_shape, density, generator):
     return mask
 
 
+def footprint_grid_strides(footprint, spatial_shape, stride):
+    """Grid spacing per spatial axis for a structured blind spot on images of a shape.
+
+    :func:`sklearn_n2s.masking.footprint_strides` (footprints of two coset pixels never
+    touch), with spacing 1 along the axes the footprint covers whole, as
+    :func:`sklearn_n2s.masking.iter_footprint_masked` uses.
+
+    Parameters
+    ----------
+    footprint : bool ndarray, one odd-length axis per spatial axis
+    spatial_shape : tuple of int
+    stride : int >= 2
+
+    Returns
+    -------
+    strides : tuple of int
+
+    Raises
+    ------
+    ValueError
+        When the footprint covers the whole image.
+    """
+    footprint = np.asarray(footprint, dtype=bool)
+    return core._whole_axis_strides(core.footprint_strides(footprint, stride), footprint,
+                                    tuple(int(n) for n in spatial_shape))
+
+
+def dilate_mask(mask, footprint):
+    """Every pixel within the footprint of a masked pixel: ``{c + s}`` for ``c`` in the
+    mask and ``s`` an offset of the footprint (scipy's ``binary_dilation``).
+
+    Parameters
+    ----------
+    mask : bool tensor of shape (N, 1, *spatial)
+    footprint : bool ndarray, one odd-length axis per spatial axis
+
+    Returns
+    -------
+    hidden : bool tensor like mask
+    """
+    ndim = mask.ndim - 2
+    # torch convolutions correlate: flip the footprint so that offsets add.
+    kernel = np.ascontiguousarray(np.flip(np.asarray(footprint, dtype=np.float32)))
+    weight = torch.as_tensor(kernel, device=mask.device)[None, None]
+    padding = tuple(n // 2 for n in kernel.shape)
+    return _CONV[ndim](mask.to(torch.float32), weight, padding=padding) > 0.5
+
+
+def fill_from_outside_torch(x, mask):
+    """Fill the masked pixels from the visible ones, growing inwards from the border.
+
+    Torch version of :func:`sklearn_n2s.masking.fill_from_outside`: each pass gives the
+    masked pixels that touch known pixels the weighted mean of those (the
+    ``'interpolate'`` weights) and counts them as known. No masked value is ever read.
+
+    Parameters
+    ----------
+    x : tensor of shape (N, C, *spatial)
+    mask : bool tensor of shape (N, 1, *spatial)
+
+    Returns
+    -------
+    x_filled : tensor like x
+    """
+    kernel = _kernel(x)
+    known = (~mask).expand_as(x)
+    out = torch.where(known, x, torch.zeros_like(x))
+    fallback = _per_image_mean(x, known.to(x.dtype)).expand_as(x)
+    while not bool(known.all()):
+        weight = known.to(x.dtype)
+        numerator = _depthwise(out * weight, kernel)
+        denominator = _depthwise(weight, kernel)
+        newly = ~known & (denominator > 0)
+        if not bool(newly.any()):
+            return torch.where(known, out, fallback)
+        out = torch.where(newly, numerator / denominator.clamp_min(1e-12), out)
+        known = known | newly
+    return out
+
+
+def fill_footprint(x, hidden, fill="interpolate", generator=None):
+    """Fill a structured hidden region: from outside for ``'interpolate'``, else as
+    :func:`fill_masked_torch` (whose other fills read no hidden value either)."""
+    if fill == "interpolate":
+        return fill_from_outside_torch(x, hidden)
+    return fill_masked_torch(x, hidden, fill, generator)
+
+
+def footprint_batch_mask(n_images, spatial_shape, strides, generator):
+    """One random coset per image of a grid with a spacing per axis.
+
+    Parameters
+    ----------
+    n_images : int
+    spatial_shape : tuple of int
+    strides : tuple of int >= 1
+    generator : torch.Generator
+
+    Returns
+    -------
+    mask : bool tensor of shape (n_images, 1, *spatial_shape)
+    """
+    ndim = len(spatial_shape)
+    mask = torch.ones((n_images, 1, *spatial_shape), dtype=torch.bool)
+    for axis, (length, step) in enumerate(zip(spatial_shape, strides)):
+        offsets = torch.randint(step, (n_images,), generator=generator)
+        shape = [1, 1] + [1] * ndim
+        shape[2 + axis] = length
+        phase = (torch.arange(length) % step).view(shape)
+        mask &= phase == offsets.view(n_images, *([1] * (ndim + 1)))
+    return mask
+
+
 def mask_batch(x, *, masking="grid", stride=4, density=1 / 16, fill="interpolate",
-               generator=None):
+               generator=None, footprint=None):
     """Hide pixels of a training batch and fill them.
 
     Parameters
@@ -227,6 +346,11 @@ def mask_batch(x, *, masking="grid", stride=4, density=1 / 16, fill="interpolate
     fill : {'interpolate', 'zero', 'median', 'uniform'}, default='interpolate'
     generator : torch.Generator or None, default=None
         The source of every random draw.
+    footprint : None or bool ndarray, default=None
+        A structured blind spot: the grid's spacing per axis comes from
+        :func:`footprint_grid_strides`, the whole footprint of every drawn pixel is
+        hidden and filled (:func:`fill_footprint`), and the returned mask holds the
+        drawn pixels only (where the loss goes).
 
     Returns
     -------
@@ -234,6 +358,14 @@ def mask_batch(x, *, masking="grid", stride=4, density=1 / 16, fill="interpolate
     mask : bool tensor of shape (N, 1, *spatial), on the device of x
     """
     n_images, spatial = x.shape[0], tuple(x.shape[2:])
+    if footprint is not None:
+        if masking == "grid":
+            strides = footprint_grid_strides(footprint, spatial, stride)
+            mask = footprint_batch_mask(n_images, spatial, strides, generator)
+        else:
+            mask = random_batch_mask(n_images, spatial, density, generator)
+        mask = mask.to(x.device)
+        return fill_footprint(x, dilate_mask(mask, footprint), fill, generator), mask
     if masking == "grid":
         mask = grid_batch_mask(n_images, spatial, stride, generator)
     else:

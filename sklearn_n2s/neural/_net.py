@@ -7,6 +7,16 @@ number). A *blind-spot* module (class attribute ``blind_spot = True``, such as
 ``BlindSpotUnet``) never sees the centre pixel by construction: it is trained with the
 loss on every pixel and no masking, and its one pass is J-invariant.
 
+Correlated noise (``blind_spot``): with noise correlated between neighbouring pixels a
+single hidden pixel is seen through its neighbours' noise. ``blind_spot`` hides a whole
+footprint around each masked pixel instead (half-extents per axis, a boolean footprint,
+or ``'auto'``, measured on the training images by
+:func:`sklearn_n2s.estimate_noise_correlation`): training masks a random coset of a grid
+spaced per axis so that footprints never touch (:func:`sklearn_n2s.masking.footprint_strides`),
+hides the footprints, fills them from outside and puts the loss on the coset pixels;
+inference reads each pixel from the pass that hid its footprint. Blind-spot modules hide
+the centre pixel only and accept ``blind_spot='pixel'`` alone.
+
 Images are stacks ``(n, *spatial[, C])`` with 1, 2 or 3 spatial axes (``spatial_ndim``,
 ``channel_axis`` as for the classical denoisers); modules that accept ``ndim`` are built
 for the data's. Large images train on random patches (``patch_size``) with flips and
@@ -95,6 +105,7 @@ from skorch.utils import to_tensor
 from torch.utils.data import DataLoader
 
 from ..base import OUTPUTS, SelfSupervisedScoreMixin, shrink_towards_data
+from ..utils._correlation import check_blind_spot, estimate_noise_correlation
 from ..utils._losses import get_loss
 from ..utils._noise import estimate_noise_variance
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, intensity_scale
@@ -110,7 +121,7 @@ from ._data import (
     tensor_to_images,
 )
 from ._inference import TILE_MARGIN, forward_tiled, invariant_forward, tile_geometry
-from ._masking import MASKINGS, NET_FILLS
+from ._masking import MASKINGS, NET_FILLS, footprint_grid_strides
 from ._masking import mask_batch as _mask_batch
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -140,6 +151,12 @@ _PERCENTILE_SPAN = 4.652695748081682
 #: Values read to estimate the normalisation of a larger X (a fixed random sample).
 _STATS_SAMPLE = 2**22
 _OFFSET_BUFFER, _SCALE_BUFFER = "n2s_input_offset", "n2s_input_scale"
+#: Constraint of ``blind_spot`` (the image families' ``BLIND_SPOT_CONSTRAINT``; the forms
+#: are checked by :func:`sklearn_n2s.utils._correlation.check_blind_spot` in ``fit``).
+_BLIND_SPOT_CONSTRAINT = [
+    StrOptions({"pixel", "auto"}), Interval(Integral, 0, None, closed="left"), tuple, list,
+    np.ndarray,
+]
 
 __all__ = ["MAX_ABS_VALUE", "MAX_SPREADS", "N2SNet", "TILE_MARGIN"]
 
@@ -170,6 +187,22 @@ def _to_input_dtype(values, dtype, float_dtype):
     raw = np.rint(np.asarray(values, dtype=np.float64) / intensity_scale(dtype))
     return np.clip(raw, info.min, info.max).astype(dtype)
 
+
+
+def _is_auto(blind_spot):
+    return isinstance(blind_spot, str) and blind_spot == "auto"
+
+
+def _rotation_safe(footprint):
+    """Whether the patch augmentation (flips along every axis, 90-degree rotations in
+    the plane of the last two) maps the footprint onto itself."""
+    if footprint is None:
+        return True
+    flipped = all(np.array_equal(footprint, np.flip(footprint, axis))
+                  for axis in range(footprint.ndim))
+    if footprint.ndim < 2:
+        return flipped
+    return flipped and np.array_equal(footprint, np.swapaxes(footprint, -1, -2))
 
 
 def _accepts(module_cls, name):
@@ -308,6 +341,20 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         ``'grid'``: each image of a batch hides one random coset of a stride-``stride``
         grid (``1 / stride**ndim`` of its pixels). ``'random'``: each pixel is hidden with
         probability ``density``.
+    blind_spot : 'pixel', 'auto', int, tuple or bool ndarray, default='pixel'
+        What is hidden around each masked pixel, for noise correlated between
+        neighbours. ``'pixel'``: the pixel alone. An int ``k``: a box of half-extent
+        ``k``; a tuple: a half-extent per spatial axis, None for the whole axis (e.g.
+        ``(0, 3)``: three pixels either side along the last axis); a boolean array with
+        an odd length per axis: the footprint itself, centred on the pixel. ``'auto'``:
+        the extents :func:`sklearn_n2s.estimate_noise_correlation` measures on the
+        training images (``noise_correlation_``). The grid is then spaced per axis by
+        :func:`sklearn_n2s.masking.footprint_strides` (1 along whole-axis extents), the
+        footprints of the coset are hidden and filled from outside, and inference takes
+        one pass per coset of that grid. Masked modules only: a blind-spot module
+        (``blind_spot = True``) hides the centre pixel alone and refuses other values.
+        Training patches are flipped and rotated only if the footprint is symmetric
+        under those maps (a line along one axis turns off ``augment``).
     stride : int >= 2, default=4
         Grid stride, for training with ``masking='grid'`` and for the J-invariant
         inference of masked-trained modules (``stride**ndim`` passes).
@@ -398,8 +445,15 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Spatial axes of the images seen in ``fit`` (1, 2 or 3).
     n_features_in_ : int
         Values per image seen in ``fit`` (pixels times channels).
-    blind_spot_ : bool
-        Whether the module is a blind-spot network (trained without masking).
+    blind_spot_ : 'pixel', int, tuple or bool ndarray
+        The blind spot of training and inference: ``blind_spot``, or for ``'auto'``
+        the measured extents (``noise_correlation_.extent``).
+    noise_correlation_ : NoiseCorrelation
+        With ``blind_spot='auto'``: the measured correlation of the noise
+        (:func:`sklearn_n2s.estimate_noise_correlation`).
+    blind_spot_module_ : bool
+        Whether the module is a blind-spot network (trained without masking, one-pass
+        J-invariant output).
     posterior_head_ : bool
         Whether the module predicts a mean and a prior variance (``output='posterior'``
         at fit time).
@@ -473,6 +527,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         "verbose": ["verbose"],
         "train_split": [None, callable],
         "masking": [StrOptions(set(MASKINGS))],
+        "blind_spot": _BLIND_SPOT_CONSTRAINT,
         "stride": [Interval(Integral, 2, None, closed="left")],
         "density": [Interval(Real, 0, 1, closed="neither")],
         "fill": [StrOptions(set(NET_FILLS))],
@@ -490,7 +545,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
                  optimizer=torch.optim.Adam, lr=3e-3, max_epochs=10, max_steps="auto",
                  batch_size=32, patch_size="auto", augment=True,
                  masking="grid", stride=4, density=1 / 16, fill="interpolate",
-                 lr_schedule="cosine", output="shrink", noise_variance=None,
+                 blind_spot="pixel", lr_schedule="cosine", output="shrink", noise_variance=None,
                  channel_axis=None, spatial_ndim=None, tile_size=None,
                  inference_batch_size=64, channels_last=False, precision="auto",
                  num_threads=None,
@@ -512,6 +567,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         self.stride = stride
         self.density = density
         self.fill = fill
+        self.blind_spot = blind_spot
         self.lr_schedule = lr_schedule
         self.channel_axis = channel_axis
         self.tile_size = tile_size
@@ -711,7 +767,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             module = module.to(memory_format=torch.channels_last)
         if not hasattr(self, "n_channels_in_"):
             self.n_channels_in_ = getattr(module, "n_channels_in", 1)
-        self.blind_spot_ = bool(getattr(module, "blind_spot", False))
+        self.blind_spot_module_ = bool(getattr(module, "blind_spot", False))
         self.posterior_head_ = head
         self.module_ = module
         return self
@@ -774,6 +830,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         self._validate_n2s_params()
         Xf = self._check_images(X, reset=True)
         self._input_dtype_ = _input_dtype(X)
+        self._fit_blind_spot(Xf)
         if not self.warm_start or not getattr(self, "initialized_", False):
             # skorch's fit: initialize, then partial_fit; plus the normalisation of X.
             self.rng_ = check_random_state(self.random_state)
@@ -804,12 +861,55 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             self._validate_n2s_params()
             reset = not getattr(self, "initialized_", False)
             Xf = self._check_images(X, reset=reset)
+            if reset or not hasattr(self, "blind_spot_"):
+                self._fit_blind_spot(Xf)
             if reset:
                 self._input_dtype_ = _input_dtype(X)
                 self._initialize_for(Xf)
             X = self._scaled_tensor(Xf)
         with self._threads():
             return super().partial_fit(X, None, classes=classes, **fit_params)
+
+    # --------------------------------------------------------------- blind spot
+    def _fit_blind_spot(self, Xf):
+        """Check ``blind_spot`` against the data and the module, and set ``blind_spot_``
+        (and ``noise_correlation_`` for ``'auto'``), before any training."""
+        n_spatial = Xf.ndim - 1 - (self.channel_axis is not None)
+        spatial_shape = tuple(int(n) for n in Xf.shape[1:1 + n_spatial])
+        spot = self.blind_spot
+        footprint = None if _is_auto(spot) else check_blind_spot(spot, n_spatial,
+                                                                 spatial_shape)
+        if bool(getattr(self.module, "blind_spot", False)) and (
+                _is_auto(spot) or footprint is not None):
+            name = getattr(self.module, "__name__", type(self.module).__name__)
+            raise ValueError(
+                f"blind_spot={spot!r} needs masked training, but the module {name} is a "
+                "blind-spot network whose field excludes the centre pixel only. For "
+                "correlated noise use module=BabyUnet (masked training hides the whole "
+                "blind spot), or blind_spot='pixel' with this module.")
+        if _is_auto(spot):
+            self.noise_correlation_ = estimate_noise_correlation(
+                Xf, channel_axis=self.channel_axis)
+            self.blind_spot_ = self.noise_correlation_.extent
+        else:
+            self.blind_spot_ = spot
+        # A footprint that leaves nothing to predict from is refused now, not mid-fit.
+        patch = self._patch_size_for(spatial_shape)
+        shapes = {spatial_shape}
+        if patch is not None:
+            shapes.add(tuple(int(n) for n in patch_shape(spatial_shape, patch)))
+        for shape in shapes:
+            footprint = self._blind_spot_footprint(shape)
+            if footprint is not None:
+                footprint_grid_strides(footprint, shape, self.stride)
+
+    def _blind_spot_footprint(self, spatial_shape):
+        """Footprint hidden around each pixel on images of ``spatial_shape`` (None: the
+        pixel alone), from ``blind_spot_`` (``blind_spot`` before ``fit``)."""
+        spot = getattr(self, "blind_spot_", self.blind_spot)
+        if _is_auto(spot) or getattr(self, "blind_spot_module_", False):
+            return None
+        return check_blind_spot(spot, len(spatial_shape), spatial_shape)
 
     # ------------------------------------------------------------------- budget
     def _patch_size_for(self, spatial_shape):
@@ -834,8 +934,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         -------
         plan : dict
             ``patch_size`` (None: whole images), ``steps_per_epoch``, ``steps`` (the
-            optimiser steps of the fit) and ``epochs`` (``steps`` over
-            ``steps_per_epoch``, rounded up: the last epoch may be shorter).
+            optimiser steps of the fit), ``epochs`` (``steps`` over
+            ``steps_per_epoch``, rounded up: the last epoch may be shorter) and
+            ``augment`` (flips and rotations of the patches: ``augment``, unless the
+            blind spot is not symmetric under them).
         """
         patch = self._patch_size_for(tuple(spatial_shape))
         batch_size = n_images if self.batch_size == -1 else self.batch_size
@@ -851,8 +953,11 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             steps = self.max_epochs * per_epoch
             if self.max_steps == "auto" and patch is not None:
                 steps = max(steps, math.ceil(AUTO_PATCH_PIXELS / (pixels * batch_size)))
+        shape = spatial_shape if patch is None else patch_shape(spatial_shape, patch)
+        footprint = self._blind_spot_footprint(tuple(shape))
         return {"patch_size": patch, "steps_per_epoch": per_epoch, "steps": steps,
-                "epochs": math.ceil(steps / per_epoch)}
+                "epochs": math.ceil(steps / per_epoch),
+                "augment": bool(self.augment) and _rotation_safe(footprint)}
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """skorch's loop, run for the epochs of :meth:`training_plan`.
@@ -905,7 +1010,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         if iterator is ImageBatchLoader and plan is not None and plan["patch_size"]:
             return PatchBatchLoader(
                 dataset, batch_size=kwargs["batch_size"], patch_size=plan["patch_size"],
-                n_batches=plan["steps_per_epoch"], augment=self.augment,
+                n_batches=plan["steps_per_epoch"], augment=plan["augment"],
                 random_state=self._seed(), budget=plan["steps"])
         if iterator is ImageBatchLoader:
             kwargs.setdefault("shuffle", training)
@@ -933,7 +1038,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         """
         generator = torch.Generator().manual_seed(self._seed())
         return _mask_batch(x, masking=self.masking, stride=self.stride,
-                           density=self.density, fill=self.fill, generator=generator)
+                           density=self.density, fill=self.fill, generator=generator,
+                           footprint=self._blind_spot_footprint(tuple(x.shape[2:])))
 
     def _training_precision(self):
         if self.precision == "auto":
@@ -1012,7 +1118,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     def _training_input(self, x):
         """``(net_input, mask)``: the batch as is for a blind-spot module (the loss on
         every pixel), else :meth:`mask_batch`."""
-        if getattr(self, "blind_spot_", False):
+        if getattr(self, "blind_spot_module_", False):
             return x, None
         return self.mask_batch(x)
 
@@ -1123,11 +1229,12 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         """The module's output for a normalised tensor: J-invariant or one plain pass."""
         module = self.inference_module()
         with self._threads(), _evaluating(module), torch.no_grad():
-            if invariant and not getattr(self, "blind_spot_", False):
+            if invariant and not getattr(self, "blind_spot_module_", False):
                 return invariant_forward(
                     lambda stack: self._forward_images(module, stack), x,
                     stride=self.stride, fill=self.fill, generator=self._inference_generator(),
-                    images_per_pass=self.inference_batch_size)
+                    images_per_pass=self.inference_batch_size,
+                    footprint=self._blind_spot_footprint(tuple(x.shape[2:])))
             return self._forward_images(module, x)
 
     def _predict(self, X, *, invariant, head=False):
@@ -1222,8 +1329,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
         A blind-spot module's one pass. Otherwise every coset of the stride-``stride``
         grid is hidden (filled with ``fill``) in one of ``stride**ndim`` passes, and
-        each pixel is read from the pass that hid it. Repeated calls give the same
-        output, also with the random ``'uniform'`` fill.
+        each pixel is read from the pass that hid it; with a structured ``blind_spot_``
+        the grid is spaced per axis and each pass hides the whole footprint of its
+        coset's pixels, so the output at a pixel depends on nothing in its blind spot.
+        Repeated calls give the same output, also with the random ``'uniform'`` fill.
 
         Parameters
         ----------

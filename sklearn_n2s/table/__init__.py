@@ -6,7 +6,8 @@ of columns is computed from the other columns only. Dense arrays and CSR/CSC mat
 """
 
 from ._column_masking import ColumnInvariantMixin, ColumnMaskingDenoiser
-from ._knn import KNNSmoother
+from ._denoise import denoise
+from ._knn import KNNSmoother, knn_path_losses
 from ._lowrank import LowRankDenoiser, LowRankDenoiserCV
 from ._mcv import (
     convert_sqrt_expectation,
@@ -26,7 +27,9 @@ __all__ = [
     "LowRankDenoiserCV",
     "NormalizedDenoiser",
     "convert_sqrt_expectation",
+    "denoise",
     "expected_sqrt",
+    "knn_path_losses",
     "molecular_split",
     "overlap_correction",
     "poisson_loss",

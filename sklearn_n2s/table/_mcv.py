@@ -259,16 +259,19 @@ def molecular_split(X, p=0.5, *, sample_ratio=0.0, random_state=None):
     >>> bool(np.all(A + B == X))
     True
     """
+    given = X
     X = check_counts(check_table_array(X), allow_empty_rows=True)
     p_a, p_b, overlap = overlap_correction(p, sample_ratio)
     rng = check_random_state(random_state)
     # Draw for the non-zero entries in row-major order, dense or sparse alike, so that
     # the same seed gives the same split for both.
     if sp.issparse(X):
-        X = X.tocsr(copy=True)
-        X.sum_duplicates()  # on the copy: canonical, sorted row-major order
-        A, B = X.copy(), X.copy()
-        A.data, B.data = _split_values(X.data, p_a, p_b, overlap, rng)
+        # Sparse stays sparse: the parts hold the stored entries only (never densified).
+        X = X.tocsr(copy=X is given)  # a copy already made by the float64 conversion
+        X.sum_duplicates()  # on our copy: canonical, sorted row-major order
+        a_values, b_values = _split_values(X.data, p_a, p_b, overlap, rng)
+        A = sp.csr_matrix((a_values, X.indices.copy(), X.indptr.copy()), shape=X.shape)
+        B = sp.csr_matrix((b_values, X.indices, X.indptr), shape=X.shape)
         A.eliminate_zeros()
         B.eliminate_zeros()
         return A, B

@@ -16,6 +16,7 @@ from sklearn_n2s import (
     FullSplit,
     JInvariantBilateral,
     JInvariantDenoiser,
+    JInvariantGaussian,
     JInvariantNLMeans,
     JInvariantTV,
     JInvariantWavelet,
@@ -25,7 +26,8 @@ from sklearn_n2s import (
 from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
 RNG = np.random.default_rng(0)
-BLIND_SPOT_FAMILIES = [DonutMedian(radius=3), JInvariantWavelet(wavelet_levels=1)]
+BLIND_SPOT_FAMILIES = [DonutMedian(radius=3), JInvariantWavelet(wavelet_levels=1),
+                       JInvariantGaussian(sigma=1.5)]
 
 
 def _ids(estimator):
@@ -101,8 +103,34 @@ def test_median_blind_spot_larger_than_its_neighbourhood_is_refused():
         est.invariant_transform(X)
 
 
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "wrap", "constant", "mirror"])
+@pytest.mark.parametrize("blind_spot", [(0, 2), (None, 1), 1])
+def test_gaussian_closed_form_is_exact_in_every_boundary_mode(mode, blind_spot):
+    X = RNG.normal(size=(2, 13, 14))
+    est = JInvariantGaussian(sigma=1.5, mode=mode, blind_spot=blind_spot).fit(X)
+    assert check_j_invariance(est, X, n_probes=4) > 0
+    # the closed form equals the masking core's prediction, which hides the same box
+    from sklearn_n2s.masking import invariant_predict
+
+    footprint = est._blind_spot_footprint((13, 14))
+    masked = invariant_predict(est._denoise, X, footprint=footprint, fill="zero")[0]
+    closed = est.invariant_transform(X)
+    # not equal (the core fills what it hides), but both ignore the whole blind spot,
+    # and they agree where the hidden weight is small
+    assert np.corrcoef(masked.ravel(), closed.ravel())[0, 1] > 0.5
+
+
+def test_gaussian_non_box_footprint_goes_through_the_masking_core():
+    cross = np.zeros((3, 5), dtype=bool)
+    cross[1, :] = True
+    cross[:, 2] = True
+    X = RNG.normal(size=(1, 16, 16))
+    assert check_j_invariance(JInvariantGaussian(1.0, blind_spot=cross), X, n_probes=4) > 0
+
+
 @pytest.mark.parametrize("estimator, grid", [
     (DonutMedian(), {"radius": [1, 2, 3, 4]}),
+    (JInvariantGaussian(), {"sigma": [0.5, 1.0, 1.5, 2.0, 3.0]}),
 ], ids=lambda v: _ids(v) if not isinstance(v, dict) else "")
 def test_auto_calibrates_better_than_pixel_on_correlated_noise(estimator, grid):
     clean = img_as_float(data.camera())[::2, ::2]

@@ -133,3 +133,32 @@ def test_bad_parameters_are_refused_by_name(params, name, rng):
         JInvariantGaussian(**params).fit(rng.random((1, 8, 8)))
     with pytest.raises(ValueError, match="sigma must be a number > 0"):
         JInvariantGaussian(sigma=[1.0, True]).fit(rng.random((1, 8, 8)))
+
+
+# ------------------------------------------------ the loss path of a sweep (spectral)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape, channel_axis", [((2, 140, 150), None),
+                                                 ((1, 26, 30, 34), None),
+                                                 ((1, 130, 128, 3), -1)])
+def test_sweep_loss_equals_direct_filter_loss(mode, shape, channel_axis, rng):
+    """The cached-spectrum loss is the direct filter's loss, offset data included."""
+    X = rng.random(shape) * 50.0 + 1000.0  # far from 0..1: the rounding follows the spread
+    for sigma in (0.6, 2.0, 6.0):
+        est = JInvariantGaussian(sigma=sigma, mode=mode, channel_axis=channel_axis).fit(X)
+        direct = np.mean((est.invariant_transform(X) - X) ** 2)
+        assert est.self_supervised_loss(X) == pytest.approx(direct, rel=1e-5)
+
+
+def test_sweep_cache_follows_the_data(rng):
+    """A changed image (same shape, even the same array mutated) is never scored from
+    the previous image's spectrum; float32 input is scored in its own units."""
+    X = rng.random((1, 150, 150))
+    est = JInvariantGaussian(sigma=1.5).fit(X)
+    first = est.self_supervised_loss(X)
+    X[0, 70, 70] += 40.0  # in place
+    direct = np.mean((est.invariant_transform(X) - X) ** 2)
+    assert est.self_supervised_loss(X) == pytest.approx(direct, rel=1e-5)
+    assert est.self_supervised_loss(X) != pytest.approx(first, rel=1e-3)
+    X32 = X.astype(np.float32)
+    direct32 = np.mean((est.invariant_transform(X32).astype(float) - X32) ** 2)
+    assert est.self_supervised_loss(X32) == pytest.approx(direct32, rel=1e-4)

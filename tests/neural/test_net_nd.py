@@ -138,7 +138,7 @@ def test_blind_spot_trains_without_masking_and_infers_in_one_pass(monkeypatch):
     net = tiny_net("blind")
     monkeypatch.setattr(N2SNet, "mask_batch", lambda *a, **k: pytest.fail("masked"))
     net.fit(X)
-    assert net.blind_spot_ and len(net.history[-1, "batches"]) >= 1
+    assert net.blind_spot_module_ and len(net.history[-1, "batches"]) >= 1
     calls = []
     module = net.module_
     handle = module.register_forward_hook(lambda *a: calls.append(a[1][0].shape[0]))

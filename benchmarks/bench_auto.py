@@ -1,0 +1,161 @@
+"""AutoDenoiser: the family chosen by the self-supervised loss, its PSNR and its time.
+
+1. The Noise2Self paper's calibration setup: scikit-image's ``camera``,
+   ``np.random.seed(3)``, ``random_noise(mode='gaussian', var=0.01)`` then
+   ``img_as_ubyte``. ``AutoDenoiser().fit(X).transform(X)``: PSNR against the clean
+   image and wall time (budget: 60 s on 2 cores); every family's calibrated output
+   beside it; the peer in the same run: BM3D told the true noise level (``bm3d``
+   package, the issue's 29.59 dB reference), when installed.
+2. The offline images x noises of ``benchmarks/transform_quality.py`` (its cases,
+   imported): the family AutoDenoiser picks against the best family judged on the clean
+   image (each family's ``transform`` at its own self-supervised pick), median and worst
+   gap in dB.
+
+Run:  python benchmarks/bench_auto.py [--size 256] [--images camera,coins]
+      [--skip-cases | --skip-paper] [--out benchmarks/results/auto.md]
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from skimage import data, img_as_float, img_as_ubyte
+from skimage.metrics import peak_signal_noise_ratio
+from skimage.util import random_noise
+
+from sklearn_n2s import AutoDenoiser
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import transform_quality as tq  # the shared cases: images, noises, PSNR
+
+
+def paper_setup():
+    """``(clean float, noisy uint8)`` exactly as the paper's calibration notebook."""
+    np.random.seed(3)  # noqa: NPY002  (the paper's notebook, bit for bit)
+    clean = data.camera()
+    noisy = img_as_ubyte(random_noise(clean, mode="gaussian", var=0.01))
+    return img_as_float(clean), noisy
+
+
+def _psnr(clean, image):
+    return float(peak_signal_noise_ratio(clean, np.clip(image, 0, 1), data_range=1.0))
+
+
+def run_paper(lines):
+    clean, noisy = paper_setup()
+    X = noisy[np.newaxis]
+    start = time.perf_counter()
+    auto = AutoDenoiser().fit(X)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = auto.transform(X)[0]
+    transform_s = time.perf_counter() - start
+    ours = _psnr(clean, out)
+    lines += [
+        "## The paper's setup (camera, seed 3, Gaussian var 0.01, uint8, 512x512)", "",
+        f"AutoDenoiser picks **{auto.best_family_}** ({_params(auto.best_params_)}): "
+        f"transform PSNR **{ours:.2f} dB** (target 29.5); fit {fit_s:.1f} s, transform "
+        f"{transform_s:.1f} s (budget 60 s in all).", "",
+        "| family | pick | self-supervised loss (uint8 units²) | transform PSNR (dB) | "
+        "invariant PSNR (dB) | calibration time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    results = auto.cv_results_
+    for name, est in auto.candidates_.items():
+        search = auto.searches_[name]
+        rows = results["family"] == name
+        seconds = float(np.sum(results["mean_fit_time"][rows] + results["mean_score_time"][rows]))
+        mark = " (chosen)" if name == auto.best_family_ else ""
+        lines.append(
+            f"| {name}{mark} | {_params(search.best_params_)} | "
+            f"{-search.best_score_ * 255.0**2:.2f} | {_psnr(clean, est.transform(X)[0]):.2f} | "
+            f"{_psnr(clean, est.invariant_transform(X)[0]):.2f} | {seconds:.1f} |")
+    peer = _bm3d_oracle(clean, noisy)
+    if peer is not None:
+        psnr_peer, peer_s = peer
+        lines += ["", f"Peer, same run: BM3D told the true sigma (0.1) {psnr_peer:.2f} dB in "
+                      f"{peer_s:.1f} s; AutoDenoiser - BM3D oracle = {ours - psnr_peer:+.2f} dB."]
+    return ours, fit_s + transform_s
+
+
+def _bm3d_oracle(clean, noisy):
+    try:
+        import bm3d
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    out = bm3d.bm3d(img_as_float(noisy), sigma_psd=0.1)
+    return _psnr(clean, out), time.perf_counter() - start
+
+
+def run_cases(lines, size, images):
+    rows = []
+    start = time.perf_counter()
+    for name in images:
+        clean = tq.load(name, size)
+        for seed, (kind, level) in enumerate(tq.NOISES):
+            noisy = tq.add_noise(clean, kind, level, seed)
+            X = noisy[np.newaxis]
+            auto = AutoDenoiser().fit(X)
+            by_family = {fam: tq.psnr(clean, est.transform(X)[0])
+                         for fam, est in auto.candidates_.items()}
+            best = max(by_family, key=by_family.get)
+            noise = f"{kind} {level}" if level else kind
+            rows.append((name, noise, auto.best_family_, by_family[auto.best_family_], best,
+                         by_family[best]))
+            print(f"{name:10s} {noise:14s} picked {auto.best_family_:20s} "
+                  f"{by_family[auto.best_family_]:.2f} dB; best {best:20s} "
+                  f"{by_family[best]:.2f} dB", flush=True)
+    seconds = time.perf_counter() - start
+    gaps = np.array([b - p for *_, p, _, b in rows])
+    hits = sum(p == b for _, _, p, _, b, _ in rows)
+    lines += [
+        "", f"## Offline images x noises of transform_quality.py ({size}x{size})", "",
+        f"{len(rows)} cases, {seconds:.0f} s. The family AutoDenoiser picks against the best "
+        "family judged on the clean image (each family's transform at its own "
+        f"self-supervised pick): the same family in {hits} of {len(rows)}; gap median "
+        f"**{np.median(gaps):.2f} dB**, worst **{gaps.max():.2f} dB** (targets 0.1 / 0.5).",
+        "", "| image | noise | picked | PSNR (dB) | best on clean | PSNR (dB) | gap (dB) |",
+        "|---|---|---|---|---|---|---|"]
+    for name, noise, picked, p_psnr, best, b_psnr in rows:
+        lines.append(f"| {name} | {noise} | {picked} | {p_psnr:.2f} | {best} | {b_psnr:.2f} | "
+                     f"{b_psnr - p_psnr:.2f} |")
+    return gaps
+
+
+def _params(params):
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256,
+                        help="crop of the offline images (default 256)")
+    parser.add_argument("--images", default=",".join(tq.IMAGES),
+                        help="comma-separated subset of transform_quality.IMAGES")
+    parser.add_argument("--skip-cases", action="store_true",
+                        help="the paper's setup only")
+    parser.add_argument("--skip-paper", action="store_true",
+                        help="the offline cases only")
+    parser.add_argument("--out", default=None, help="also write the Markdown report here")
+    args = parser.parse_args()
+    uptime = os.popen("uptime").read().strip()
+    lines = [f"`python benchmarks/bench_auto.py --size {args.size}` — uptime before: {uptime}; "
+             f"{os.cpu_count()} CPUs", ""]
+    if not args.skip_paper:
+        run_paper(lines)
+    if not args.skip_cases:
+        run_cases(lines, args.size, [i for i in args.images.split(",") if i])
+    lines += ["", f"uptime after: {os.popen('uptime').read().strip()}"]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""sklearn_n2s.table.denoise against MAGIC (magic-impute, at its defaults).
+
+Data
+----
+- ``pbmc68k``: scanpy's bundled ``pbmc68k_reduced()`` (offline). It holds no raw
+  counts, but ``.raw.X`` is ``log1p(counts / n_counts * 1e4)``, so the integer UMI
+  counts come back exactly (``sklearn_n2s.io.counts_from_log_normalized``): 700 cells
+  x 765 genes (the genes scanpy kept in ``.raw``, not the full transcriptome).
+- ``synthetic``: 100,000 cells x 1,000 genes of Poisson counts with known rates
+  (``bench_knn.SyntheticCounts``: 20 cell types, continuous rank-3 variation,
+  log-normal library sizes, about 9 % non-zero), sparse CSR.
+
+Protocol
+--------
+The counts X are split once by molecular cross-validation
+(``molecular_split(X, p=0.9, random_state=0)``, the scorer's default split) into A
+(90 %) and B. Each method sees A only and returns expected counts for A, and expected
+square-root counts for A; the losses are then those of
+``MolecularCrossValidationScorer`` (``benchmarks`` compute them with its functions):
+
+- MCV Poisson: mean Poisson deviance of ``counts(A) * p_b / p_a`` against B;
+- MCV sqrt: mean squared error of ``convert_sqrt_expectation(sqrt(A), p_a, p_b)``
+  against ``sqrt(B)``;
+- synthetic only, against the truth: the same outputs brought to full depth
+  (``counts / p_a``; ``convert_sqrt_expectation(., p_a, 1)``) against the rates
+  ``lam`` (MSE) and against ``E[sqrt(Poisson(lam))]`` (MSE).
+
+Methods (each in its own process: wall time of the method, data loading excluded;
+peak RSS of the process and the RSS it added over the loaded data):
+
+- ``n2s auto``: ``sklearn_n2s.table.denoise(adata, method='auto', output='counts')`` —
+  log-normalisation, the low-rank and the kNN curves by the column-partition loss, the
+  lower one kept; square-root output ``E[sqrt(Poisson(counts))]``.
+- ``MAGIC``: ``magic.MAGIC()`` with every default (knn=5, decay=1, t='auto',
+  n_pca=100, solver='exact') on the preprocessing its tutorial uses (library size
+  normalised to the median, then square root: ``scprep.normalize
+  .library_size_normalize`` + ``scprep.transform.sqrt``); its output M is mapped back
+  to each cell as ``M * sqrt(size / median)`` (square-root counts) and
+  ``M**2 * size / median`` (counts).
+
+MAGIC lives in its own virtual environment, never in the package's dependencies::
+
+    python3 -m venv /tmp/venv-magic && /tmp/venv-magic/bin/pip install magic-impute "numpy<2"
+
+(``--install-magic`` runs exactly that.) DCA and scVI are not run: DCA needs
+TensorFlow 2.x with keras 2 and scVI needs scvi-tools/jax-free torch training of
+hundreds of epochs; neither is installed and neither trains 100,000 cells on 2 CPU
+cores within this benchmark's minutes.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_magic.py                       # both data sets
+    .venv/bin/python benchmarks/bench_magic.py --data pbmc68k         # seconds
+    .venv/bin/python benchmarks/bench_magic.py --n-cells 10000        # smaller synthetic
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+HERE = Path(__file__).resolve().parent
+MAGIC_PYTHON = "/tmp/venv-magic/bin/python"
+P_SPLIT = 0.9
+
+
+def rss_gib():
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def peak_gib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+# ------------------------------------------------------------------ workers
+def run_n2s(A, args):
+    import anndata
+
+    from sklearn_n2s.table import denoise
+    from sklearn_n2s.table._mcv import expected_sqrt
+
+    adata = anndata.AnnData(A)
+    denoise(adata, method=args.n2s_method, layer="X", output="counts",
+            transform=args.n2s_transform, random_state=0)
+    counts = np.asarray(adata.layers["denoised"], dtype=np.float64)
+    roots = np.sqrt(counts) if args.n2s_transform == "sqrt" else expected_sqrt(counts)
+    record = adata.uns["n2s"]
+    info = {"method_chosen": record["method"],
+            "params": {k: int(v) for k, v in record["params"].items()}}
+    for family in ("lowrank", "knn"):
+        if family in adata.uns["n2s"]:
+            curve = adata.uns["n2s"][family]
+            info[family] = dict(zip(map(int, curve["values"]), map(float, curve["loss"])))
+    return counts, roots, info
+
+
+def run_magic(A, args):
+    import magic
+    import scprep
+
+    size = np.asarray(A.sum(axis=1)).ravel()
+    median = float(np.median(size))
+    normalised = scprep.transform.sqrt(scprep.normalize.library_size_normalize(
+        A, rescale=median))
+    M = np.asarray(magic.MAGIC(random_state=0, verbose=0).fit_transform(normalised))
+    roots = M * np.sqrt(size / median)[:, None]
+    return roots**2, roots, {"params": "defaults"}
+
+
+def worker(args):
+    A = sp.load_npz(args.input).tocsr().astype(np.float32)
+    loaded = rss_gib()
+    t = time.perf_counter()
+    counts, roots, info = (run_magic if args.worker == "magic" else run_n2s)(A, args)
+    seconds = time.perf_counter() - t
+    np.save(Path(args.out) / "counts.npy", counts.astype(np.float32))
+    np.save(Path(args.out) / "roots.npy", roots.astype(np.float32))
+    info.update(seconds=seconds, peak_gib=peak_gib(), loaded_gib=loaded)
+    (Path(args.out) / "info.json").write_text(json.dumps(info))
+
+
+# ------------------------------------------------------------------ driver
+def load_data(name, n_cells, n_genes):
+    if name == "pbmc68k":
+        import scanpy as sc
+
+        from sklearn_n2s.io import counts_from_log_normalized
+
+        X = sp.csr_matrix(counts_from_log_normalized(sc.datasets.pbmc68k_reduced()))
+        return X, None
+    sys.path.insert(0, str(HERE))
+    from bench_knn import SyntheticCounts
+
+    model = SyntheticCounts(n_cells, n_genes)
+    return model.counts(dtype=np.float64), model
+
+
+def losses(counts, roots, B, model, keep, p_a, p_b):
+    from sklearn_n2s.table._column_masking import elementwise_loss
+    from sklearn_n2s.table._mcv import convert_sqrt_expectation, expected_sqrt
+
+    n_entries = B.shape[0] * B.shape[1]
+    out = dict(mcv_poisson=0.0, mcv_sqrt=0.0, truth_rate=0.0, truth_sqrt=0.0)
+    for start in range(0, B.shape[0], 5000):
+        rows = slice(start, min(start + 5000, B.shape[0]))
+        target = B[rows].toarray()
+        c, r = counts[rows].astype(np.float64), roots[rows].astype(np.float64)
+        out["mcv_poisson"] += float(np.sum(elementwise_loss(
+            "poisson", c * (p_b / p_a), target))) / n_entries
+        out["mcv_sqrt"] += float(np.sum(
+            (convert_sqrt_expectation(r, p_a, p_b) - np.sqrt(target)) ** 2)) / n_entries
+        if model is not None:
+            lam = model.rates(keep[rows])
+            out["truth_rate"] += float(np.sum((c / p_a - lam) ** 2)) / n_entries
+            out["truth_sqrt"] += float(np.sum(
+                (convert_sqrt_expectation(r, p_a, 1.0) - expected_sqrt(lam)) ** 2)) / n_entries
+    if model is None:
+        del out["truth_rate"], out["truth_sqrt"]
+    return out
+
+
+def run_worker(kind, path, folder, args):
+    python = args.magic_python if kind == "magic" else sys.executable
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [python, str(Path(__file__).resolve()), "--worker", kind, "--input", str(path),
+               "--out", str(folder), "--n2s-method", args.n2s_method,
+               "--n2s-transform", args.n2s_transform]
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    if kind == "magic":
+        env.pop("PYTHONPATH")
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{kind} worker failed:\n{done.stderr[-3000:]}")
+    info = json.loads((folder / "info.json").read_text())
+    return (np.load(folder / "counts.npy", mmap_mode="r"),
+            np.load(folder / "roots.npy", mmap_mode="r"), info)
+
+
+def bench(name, args):
+    from sklearn_n2s.table import molecular_split
+
+    X, model = load_data(name, args.n_cells, args.n_genes)
+    A, B = molecular_split(X, P_SPLIT, random_state=0)
+    keep = np.flatnonzero(np.asarray(A.sum(axis=1)).ravel() > 0)  # cells with counts in A
+    A, B, X = A[keep], B[keep], X[keep]
+    work = Path(args.work) / name
+    work.mkdir(parents=True, exist_ok=True)
+    sp.save_npz(work / "A.npz", A)
+    rows = []
+    for kind in args.methods.split(","):
+        counts, roots, info = run_worker(kind, work / "A.npz", work / kind, args)
+        scores = losses(counts, roots, B, model, keep, P_SPLIT, 1 - P_SPLIT)
+        rows.append(dict(method=kind, **scores, **info))
+        print(name, {k: v for k, v in rows[-1].items()}, flush=True)
+    density = X.nnz / (X.shape[0] * X.shape[1])
+    return name, X.shape, density, rows
+
+
+def table(name, shape, density, rows):
+    magic = next((r for r in rows if r["method"] == "magic"), None)
+    keys = ["mcv_poisson", "mcv_sqrt"] + (["truth_rate", "truth_sqrt"]
+                                          if "truth_rate" in rows[0] else [])
+    heads = {"mcv_poisson": "MCV Poisson", "mcv_sqrt": "MCV sqrt MSE",
+             "truth_rate": "truth: rate MSE", "truth_sqrt": "truth: sqrt MSE"}
+    lines = [f"**{name}**: {shape[0]:,} cells x {shape[1]:,} genes, {density:.1%} non-zero; "
+             f"split p={P_SPLIT}", "",
+             "| method | " + " | ".join(heads[k] for k in keys)
+             + " | time (s) | peak RSS (GiB) | added over data (GiB) | pick |",
+             "|---|" + "---:|" * (len(keys) + 3) + "---|"]
+    for r in rows:
+        ratio = ((lambda k, r=r: f" ({r[k] / magic[k]:.3f})") if magic
+                 else (lambda k: ""))
+        pick = (f"{r['method_chosen']} {r['params']}" if "method_chosen" in r
+                else str(r.get("params", "")))
+        lines.append(f"| {r['method']} | " + " | ".join(f"{r[k]:.5f}{ratio(k)}" for k in keys)
+                     + f" | {r['seconds']:.1f}{ratio('seconds')} | {r['peak_gib']:.2f} | "
+                     f"{r['peak_gib'] - r['loaded_gib']:.2f} | {pick} |")
+    curves = [f"- {r['method']} {fam} curve: " + ", ".join(f"{k}: {v:.5f}" for k, v in
+                                                          r[fam].items())
+              for r in rows for fam in ("lowrank", "knn") if fam in r]
+    return "\n".join(lines + [""] + curves)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="pbmc68k,synthetic")
+    parser.add_argument("--n-cells", type=int, default=100_000)
+    parser.add_argument("--n-genes", type=int, default=1000)
+    parser.add_argument("--methods", default="n2s,magic")
+    parser.add_argument("--n2s-method", default="auto")
+    parser.add_argument("--n2s-transform", default="log1p", choices=["log1p", "sqrt"])
+    parser.add_argument("--magic-python", default=MAGIC_PYTHON)
+    parser.add_argument("--install-magic", action="store_true")
+    parser.add_argument("--work", default="/tmp/n2s_bench_magic")
+    parser.add_argument("--out", default=None, help="append the tables to this file")
+    parser.add_argument("--worker", choices=["magic", "n2s"], help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    if args.install_magic and not os.path.exists(args.magic_python):
+        venv = Path(args.magic_python).parent.parent
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "magic-impute", "numpy<2"],
+                       check=True)  # magic-impute 3.0 pins pandas 2.0, built for numpy 1
+    if "magic" in args.methods and not os.path.exists(args.magic_python):
+        raise SystemExit(f"no MAGIC interpreter at {args.magic_python}: pass "
+                         "--install-magic, or --methods n2s")
+    results = [table(*bench(name, args)) for name in args.data.split(",")]
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    text = "\n\n".join(results) + f"\n\nuptime: {uptime}\n"
+    print(text)
+    if args.out:
+        with open(args.out, "a") as handle:
+            handle.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

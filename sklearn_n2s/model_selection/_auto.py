@@ -1,0 +1,551 @@
+"""AutoDenoiser: the denoising family, and its parameters, chosen by the self-supervised loss.
+
+The self-supervised loss of a J-invariant denoiser is its loss against the unknown clean
+image plus the noise variance, a constant that does not depend on the denoiser. So the
+loss ranks not only the parameters of one family but families against each other: the
+median, the Gaussian and the wavelet (and the newer families when they are installed)
+are each calibrated on their own grid, and the family with the lowest loss at its best
+parameters wins. No clean data is used at any step.
+
+The default grids live in one dict, :data:`DEFAULT_GRIDS`, keyed by the estimator's name
+in :mod:`sklearn_n2s.image`; a family is a default candidate only when that module has
+it (and, for BM3D, when the ``bm3d`` package imports).
+"""
+
+import importlib.util
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.model_selection import ParameterGrid
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .. import image
+from ..base import OUTPUTS
+from ..utils._noise import estimate_noise_variance
+from ..utils._validation import MAX_SPATIAL_DIMS, check_stack
+from ._calibration import calibrate
+from ._split import FullSplit
+
+
+class NoiseMultiples:
+    """Grid values given as multiples of the estimated noise level, in the data's units.
+
+    An intensity-valued parameter (a wavelet threshold, an NL-means ``h``, a TV weight)
+    means nothing without the data's scale: 0.1 is a lot for a float image in 0..1 and
+    nothing for 16-bit counts. :class:`AutoDenoiser` turns these factors into values by
+    multiplying them with the noise standard deviation it estimates from the data (in
+    the input's units: 0..255 levels for uint8, counts for uint16), rounded to three
+    significant digits.
+
+    Parameters
+    ----------
+    factors : sequence of float
+        The multiples, each > 0.
+    """
+
+    def __init__(self, factors):
+        self.factors = tuple(float(f) for f in factors)
+
+    def resolve(self, noise_sigma):
+        """The grid values for a noise standard deviation ``noise_sigma``."""
+        return sorted({float(f"{f * noise_sigma:.3g}") for f in self.factors})
+
+    def __repr__(self):
+        return f"NoiseMultiples({list(self.factors)})"
+
+
+#: The default candidates and their grids, keyed by the class name in
+#: :mod:`sklearn_n2s.image`; searched in this order. A family is used only when that
+#: module has the class (and the BM3D family only when ``bm3d`` imports). Pixel-valued
+#: parameters are given in pixels; intensity-valued ones as :class:`NoiseMultiples`.
+#: Kept short: AutoDenoiser on one 512 x 512 image must stay within a minute on two
+#: cores (``benchmarks/bench_auto.py``).
+DEFAULT_GRIDS = {
+    "DonutMedian": {"radius": [1, 2, 3, 4]},
+    "JInvariantGaussian": {"sigma": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0]},
+    # BayesShrink often does best a little below the true level under Gaussian noise,
+    # hence the low end; under photon noise above it (2x on uint16 camera counts).
+    "JInvariantWavelet": {"sigma": NoiseMultiples([0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.25,
+                                                   1.5, 2.0, 2.5])},
+    # Around the picks of benchmarks/bench_classics.py on the paper's setup (camera,
+    # sigma 25.5 grey levels): NL-means h = 25 (1.0 sigma), TV weight = 18 (0.7 sigma),
+    # bilateral sigma_color = 38 (1.5 sigma) with sigma_spatial = 3.
+    "JInvariantNLMeans": {"h": NoiseMultiples([0.6, 0.8, 1.0, 1.2]), "patch_size": [5],
+                          "patch_distance": [6], "fast_mode": [True]},
+    "JInvariantTV": {"weight": NoiseMultiples([0.5, 0.8, 1.2, 1.8])},
+    "JInvariantBilateral": {"sigma_color": NoiseMultiples([1.5, 3.0]),
+                            "sigma_spatial": [1.0, 3.0]},
+    # One BM3D run costs about 11 s of CPU on 512 x 512: the exact loss (16 cosets) would
+    # take three minutes alone, so two cosets score it (an unbiased estimate of the same
+    # loss, on an eighth of the pixels) at the estimated noise level.
+    "JInvariantBM3D": {"sigma_psd": NoiseMultiples([1.0]), "cosets": [2]},
+}
+
+#: Families that need an optional package, and its import name.
+_OPTIONAL_PACKAGES = {"JInvariantBM3D": "bm3d"}
+
+#: Parameters that describe the data: set on every candidate that has them.
+_DATA_PARAMS = ("channel_axis", "spatial_ndim")
+#: Parameters set on every candidate only when given (not None).
+_OPTIONAL_SHARED = ("output", "noise_variance")
+
+
+def available_families():
+    """Names of the default families this installation has, in :data:`DEFAULT_GRIDS` order.
+
+    Returns
+    -------
+    names : list of str
+    """
+    names = []
+    for name in DEFAULT_GRIDS:
+        if getattr(image, name, None) is None:
+            continue
+        package = _OPTIONAL_PACKAGES.get(name)
+        if package is not None and importlib.util.find_spec(package) is None:
+            continue
+        names.append(name)
+    return names
+
+
+def _default_estimator(name):
+    estimator = getattr(image, name)()
+    if "memory" in estimator.get_params(deep=False):
+        # A cache of its own: the clones of the sweep share the masked images (the
+        # wavelet: their decompositions), which do not depend on the swept parameters.
+        cache = (image.WaveletDecompositionCache if name == "JInvariantWavelet"
+                 else getattr(image, "MaskedImageCache", None))
+        if cache is not None:
+            estimator.set_params(memory=cache(max_entries=1))
+    return estimator
+
+
+def noise_level(X, channel_axis=None, spatial_ndim=None):
+    """Median over the stack of the estimated noise standard deviation, in X's units.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, *spatial[, n_channels])
+        Images as the image estimators take them (integers in their own units).
+    channel_axis : None or -1, default=None
+    spatial_ndim : int or None, default=None
+
+    Returns
+    -------
+    sigma : float
+        In the input's units: 0..255 levels for uint8, counts for uint16.
+    """
+    stack, scale = check_stack(X, channel_axis=channel_axis, spatial_ndim=spatial_ndim,
+                               return_scale=True)
+    variances = estimate_noise_variance(stack, channel_axis=channel_axis)
+    return float(np.sqrt(np.median(variances))) / scale
+
+
+class AutoDenoiser(TransformerMixin, BaseEstimator):
+    """The J-invariant denoiser, family and parameters, with the lowest self-supervised loss.
+
+    ``fit`` calibrates every candidate family on its grid with
+    :class:`~sklearn.model_selection.GridSearchCV` and the
+    :class:`~sklearn_n2s.SelfSupervisedScorer` and keeps the family whose best
+    parameters give the lowest loss. The loss is comparable across families: for any
+    J-invariant prediction it is the loss against the clean image plus the noise
+    variance, the same constant for all. ``transform`` and ``invariant_transform`` are
+    those of the chosen family's calibrated estimator.
+
+    Parameters
+    ----------
+    candidates : list of (estimator, param_grid) or None, default=None
+        The families to compare, each a J-invariant estimator whose loss is in the
+        input's units (an image denoiser of :mod:`sklearn_n2s.image`, not a pipeline
+        that rescales the data) and a grid (a dict or a list of dicts, as
+        ``GridSearchCV`` takes it; ``{}`` scores the estimator as it is). None: every
+        family of :data:`DEFAULT_GRIDS` this installation has, on its default grid
+        (pixel values that the data's size cannot take are left out; intensity values
+        scaled by the noise level estimated from the data).
+    families : list of str or None, default=None
+        With the default candidates, only these (class names, e.g.
+        ``["DonutMedian", "JInvariantGaussian"]``).
+    channel_axis : None or -1, default=None
+        -1 when X has a trailing channel axis; set on every candidate.
+    spatial_ndim : {1, 2, 3} or None, default=None
+        Number of spatial axes (see the image estimators); set on every candidate.
+    output : {'shrink', 'ordinary', 'invariant'} or None, default=None
+        What ``transform`` returns; None keeps each family's own default.
+    noise_variance : float or None, default=None
+        Noise variance in the input's units, for the shrinkage output; None lets each
+        family estimate it.
+    cv : cross-validation generator or None, default=None
+        How each family's grid is scored; None is :class:`~sklearn_n2s.FullSplit`
+        (right for filters, which learn nothing from the data). Use held-out samples
+        (``KFold``) for candidates that learn.
+    verbose : int, default=0
+        1 draws a progress bar per family (on a terminal only).
+
+    Attributes
+    ----------
+    best_estimator_ : estimator
+        The chosen family's estimator at its best parameters, fitted on X.
+    best_family_ : str
+        Its name (the class name; ``Name#2`` for a second candidate of one class).
+    best_params_ : dict
+        Its best parameters.
+    best_score_ : float
+        Minus its self-supervised loss.
+    best_index_ : int
+        Its row in ``cv_results_``.
+    candidates_ : dict of str to estimator
+        One calibrated estimator per family (fitted at its best parameters), in the
+        order searched.
+    searches_ : dict of str to GridSearchCV
+        The fitted search of each family (for :func:`~sklearn_n2s.plotting.plot_calibration`).
+    cv_results_ : dict of arrays
+        One row per family and parameter setting: ``family``, ``params`` (the family's
+        own), ``param_<name>`` (masked where a family has no such parameter),
+        ``mean_test_score``, ``std_test_score``, ``self_supervised_loss`` (minus the
+        mean test score), ``rank_test_score`` (over all rows), ``rank_in_family``,
+        ``mean_fit_time``, ``mean_score_time``.
+    noise_level_ : float or None
+        The noise standard deviation (input units) the default grids were scaled by;
+        None when no grid needed it.
+    n_features_in_ : int
+        Values per sample of the data seen in ``fit``.
+
+    See Also
+    --------
+    sklearn_n2s.SelfSupervisedScorer : The scorer each family is calibrated with.
+
+    Notes
+    -----
+    The same choice in plain scikit-learn: put the denoiser in a one-step
+    :class:`~sklearn.pipeline.Pipeline` and search a list of grids, each naming the
+    estimator as a parameter::
+
+        pipe = Pipeline([("denoiser", DonutMedian())])
+        grids = [{"denoiser": [DonutMedian()], "denoiser__radius": [1, 2, 3]},
+                 {"denoiser": [JInvariantGaussian()], "denoiser__sigma": [0.5, 1, 2]}]
+        GridSearchCV(pipe, grids, scoring=SelfSupervisedScorer(), cv=FullSplit())
+
+    ``AutoDenoiser`` adds the default grids in the data's units, one calibrated
+    estimator per family and a table keyed by family.
+
+    References
+    ----------
+    .. [1] J. Batson and L. Royer, "Noise2Self: Blind Denoising by Self-Supervision",
+       ICML 2019, arXiv:1901.11365.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_n2s import AutoDenoiser, DonutMedian, JInvariantGaussian
+    >>> rng = np.random.default_rng(0)
+    >>> yy, xx = np.mgrid[:64, :64]
+    >>> clean = np.sin(xx / 5.0) * np.cos(yy / 7.0)
+    >>> X = (clean + rng.normal(0, 0.3, clean.shape))[np.newaxis]
+    >>> auto = AutoDenoiser([(DonutMedian(), {"radius": [1, 2]}),
+    ...                      (JInvariantGaussian(), {"sigma": [1.0, 2.0]})]).fit(X)
+    >>> auto.best_family_, auto.best_params_
+    ('JInvariantGaussian', {'sigma': 2.0})
+    >>> auto.transform(X).shape
+    (1, 64, 64)
+    """
+
+    _parameter_constraints: dict = {
+        "candidates": [None, list],
+        "families": [None, list],
+        "channel_axis": [None, Options(Integral, {-1})],
+        "spatial_ndim": [None, Interval(Integral, 1, MAX_SPATIAL_DIMS, closed="both")],
+        "output": [None, StrOptions(set(OUTPUTS))],
+        "noise_variance": [None, Interval(Real, 0, None, closed="left")],
+        "cv": [None, "cv_object"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, candidates=None, *, families=None, channel_axis=None,
+                 spatial_ndim=None, output=None, noise_variance=None, cv=None, verbose=0):
+        self.candidates = candidates
+        self.families = families
+        self.channel_axis = channel_axis
+        self.spatial_ndim = spatial_ndim
+        self.output = output
+        self.noise_variance = noise_variance
+        self.cv = cv
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ candidates
+    def _shared_params(self, estimator):
+        settable = estimator.get_params(deep=False)
+        params = {k: getattr(self, k) for k in _DATA_PARAMS if k in settable}
+        params.update({k: getattr(self, k) for k in _OPTIONAL_SHARED
+                       if k in settable and getattr(self, k) is not None})
+        return params
+
+    def _given_candidates(self):
+        """``[(name, estimator, grid)]`` from ``candidates``, checked before any work."""
+        if self.families is not None:
+            raise ValueError("families selects among the default candidates; with "
+                             "candidates given, list only the ones you want.")
+        if not self.candidates:
+            raise ValueError("candidates is empty: give at least one (estimator, "
+                             "param_grid) pair, or None for the default families.")
+        out, seen = [], {}
+        for k, item in enumerate(self.candidates):
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                raise ValueError(f"candidates[{k}] must be a pair (estimator, param_grid), "
+                                 f"got {item!r}.")
+            estimator, grid = item
+            if not hasattr(estimator, "get_params") or not hasattr(estimator, "fit"):
+                raise TypeError(f"candidates[{k}][0] must be an estimator, got "
+                                f"{type(estimator).__name__}.")
+            if not isinstance(grid, (dict, list)):
+                raise TypeError(f"candidates[{k}][1] must be a param grid (a dict or a list "
+                                f"of dicts), got {type(grid).__name__}.")
+            try:  # a malformed grid fails here, before any work
+                ParameterGrid(grid or [{}])
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"candidates[{k}][1] is not a param grid: {exc}") from None
+            name = type(estimator).__name__
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:
+                name = f"{name}#{seen[name]}"
+            out.append((name, estimator, grid))
+        return out
+
+    def _default_candidates(self, X):
+        """``[(name, estimator, grid)]`` of the default families, grids in X's units."""
+        names = available_families()
+        if self.families is not None:
+            unknown = [f for f in self.families if f not in DEFAULT_GRIDS]
+            if unknown:
+                raise ValueError(f"families: unknown family {unknown[0]!r}; known: "
+                                 f"{', '.join(DEFAULT_GRIDS)}.")
+            missing = [f for f in self.families if f not in names]
+            if missing:
+                raise ValueError(f"families: {missing[0]!r} is not available in this "
+                                 f"installation (available: {', '.join(names)}).")
+            names = [n for n in names if n in self.families]
+        scaled = [n for n in names
+                  if any(isinstance(v, NoiseMultiples) for v in DEFAULT_GRIDS[n].values())]
+        self.noise_level_ = None
+        if scaled:
+            self.noise_level_ = noise_level(X, self.channel_axis, self.spatial_ndim)
+            # below a millionth of the data's range: rounding, not noise
+            if not self.noise_level_ > 1e-6 * float(np.ptp(X)):
+                warnings.warn(f"no noise found in X (estimated noise level "
+                              f"{self.noise_level_:g}): the families whose grids follow "
+                              f"the noise level ({', '.join(scaled)}) are left out.",
+                              UserWarning, stacklevel=3)
+                names = [n for n in names if n not in scaled]
+        out, refusals = [], []
+        probe = X[:1]
+        for name in names:
+            estimator = _default_estimator(name)
+            estimator.set_params(**self._shared_params(estimator))
+            grid = {k: (v.resolve(self.noise_level_) if isinstance(v, NoiseMultiples)
+                        else list(v)) for k, v in DEFAULT_GRIDS[name].items()}
+            unknown = sorted(set(grid) - set(estimator.get_params()))
+            if unknown:
+                raise ValueError(f"DEFAULT_GRIDS[{name!r}] names {unknown[0]!r}, which "
+                                 f"{name} does not have: fix the grid in "
+                                 "sklearn_n2s/model_selection/_auto.py.")
+            grid, refusal = _settings_that_fit(estimator, grid, probe)
+            if grid:
+                out.append((name, estimator, grid))
+            else:
+                refusals.append(f"{name}: {refusal}")
+        if not out:
+            raise ValueError(f"no default family can denoise X of shape {np.shape(X)}; "
+                             f"{'; '.join(refusals)}")
+        return out
+
+    # ------------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Calibrate every candidate family and keep the one with the lowest loss.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+            Images as the candidates take them (integers in their own units); with
+            ``spatial_ndim`` set, also one image.
+        y : None
+            Ignored: the self-supervised setting has no targets.
+
+        Returns
+        -------
+        self : AutoDenoiser
+            Fitted.
+        """
+        given = self._given_candidates() if self.candidates is not None else None
+        stack = check_stack(X, channel_axis=self.channel_axis, spatial_ndim=self.spatial_ndim,
+                            return_single=True)
+        X = np.asarray(X)
+        if stack[1]:  # one image: the search splits samples, so give it a stack of one
+            X = X[np.newaxis]
+        if given is not None:
+            self.noise_level_ = None
+            candidates = []
+            for name, estimator, grid in given:
+                estimator = clone(estimator)
+                estimator.set_params(**self._shared_params(estimator))
+                candidates.append((name, estimator, grid))
+        else:
+            candidates = self._default_candidates(X)
+        cv = FullSplit() if self.cv is None else self.cv
+        self.searches_ = {}
+        for name, estimator, grid in candidates:
+            try:
+                self.searches_[name] = calibrate(estimator, grid, X, cv=cv,
+                                                 quiet=not self.verbose,
+                                                 desc=f"calibrating {name}")
+            except (ValueError, TypeError) as exc:
+                if given is not None:
+                    raise  # a family the user asked for: its failure is theirs to see
+                # A default family that cannot serve this data (its dimensionality,
+                # say) is left out: the others still compete.
+                warnings.warn(f"{name} left out: {exc}", UserWarning, stacklevel=2)
+        if not self.searches_:
+            raise ValueError("no default family could be calibrated on X: give candidates.")
+        self.candidates_ = {name: s.best_estimator_ for name, s in self.searches_.items()}
+        self.cv_results_ = _merge_results(self.searches_)
+        scores = self.cv_results_["mean_test_score"]
+        self.best_index_ = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
+        self.best_family_ = str(self.cv_results_["family"][self.best_index_])
+        self.best_params_ = dict(self.cv_results_["params"][self.best_index_])
+        self.best_score_ = float(scores[self.best_index_])
+        self.best_estimator_ = self.candidates_[self.best_family_]
+        self.n_features_in_ = int(np.prod(X.shape[1:]))
+        return self
+
+    # ------------------------------------------------------------------- outputs
+    def transform(self, X):
+        """The chosen family's output (see its ``output``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+
+        Returns
+        -------
+        X_denoised : ndarray of the same shape
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.transform(X)
+
+    def invariant_transform(self, X):
+        """The chosen family's J-invariant prediction of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+
+        Returns
+        -------
+        X_invariant : ndarray of the same shape
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.invariant_transform(X)
+
+    def self_supervised_loss(self, X, loss="mse"):
+        """The chosen estimator's self-supervised loss on X (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+        loss : {'mse', 'mae'} or callable, default='mse'
+
+        Returns
+        -------
+        loss : float
+        """
+        check_is_fitted(self)
+        from ._scorer import self_supervised_loss
+
+        return self_supervised_loss(self.best_estimator_, X, loss=loss)
+
+    def score(self, X, y=None):
+        """Minus the chosen estimator's self-supervised loss on X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        return -self.self_supervised_loss(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = False
+        tags.requires_fit = True
+        if tags.transformer_tags is not None:  # every image family keeps float dtypes
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+def _settings_that_fit(estimator, grid, probe):
+    """The grid without the values the data's size or type cannot take.
+
+    Each value is tried alone (the others at the estimator's own), by fitting on one
+    sample: an image filter's ``fit`` only validates. A parameter left with no value
+    drops the family: ``({}, the last refusal's message)``.
+    """
+    kept, refusal = {}, None
+    for name, values in grid.items():
+        ok = []
+        for value in values:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    clone(estimator).set_params(**{name: value}).fit(probe)
+            except (ValueError, TypeError) as exc:
+                refusal = " ".join(str(exc).split())
+                continue
+            ok.append(value)
+        if not ok:
+            return {}, refusal
+        kept[name] = ok
+    return kept, None
+
+
+def _merge_results(searches):
+    """One ``cv_results_`` table over the families' searches (rows in search order)."""
+    rows = {"family": [], "params": []}
+    columns = ("mean_test_score", "std_test_score", "mean_fit_time", "std_fit_time",
+               "mean_score_time", "std_score_time")
+    for key in columns:
+        rows[key] = []
+    rank_in_family = []
+    for name, search in searches.items():
+        results = search.cv_results_
+        n = len(results["params"])
+        rows["family"] += [name] * n
+        rows["params"] += [dict(p) for p in results["params"]]
+        for key in columns:
+            rows[key] += list(np.asarray(results[key], dtype=float))
+        rank_in_family += list(np.asarray(results["rank_test_score"], dtype=int))
+    out = {"family": np.array(rows["family"], dtype=object), "params": rows["params"]}
+    names = sorted({k for p in rows["params"] for k in p})
+    for name in names:
+        column = np.ma.MaskedArray(np.empty(len(rows["params"]), dtype=object),
+                                   mask=True)
+        for i, p in enumerate(rows["params"]):
+            if name in p:
+                column[i] = p[name]
+        out[f"param_{name}"] = column
+    for key in columns:
+        out[key] = np.array(rows[key], dtype=float)
+    out["self_supervised_loss"] = -out["mean_test_score"]
+    scores = np.where(np.isnan(out["mean_test_score"]), -np.inf, out["mean_test_score"])
+    # 1 for the best, ties share the lowest rank (scikit-learn's "min" ranking)
+    out["rank_test_score"] = np.array(
+        [1 + int(np.sum(scores > s)) for s in scores], dtype=np.int32)
+    out["rank_in_family"] = np.array(rank_in_family, dtype=np.int32)
+    return out

@@ -1,0 +1,112 @@
+"""sklearn_n2s.table.denoise: one call that normalises, calibrates and denoises."""
+
+import types
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sklearn_n2s.table import LibrarySizeNormalizer, LowRankDenoiserCV, denoise
+
+anndata = pytest.importorskip("anndata")
+
+
+def make_adata(n=240, g=40, sparse=True, seed=0):
+    rng = np.random.default_rng(seed)
+    rates = rng.gamma(2.0, 1.0, (n, 3)) @ rng.gamma(2.0, 1.0, (3, g))
+    counts = rng.poisson(rates).astype(np.float32)
+    adata = anndata.AnnData(np.log1p(counts))
+    adata.layers["counts"] = sp.csr_matrix(counts) if sparse else counts
+    return adata, counts
+
+
+def test_writes_layer_and_calibration_record_in_place():
+    adata, counts = make_adata()
+    assert denoise(adata, n_components=[1, 3, 8], n_neighbors=[5, 20]) is None
+    record = adata.uns["n2s"]
+    out = adata.layers["denoised"]
+    assert out.shape == counts.shape and out.dtype == np.float32
+    assert record["layer"] == "counts" and record["output"] == "normalized"
+    # 'auto' keeps the family with the lower best loss, and its best parameter
+    best = {name: record[name]["loss"].min() for name in ("lowrank", "knn")}
+    assert record["method"] == min(best, key=best.get)
+    family = record[record["method"]]
+    key = "n_components" if record["method"] == "lowrank" else "n_neighbors"
+    assert record["params"][key] == family["values"][np.argmin(family["loss"])]
+    assert "self-supervised" in record["loss"]
+
+
+def test_lowrank_curve_is_lowrankdenoisercv_on_normalised_counts():
+    """The low-rank curve is exactly the CV estimator's on the log-normalised counts,
+    with the folds shuffled by random_state; the layer is that model's transform."""
+    from sklearn.model_selection import KFold
+
+    adata, counts = make_adata()
+    denoise(adata, "lowrank", n_components=[1, 3, 8], random_state=0)
+    Z = LibrarySizeNormalizer(1e4).fit_transform(sp.csr_matrix(counts))
+    model = LowRankDenoiserCV([1, 3, 8], cv=KFold(3, shuffle=True, random_state=0),
+                              random_state=0).fit(Z)
+    np.testing.assert_allclose(adata.uns["n2s"]["lowrank"]["loss"], model.mean_losses_)
+    assert adata.uns["n2s"]["params"] == {"n_components": model.n_components_}
+    np.testing.assert_allclose(adata.layers["denoised"], model.transform(Z), rtol=1e-5,
+                               atol=1e-5)
+    assert "knn" not in adata.uns["n2s"]
+
+
+def test_copy_and_counts_output():
+    adata, counts = make_adata(sparse=False)
+    out = denoise(adata, "knn", n_neighbors=[5, 10], output="counts", copy=True,
+                  key_added="smooth", uns_key="cal")
+    assert "smooth" not in adata.layers and "cal" not in adata.uns
+    values = out.layers["smooth"]
+    assert values.min() >= 0
+    # expected counts at each cell's depth: row totals close to the observed ones
+    ratio = values.sum(1) / counts.sum(1)
+    assert 0.8 < np.median(ratio) < 1.1
+    assert out.uns["cal"]["method"] == "knn" and set(out.uns["cal"]) >= {"knn", "params"}
+
+
+def test_duck_typed_object_without_anndata():
+    """The table layer never imports anndata: any object with X, layers, uns, n_obs."""
+    _, counts = make_adata()
+    duck = types.SimpleNamespace(X=counts, layers={}, uns={}, n_obs=counts.shape[0])
+    denoise(duck, "lowrank", layer="X", n_components=[2, 3])
+    assert duck.layers["denoised"].shape == counts.shape and duck.uns["n2s"]["layer"] == "X"
+
+
+def test_refusals_before_work():
+    adata, counts = make_adata()
+    with pytest.raises(ValueError, match=r"adata has no layer 'raw'; its layers are "
+                                         r"\['counts'\]"):
+        denoise(adata, layer="raw")
+    with pytest.raises(ValueError, match="non-integer"):
+        denoise(adata, layer="X")  # log values
+    with pytest.raises(ValueError, match="method='pca' is not one of"):
+        denoise(adata, method="pca")
+    with pytest.raises(TypeError, match="expects an anndata.AnnData; got ndarray"):
+        denoise(counts)
+    with pytest.raises(ValueError, match=r"every value of n_neighbors=\[500\] is more"):
+        denoise(adata, "knn", n_neighbors=[500])
+    backed = types.SimpleNamespace(X=counts, layers={}, uns={}, n_obs=240, isbacked=True)
+    with pytest.raises(ValueError, match="backed mode: denoise works in memory"):
+        denoise(backed)
+    empty = counts.copy()
+    empty[3] = 0
+    adata.layers["counts"] = empty
+    with pytest.raises(ValueError, match="row"):
+        denoise(adata)
+
+
+def test_square_root_transform():
+    """transform='sqrt': the curves are measured on sqrt(counts / size * target_sum),
+    and expected counts are the squared output scaled back to each cell's size."""
+    adata, counts = make_adata()
+    denoise(adata, "lowrank", n_components=[2, 3], transform="sqrt", key_added="root")
+    denoise(adata, "lowrank", n_components=[2, 3], transform="sqrt", output="counts",
+            key_added="counts_out")
+    size = counts.sum(1, keepdims=True)
+    expected = np.maximum(adata.layers["root"], 0) ** 2 * size / 1e4
+    np.testing.assert_allclose(adata.layers["counts_out"], expected, rtol=1e-4, atol=1e-4)
+    assert adata.uns["n2s"]["transform"] == "sqrt" and "sqrt" in adata.uns["n2s"]["loss"]
+    with pytest.raises(ValueError, match="transform='log' is not one of"):
+        denoise(adata, transform="log")
