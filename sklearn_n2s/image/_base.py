@@ -116,22 +116,31 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
             check_blind_spot(spot, len(spatial_shape), spatial_shape)
 
     def _fit_blind_spot(self, X):
-        """Set ``blind_spot_`` (and ``noise_correlation_`` for ``'auto'``) from the data.
+        """Set ``blind_spot_`` and, for any blind spot but ``'pixel'``,
+        ``noise_correlation_`` (measured on the data; ``'auto'`` takes its extents).
 
         ``X`` is the validated float stack, or a dask stack of which a crop of the first
         image (at most ``_AUTO_BLIND_SPOT_CROP`` pixels per axis) is measured.
         """
         if not hasattr(self, "blind_spot"):
             return
-        if not (isinstance(self.blind_spot, str) and self.blind_spot == "auto"):
-            self.blind_spot_ = self.blind_spot
+        auto = isinstance(self.blind_spot, str) and self.blind_spot == "auto"
+        self.blind_spot_ = self.blind_spot
+        if hasattr(self, "noise_correlation_"):
+            del self.noise_correlation_  # from an earlier fit
+        spatial = X.shape[1:X.ndim - (self.channel_axis is not None)]
+        if (isinstance(self.blind_spot, str) and self.blind_spot == "pixel") or (
+                not auto and min(spatial) < 3):
             return
+        # A structured blind spot means correlated noise: its measurement also corrects
+        # the noise variance the shrinkage weight uses (see _noise_variance).
         if _is_dask_array(X):
             n_spatial = X.ndim - 1 - (self.channel_axis is not None)
             crop = (slice(0, 1),) + (slice(0, _AUTO_BLIND_SPOT_CROP),) * n_spatial
             X = np.asarray(X[crop])
         self.noise_correlation_ = estimate_noise_correlation(X, channel_axis=self.channel_axis)
-        self.blind_spot_ = self.noise_correlation_.extent
+        if auto:
+            self.blind_spot_ = self.noise_correlation_.extent
 
     def _blind_spot_footprint(self, spatial_shape):
         """Footprint hidden around each pixel (None: the pixel alone), from ``blind_spot_``."""
@@ -414,7 +423,13 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
     def _noise_variance(self, X, scale):
         if self.noise_variance is not None:
             return np.full(X.shape[0], float(self.noise_variance) * scale**2)
-        return estimate_noise_variance(X, channel_axis=self.channel_axis)
+        variances = estimate_noise_variance(X, channel_axis=self.channel_axis)
+        correlation = getattr(self, "noise_correlation_", None)
+        if correlation is not None and not correlation.is_white:
+            # the finest-scale estimate misses the power correlated noise puts at
+            # coarser scales; the shrinkage weight needs the per-pixel variance
+            variances = variances / correlation.high_pass_gain()
+        return variances
 
     # ------------------------------------------------------------ blockwise (dask)
     # The dask engine (:mod:`sklearn_n2s.image._blockwise`) asks each estimator for

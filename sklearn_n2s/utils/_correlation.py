@@ -35,6 +35,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+import pywt
 
 from ._validation import check_stack, spatial_axes
 
@@ -46,6 +47,7 @@ WHOLE_AXIS = None
 #: which flat regions (where noise dominates the high-passed signal) are chosen.
 _TILE_SIDE = {1: 256, 2: 32, 3: 12}
 _MAX_VALUES = 2**22
+_DB2_HIGH = np.asarray(pywt.Wavelet("db2").dec_hi, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,25 @@ class NoiseCorrelation:
     def footprint(self, spatial_shape=None):
         """The blind-spot footprint these extents call for, see :func:`extent_footprint`."""
         return extent_footprint(self.extent, spatial_shape)
+
+    def high_pass_gain(self):
+        """Share of the noise variance the finest wavelet coefficients keep.
+
+        :func:`~sklearn_n2s.utils._noise.estimate_noise_variance` reads the variance off
+        the finest Daubechies-2 detail coefficients, which equals the noise variance for
+        white noise. Correlated noise puts less power at the finest scale, so that
+        estimate falls short by this factor (for a separable covariance):
+        ``prod_a sum_m rho_a(m) a(m)``, ``a`` the autocorrelation of the db2 high-pass
+        filter. Dividing the estimate by it gives the per-pixel (marginal) variance the
+        shrinkage weight needs. Never below 0.05.
+        """
+        taps = len(_DB2_HIGH)
+        auto = np.array([np.dot(_DB2_HIGH[:taps - m], _DB2_HIGH[m:]) for m in range(taps)])
+        gain = 1.0
+        for rho in self.correlation:
+            lags = min(taps, len(rho))
+            gain *= auto[0] + 2 * float(np.dot(np.nan_to_num(rho[1:lags]), auto[1:lags]))
+        return max(gain, 0.05)
 
 
 # ------------------------------------------------------------------- robust statistics

@@ -180,3 +180,27 @@ def test_masked_families_refuse_dask_with_a_structured_blind_spot():
     est = JInvariantTV(weight=0.2, blind_spot=(0, 2)).fit(X)
     with pytest.raises(TypeError, match="blind spot"):
         est.transform(X).compute()
+
+
+def test_shrink_uses_the_per_pixel_variance_of_correlated_noise():
+    # The finest-scale noise estimate misses the power correlated noise has at coarser
+    # scales; with a structured blind spot the measured correlation corrects it, so the
+    # weight is close to sigma**2 / L with the true sigma**2 (0.01 here).
+    clean = img_as_float(data.camera())[:256, :256]
+    noisy = (clean + _line_noise(clean.shape, np.random.default_rng(6), 0.1))[np.newaxis]
+    est = JInvariantGaussian(sigma=1.5, blind_spot="auto").fit(noisy)
+    ideal = 0.01 / est.self_supervised_loss(noisy)
+    assert est.shrinkage_weights(noisy)[0] == pytest.approx(ideal, rel=0.15)
+    assert 2.0 < est.noise_correlation_.high_pass_gain() ** -1 < 8.0
+    pixel = JInvariantGaussian(sigma=0.5).fit(noisy)  # what 'pixel' calibration picks
+    gain = (peak_signal_noise_ratio(clean, est.transform(noisy)[0], data_range=1)
+            - peak_signal_noise_ratio(clean, pixel.transform(noisy)[0], data_range=1))
+    assert gain > 2.0
+
+
+def test_refit_with_pixel_forgets_the_correlation():
+    X = RNG.normal(size=(1, 32, 32))
+    est = JInvariantGaussian(blind_spot=(0, 2)).fit(X)
+    assert hasattr(est, "noise_correlation_")
+    est.set_params(blind_spot="pixel").fit(X)
+    assert not hasattr(est, "noise_correlation_")
