@@ -701,7 +701,13 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         if self.noise_variance is not None:
             unit = intensity_scale(dtype) if dtype is not None else 1.0
             return np.full(Xf.shape[0], float(self.noise_variance) * unit**2)
-        return estimate_noise_variance(Xf, channel_axis=self.channel_axis)
+        variances = estimate_noise_variance(Xf, channel_axis=self.channel_axis)
+        correlation = getattr(self, "noise_correlation_", None)
+        if correlation is not None and not correlation.is_white:
+            # correlated noise: the finest-scale estimate misses part of the per-pixel
+            # variance the shrinkage weight needs (as in the image families)
+            variances = variances / correlation.high_pass_gain()
+        return variances
 
     def _scaled_tensor(self, Xf):
         """The (N, C, *spatial) float32 tensor of ``(Xf - input_offset_) / input_scale_``."""
@@ -887,12 +893,14 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
                 "blind-spot network whose field excludes the centre pixel only. For "
                 "correlated noise use module=BabyUnet (masked training hides the whole "
                 "blind spot), or blind_spot='pixel' with this module.")
-        if _is_auto(spot):
+        if hasattr(self, "noise_correlation_"):
+            del self.noise_correlation_  # from an earlier fit
+        if _is_auto(spot) or (footprint is not None and min(spatial_shape) >= 3):
+            # measured for any structured blind spot: it also corrects the noise variance
+            # of the shrink output (see _noise_variance)
             self.noise_correlation_ = estimate_noise_correlation(
                 Xf, channel_axis=self.channel_axis)
-            self.blind_spot_ = self.noise_correlation_.extent
-        else:
-            self.blind_spot_ = spot
+        self.blind_spot_ = self.noise_correlation_.extent if _is_auto(spot) else spot
         # A footprint that leaves nothing to predict from is refused now, not mid-fit.
         patch = self._patch_size_for(spatial_shape)
         shapes = {spatial_shape}
