@@ -370,7 +370,8 @@ def main():
     methods = {
         "reference infer_full_image (16 + 1 passes, batch 32, autograd on)":
             lambda X: reference_invariant(ref_model, X),
-        f"N2SNet.invariant_transform ({'1 blind-spot pass' if net.blind_spot_ else '16 passes'}"
+        f"N2SNet.invariant_transform "
+        f"({'1 blind-spot pass' if net.blind_spot_module_ else '16 passes'}"
         ", no_grad, batch-norm folded, channels_last, batch 64)": net.invariant_transform,
         "same, unfused module, NCHW, batch 256": plain.invariant_transform,
         "N2SNet output='ordinary' (single pass)": clone_with(net, output="ordinary").transform,
