@@ -13,10 +13,9 @@ import argparse
 import subprocess
 import time
 
-import numpy as np
 import torch
-
 from bench_neural import load_mnist, psnr
+
 from sklearn_n2s.neural import BabyUnet, BlindSpotUnet, DilatedBlindSpotNet, N2SNet
 
 MODULES = {"BabyUnet (masked, default)": BabyUnet, "BlindSpotUnet": BlindSpotUnet,
