@@ -42,7 +42,12 @@ from ..masking import (
 )
 from ..utils._noise import estimate_noise_variance
 from ._base import BLIND_SPOT_CONSTRAINT, BaseImageDenoiser
-from ._limits import NotBool, describe_shape, positive_int
+from ._limits import (
+    NotBool,
+    check_cosets_in_grid,
+    check_stride_fits,
+    positive_int,
+)
 from ._wavelet import WaveletDecompositionCache
 
 
@@ -111,22 +116,10 @@ class MaskedFilterDenoiser(BaseImageDenoiser):
     }
 
     def _check_params_against_data(self, n_spatial):
-        n_cosets = n_grid_cosets(self.stride, n_spatial)
-        if self.cosets is not None and self.cosets > n_cosets:
-            raise ValueError(
-                f"cosets={self.cosets} is more than the {n_cosets} cosets of a grid with "
-                f"stride={self.stride} on {n_spatial} spatial axes."
-            )
+        check_cosets_in_grid(self.cosets, self.stride, n_spatial)
 
     def _check_spatial_shape(self, spatial_shape):
-        largest = max(spatial_shape)
-        if self.stride > 2 * largest:
-            raise ValueError(
-                f"stride={self.stride} is more than twice the largest side of X "
-                f"({describe_shape(spatial_shape)}): the grid would have "
-                f"{self.stride}**{len(spatial_shape)} cosets, almost all of them empty. "
-                f"Use stride <= {2 * largest}."
-            )
+        check_stride_fits(self.stride, spatial_shape)
 
     def _min_spatial_size(self):
         return 2

@@ -15,6 +15,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from ..masking import n_grid_cosets
+
 
 class NotBool(Interval):
     """An :class:`~sklearn.utils._param_validation.Interval` that a bool does not satisfy.
@@ -56,4 +58,26 @@ def check_has_neighbours(spatial_shape):
         raise ValueError(
             f"X has {describe_shape(spatial_shape)}, too small: a single pixel has no "
             "neighbours to predict it from."
+        )
+
+
+def check_cosets_in_grid(cosets, stride, n_spatial):
+    """Refuse more cosets than a grid with ``stride`` has on ``n_spatial`` axes."""
+    n_cosets = n_grid_cosets(stride, n_spatial)
+    if cosets is not None and cosets > n_cosets:
+        raise ValueError(
+            f"cosets={cosets} is more than the {n_cosets} cosets of a grid with "
+            f"stride={stride} on {n_spatial} spatial axes."
+        )
+
+
+def check_stride_fits(stride, spatial_shape):
+    """Refuse a masking grid whose stride is more than twice the image's largest side."""
+    largest = max(spatial_shape)
+    if stride > 2 * largest:
+        raise ValueError(
+            f"stride={stride} is more than twice the largest side of X "
+            f"({describe_shape(spatial_shape)}): the grid would have "
+            f"{stride}**{len(spatial_shape)} cosets, almost all of them empty. "
+            f"Use stride <= {2 * largest}."
         )

@@ -22,7 +22,13 @@ from ..masking import (
 from ..utils._noise import MAD_TO_SIGMA
 from ..utils._validation import spatial_axes
 from ._base import BLIND_SPOT_CONSTRAINT, BaseImageDenoiser
-from ._limits import NotBool, describe_shape, positive_int
+from ._limits import (
+    NotBool,
+    check_cosets_in_grid,
+    check_stride_fits,
+    describe_shape,
+    positive_int,
+)
 
 METHODS = ("BayesShrink", "VisuShrink")
 
@@ -494,22 +500,10 @@ class JInvariantWavelet(BaseImageDenoiser):
     def _check_params_against_data(self, n_spatial):
         if self.convert2ycbcr and self.channel_axis is None:
             raise ValueError("convert2ycbcr=True requires channel_axis=-1.")
-        n_cosets = n_grid_cosets(self.stride, n_spatial)
-        if self.cosets is not None and self.cosets > n_cosets:
-            raise ValueError(
-                f"cosets={self.cosets} is more than the {n_cosets} cosets of a grid with "
-                f"stride={self.stride} on {n_spatial} spatial axes."
-            )
+        check_cosets_in_grid(self.cosets, self.stride, n_spatial)
 
     def _check_spatial_shape(self, spatial_shape):
-        largest = max(spatial_shape)
-        if self.stride > 2 * largest:
-            raise ValueError(
-                f"stride={self.stride} is more than twice the largest side of X "
-                f"({describe_shape(spatial_shape)}): the grid would have "
-                f"{self.stride}**{len(spatial_shape)} cosets, almost all of them empty. "
-                f"Use stride <= {2 * largest}."
-            )
+        check_stride_fits(self.stride, spatial_shape)
         if self.wavelet_levels is not None:
             deepest = pywt.dwtn_max_level(spatial_shape, self.wavelet)
             if self.wavelet_levels > max(deepest, 1):
