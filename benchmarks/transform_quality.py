@@ -18,8 +18,12 @@ runs per grid value) are selected with ``--families``; NL-means uses patch_size=
 patch_distance=6. ``transform`` is judged at each family's default output (shrink;
 ordinary for TV and BM3D); ``--output`` judges another one (what-if).
 
+``--scoring risk --output auto`` picks the parameter by the ``EstimatedRiskScorer`` and lets
+``output='auto'`` choose the output at the pick (the estimated error of each output).
+
 Run:  python benchmarks/transform_quality.py [--size 256] [--families all|classic|new|NAME...]
-      [--images camera coins ...] [--out benchmarks/results/transform_quality.md]
+      [--images camera coins ...] [--scoring loss|risk] [--output auto]
+      [--out benchmarks/results/transform_quality.md]
 """
 
 import argparse
@@ -42,6 +46,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from sklearn_n2s import (
     DonutMedian,
+    EstimatedRiskScorer,
     FullSplit,
     JInvariantGaussian,
     JInvariantWavelet,
@@ -119,11 +124,12 @@ def _label(params):
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for _, v in _key(params))
 
 
-def study_case(clean, noisy, family, output=None):
+def study_case(clean, noisy, family, output=None, scoring="loss"):
     estimator, grid, sk_fn, sk_grid = family
     default_output = output or type(estimator)().output
     X = noisy[np.newaxis]
-    search = GridSearchCV(estimator, grid, scoring=SelfSupervisedScorer(),
+    scorer = EstimatedRiskScorer() if scoring == "risk" else SelfSupervisedScorer()
+    search = GridSearchCV(estimator.set_params(output=default_output), grid, scoring=scorer,
                           cv=FullSplit(), refit=False).fit(X)
     pick = _key(search.best_params_)
     per_param = {}
@@ -133,6 +139,9 @@ def study_case(clean, noisy, family, output=None):
             est = estimator.set_params(**params, output=output).fit(X)
             outputs[output] = psnr(clean, est.transform(X)[0])
         per_param[_key(params)] = outputs
+    if default_output == "auto":  # the lowest estimated risk of the three, at the pick
+        est = estimator.set_params(**dict(pick), output="auto").fit(X)
+        per_param[pick]["auto"] = psnr(clean, est.transform(X)[0])
     estimator.set_params(output=default_output)
     best_any = max(max(o.values()) for o in per_param.values())
     best_plain = max(max(o["ordinary"], o["invariant"]) for o in per_param.values())
@@ -161,6 +170,9 @@ def main():
     parser.add_argument("--images", nargs="+", default=IMAGES)
     parser.add_argument("--output", default=None,
                         help="judge this output instead of each family's default (what-if)")
+    parser.add_argument("--scoring", default="loss", choices=["loss", "risk"],
+                        help="pick by the self-supervised loss (default) or by the "
+                             "EstimatedRiskScorer (then --output auto picks the output too)")
     args = parser.parse_args()
     names = [n for f in args.families for n in GROUPS.get(f, [f])]
 
@@ -171,7 +183,7 @@ def main():
             noisy = add_noise(clean, kind, level, seed)
             for fam_name in names:
                 family = FAMILIES[fam_name]
-                result = study_case(clean, noisy, family, args.output)
+                result = study_case(clean, noisy, family, args.output, args.scoring)
                 noise = f"{kind} {level}" if level else kind
                 rows.append((name, noise, fam_name, result))
                 print(f"{name:10s} {noise:14s} {fam_name:19s} pick={result['pick']:<8} "

@@ -26,6 +26,7 @@ from .image import (
 )
 from .model_selection import (
     AutoDenoiser,
+    EstimatedRiskScorer,
     FullSplit,
     MolecularCrossValidationScorer,
     SelfSupervisedScorer,
@@ -48,6 +49,7 @@ __all__ = [
     "AutoDenoiser",
     "ColumnMaskingDenoiser",
     "DonutMedian",
+    "EstimatedRiskScorer",
     "FullSplit",
     "JInvariantBM3D",
     "JInvariantBilateral",

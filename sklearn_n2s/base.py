@@ -46,6 +46,10 @@ import numpy as np
 #: What ``transform`` returns, chosen by ``output=``.
 OUTPUTS = ("shrink", "ordinary", "invariant")
 
+#: The image families' outputs: :data:`OUTPUTS` and ``'auto'``, the one of them with the
+#: lowest estimated risk, per sample (:func:`output_risks`).
+IMAGE_OUTPUTS = (*OUTPUTS, "auto")
+
 
 def shrink_weights(loss, noise_variance):
     """``lam = noise_variance / loss`` per sample, the variance capped at the loss.
@@ -99,6 +103,75 @@ def shrink_towards_data(invariant, X, noise_variance):
     shape = (-1,) + (1,) * (X.ndim - 1)
     output = X + lam.reshape(shape).astype(X.dtype) * diff
     return output, lam
+
+
+def output_risks(loss, noise_variance, *, ordinary_residual=None, divergence=None):
+    """Estimated mean squared error against the clean data of each kind of output.
+
+    Nothing here needs clean data; each estimate is unbiased for white noise of the
+    given variance (per sample, in the loss's units):
+
+    - the J-invariant output: ``L - s2``, its self-supervised loss minus the noise
+      variance (the noise is independent of the prediction at each pixel);
+    - the shrunk output ``x + lam (f_inv - x)`` with ``lam = min(s2 / L, 1)``: its
+      error ``lam**2 (L - s2) + (1 - lam)**2 s2``, that is ``s2 (L - s2) / L`` or, where
+      ``s2 >= L``, ``L - s2``; it orders parameters as ``L`` does;
+    - the ordinary filter f, which looks at the pixel it predicts: Stein's unbiased risk
+      estimate ``mean((f(x) - x)**2) - s2 + 2 s2 div f / n`` (Stein 1981), the
+      divergence ``div f`` estimated by one random probe (Ramani, Blu & Unser 2008).
+
+    Parameters
+    ----------
+    loss : array-like of shape (n_samples,) or None
+        Self-supervised loss of the J-invariant prediction of each sample; None leaves
+        out the invariant and shrunk outputs.
+    noise_variance : float or array-like of shape (n_samples,)
+        Noise variance per sample. It is not capped at the loss: an estimate that is
+        too high lowers every risk alike, where a cap would tie every setting whose
+        loss falls below it.
+    ordinary_residual : array-like of shape (n_samples,) or None, default=None
+        ``mean((f(x) - x)**2)`` of the ordinary filter per sample; None leaves out the
+        ordinary output.
+    divergence : array-like of shape (n_samples,) or None, default=None
+        Mean over the coordinates of ``d f_i / d x_i``, per sample.
+
+    Returns
+    -------
+    risks : dict of str to ndarray of shape (n_samples,)
+        Keyed by output name. An estimate, not a bound: it falls below 0 when the true
+        error is smaller than the error of the variance estimate. Its order is what
+        counts.
+
+    References
+    ----------
+    .. [1] C. M. Stein, "Estimation of the mean of a multivariate normal distribution",
+       The Annals of Statistics 9(6), 1981.
+    .. [2] S. Ramani, T. Blu and M. Unser, "Monte-Carlo SURE: a black-box optimization
+       of regularization parameters for general denoising algorithms", IEEE TIP 17(9),
+       2008.
+
+    Examples
+    --------
+    >>> from sklearn_n2s.base import output_risks
+    >>> risks = output_risks([2.0], 1.0)
+    >>> float(risks["invariant"][0]), float(risks["shrink"][0])
+    (1.0, 0.5)
+    >>> float(output_risks([1.0], 1.5)["shrink"][0])  # s2 above L: the invariant output
+    -0.5
+    """
+    risks = {}
+    if loss is not None:
+        loss = np.asarray(loss, dtype=np.float64)
+        variance = np.broadcast_to(np.asarray(noise_variance, dtype=np.float64), loss.shape)
+        risks["invariant"] = loss - variance
+        lam = shrink_weights(loss, variance)
+        risks["shrink"] = lam**2 * (loss - variance) + (1 - lam) ** 2 * variance
+    if ordinary_residual is not None:
+        residual = np.asarray(ordinary_residual, dtype=np.float64)
+        variance = np.broadcast_to(np.asarray(noise_variance, dtype=np.float64),
+                                   residual.shape)
+        risks["ordinary"] = residual - variance + 2 * variance * np.asarray(divergence)
+    return risks
 
 
 class SelfSupervisedScoreMixin:

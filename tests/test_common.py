@@ -171,7 +171,7 @@ _IMAGES = {
 _COUNTS = _RNG.poisson(3.0, (40, 12)) + (np.arange(12) == 0)
 _TABLES = {"dense-int": _COUNTS, "csr": sp.csr_matrix(_COUNTS.astype(np.float64))}
 
-IMAGE_OUTPUTS = ["shrink", "ordinary", "invariant"]
+IMAGE_OUTPUTS = ["shrink", "ordinary", "invariant", "auto"]
 DENOISER_CASES = []  # (id, estimator, X, outputs)
 for _make in (lambda **kw: DonutMedian(radius=1, **kw),
               lambda **kw: JInvariantGaussian(sigma=1.5, **kw),

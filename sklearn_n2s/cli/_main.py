@@ -602,8 +602,10 @@ def _auto_search(estimator, X, report):
     """The fitted :class:`~sklearn_n2s.AutoDenoiser`: every family calibrated on its grid."""
     from ..model_selection._auto import available_families
 
+    wins = ("the lowest estimated error of its output wins"
+            if estimator.criterion == "risk" else "the lowest self-supervised loss wins")
     report.note(f"calibrating every family ({', '.join(available_families())}) on its "
-                "default grid; the lowest self-supervised loss wins")
+                f"default grid; {wins}")
     try:
         with warnings.catch_warnings():
             if report.quiet:
@@ -619,10 +621,17 @@ def _print_auto(search, report, loss_scale=1.0, loss_unit=None):
     losses = -np.asarray(results["mean_test_score"], dtype=float) * loss_scale
     table = [[family, _params_text(params) or "defaults", f"{loss:.6g}"]
              for family, params, loss in zip(results["family"], results["params"], losses)]
-    header = "self-supervised loss" + (f" ({loss_unit})" if loss_unit else "")
+    what = _auto_score_name(search).replace("_", " ").replace("estimated risk",
+                                                              "estimated error")
+    header = what + (f" ({loss_unit})" if loss_unit else "")
     report.table(format_table(["family", "parameters", header], table, search.best_index_))
     report.table(f"chosen: {search.best_family_} {_params_text(search.best_params_)}  "
-                 "(* marks the lowest self-supervised loss, comparable across families)")
+                 f"(* marks the lowest {what}, comparable across families)")
+
+
+def _auto_score_name(search):
+    """The column of an AutoDenoiser's results its scores are minus of."""
+    return "estimated_risk" if search.criterion == "risk" else "self_supervised_loss"
 
 
 def _print_search(search, report, loss_scale=1.0, loss_unit=None):
@@ -667,6 +676,8 @@ def cmd_calibrate(args, report):
     plot = _write_plot(search, plot, report, name=name, loss_scale=scale,
                        loss_unit=unit) if plot else None
     if args.json:
+        score_name = (_auto_score_name(search) if hasattr(search, "best_family_")
+                      else "self_supervised_loss")
         summary = {
             "file": str(args.file), "method": args.method,
             "estimator": name,
@@ -675,7 +686,7 @@ def cmd_calibrate(args, report):
             "dtype": str(source.dtype),
             "best_params": search.best_params_,
             "loss_unit": unit,
-            "results": [{"params": p, "self_supervised_loss": loss * scale, "chosen": c}
+            "results": [{"params": p, score_name: loss * scale, "chosen": c}
                         for p, loss, c in results_rows(search)],
             "plot": plot,
         }

@@ -53,10 +53,16 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..base import OUTPUTS, SelfSupervisedScoreMixin, shrink_towards_data
+from ..base import (
+    IMAGE_OUTPUTS,
+    OUTPUTS,
+    SelfSupervisedScoreMixin,
+    output_risks,
+    shrink_towards_data,
+)
 from ..utils._correlation import check_blind_spot, estimate_noise_correlation
 from ..utils._losses import RESIDUAL_LOSSES, get_loss
-from ..utils._noise import estimate_noise_variance
+from ..utils._noise import estimate_noise_variance, noise_variance_weights
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, internal_unit
 
 #: Degree of homogeneity of the named losses: ``loss(c * X) = c**degree * loss(X)``.
@@ -70,6 +76,11 @@ BLIND_SPOT_CONSTRAINT = [
 ]
 #: Largest image side (per axis) the ``'auto'`` estimate reads from a dask array.
 _AUTO_BLIND_SPOT_CROP = 512
+
+#: Step of the divergence probe, in noise standard deviations: small enough that a
+#: filter's decisions (a median's order, BM3D's block matches) rarely change, large
+#: enough to stay far above float32 rounding.
+_DIVERGENCE_STEP = 0.01
 
 
 class SpatialAxesWarning(UserWarning):
@@ -95,7 +106,7 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
     #: Constraints of the parameters every image denoiser shares.
     _parameter_constraints: dict = {
         "channel_axis": [None, Options(Integral, {-1})],
-        "output": [StrOptions(set(OUTPUTS))],
+        "output": [StrOptions(set(IMAGE_OUTPUTS))],
         "noise_variance": [None, Interval(Real, 0, None, closed="left")],
         "spatial_ndim": [None, Interval(Integral, 1, MAX_SPATIAL_DIMS, closed="both")],
     }
@@ -315,11 +326,100 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         estimator = self._in_internal_units(unit)
         if self.output == "ordinary":
             out = estimator._denoise(X, scale)
+        elif self.output == "auto":
+            outputs, risks = estimator._outputs_and_risks(X, scale, OUTPUTS)
+            out = _lowest_risk_per_sample(outputs, risks)
         else:
             out = estimator._invariant(X, scale)
             if self.output == "shrink":
                 out = shrink_towards_data(out, X, estimator._noise_variance(X, scale))[0]
         return self._to_input_units(out, X, unit, single)
+
+    def estimated_risk(self, X):
+        """Estimated mean squared error, against the unknown clean data, of what
+        :meth:`transform` returns.
+
+        Needs no clean data: for the J-invariant and shrunk outputs it follows from the
+        self-supervised loss and the noise variance, for the ordinary filter it is
+        Stein's unbiased risk estimate with a one-probe divergence; ``output='auto'``
+        takes the lowest of the three per sample (see :func:`sklearn_n2s.base.output_risks`).
+        Unlike the self-supervised loss it compares outputs of different kinds, which is
+        what :class:`~sklearn_n2s.EstimatedRiskScorer` and
+        :class:`~sklearn_n2s.AutoDenoiser` use it for. It assumes noise independent
+        between pixels with the variance ``noise_variance`` (or the estimated one); with
+        a structured ``blind_spot`` the ordinary output's estimate ignores the noise's
+        correlation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+            Images with as many spatial axes as the data seen in ``fit``.
+
+        Returns
+        -------
+        risk : float
+            Mean over the samples, in the units of :meth:`self_supervised_loss`
+            (squared float units of the input). An estimate: it may fall below 0 when
+            the true error is near 0.
+        """
+        X, scale, unit, _ = self._prepare(X)
+        estimator = self._in_internal_units(unit)
+        kinds = OUTPUTS if self.output == "auto" else (self.output,)
+        risks = estimator._outputs_and_risks(X, scale, kinds)[1]
+        per_sample = np.min(np.stack(list(risks.values())), axis=0)
+        return self._loss_in_input_units(np.mean(per_sample), X, unit, 2)
+
+    def _outputs_and_risks(self, X, scale, kinds):
+        """``({kind: output}, {kind: estimated risk per sample})`` in internal units."""
+        variance = self._noise_variance(X, scale)
+        outputs, loss, residual, divergence = {}, None, None, None
+        if "invariant" in kinds or "shrink" in kinds:
+            invariant = self._invariant(X, scale)
+            loss = _mean_per_sample(np.square(invariant - X, dtype=np.float64))
+            outputs["invariant"] = invariant
+            if "shrink" in kinds:
+                outputs["shrink"] = shrink_towards_data(invariant, X, variance)[0]
+        if "ordinary" in kinds:
+            outputs["ordinary"], divergence = self._ordinary_and_divergence(X, scale, variance)
+            residual = _mean_per_sample(np.square(outputs["ordinary"] - X, dtype=np.float64))
+        risks = output_risks(loss, variance, ordinary_residual=residual,
+                             divergence=divergence)
+        return ({k: outputs[k] for k in kinds}, {k: risks[k] for k in kinds})
+
+    def _ordinary_and_divergence(self, X, scale, variance):
+        """The ordinary filter and its variance-weighted mean divergence per sample.
+
+        ``mean(b * (f(x + eps w b) - f(x))) / eps`` with ``b`` random signs: its
+        expectation over ``b`` is the mean of ``w_i d f_i / d x_i`` (to first order in
+        eps), ``w`` each pixel's noise variance relative to the mean (read from the
+        data's intensity, :func:`~sklearn_n2s.utils._noise.noise_variance_weights`: 1
+        under homogeneous noise), which is what Stein's estimate needs under photon
+        noise. The signs come from a fixed seed, so the estimate is a function of X.
+        """
+        ordinary = self._denoise(X, scale)
+        shape = (-1,) + (1,) * (X.ndim - 1)
+        step = (_DIVERGENCE_STEP * np.sqrt(np.asarray(variance, dtype=np.float64)))
+        if not np.any(step > 0):
+            return ordinary, np.zeros(X.shape[0])
+        step = np.where(step > 0, step, 1.0)
+        signs = np.random.default_rng(0).integers(0, 2, size=X.shape, dtype=np.int8)
+        probe = (2 * signs - 1).astype(X.dtype)
+        weighted = probe * self._variance_weights(X, ordinary).astype(X.dtype)
+        moved = self._denoise(X + step.reshape(shape).astype(X.dtype) * weighted, scale)
+        moved -= ordinary
+        divergence = _mean_per_sample(probe * moved) / step
+        return ordinary, divergence
+
+    def _variance_weights(self, X, guide):
+        """Each pixel's noise variance relative to its image's (and channel's) mean."""
+        weights = np.empty(X.shape)
+        for i in range(X.shape[0]):
+            if self.channel_axis is None:
+                weights[i] = noise_variance_weights(X[i], guide[i])
+                continue
+            for c in range(X.shape[-1]):
+                weights[i, ..., c] = noise_variance_weights(X[i, ..., c], guide[i, ..., c])
+        return weights
 
     def invariant_transform(self, X):
         """J-invariant prediction of X: the output at a pixel never looks at that pixel.
@@ -468,6 +568,21 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         if tags.transformer_tags is not None:
             tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _mean_per_sample(values):
+    """Mean over every axis but the first, in float64."""
+    return np.mean(values, axis=tuple(range(1, values.ndim)), dtype=np.float64)
+
+
+def _lowest_risk_per_sample(outputs, risks):
+    """Per sample, the output whose estimated risk is lowest (ties: the first kind)."""
+    kinds = list(outputs)
+    best = np.argmin(np.stack([risks[k] for k in kinds]), axis=0)
+    out = np.array(outputs[kinds[0]], copy=True)
+    for i, k in enumerate(best):
+        out[i] = outputs[kinds[k]][i]
+    return out
 
 
 def _peak(X, unit):

@@ -100,11 +100,14 @@ class JInvariantBilateral(BaseImageDenoiser):
         Side of the window; None: ``max(5, 2 * ceil(3 * sigma_spatial) + 1)``.
     channel_axis : None or -1, default=None
         -1 when X has a trailing channel axis (likeness is Euclidean over channels).
-    output : {'shrink', 'ordinary', 'invariant'}, default='shrink'
+    output : {'shrink', 'ordinary', 'invariant', 'auto'}, default='shrink'
         What :meth:`transform` returns (measured by
         ``benchmarks/transform_quality.py``).
+        ``'auto'`` returns, per image, the output with the lowest
+        :meth:`estimated_risk` (the three are computed).
     noise_variance : float or None, default=None
-        Noise variance in the units of the input, for ``output='shrink'``.
+        Noise variance in the units of the input, for ``output='shrink'`` and
+        ``'auto'`` and :meth:`estimated_risk`.
     spatial_ndim : {2} or None, default=None
         Number of spatial axes; ``denoise_bilateral`` filters 2-D images only.
     blind_spot : 'pixel', 'auto', int, sequence of (int or None) or bool ndarray, \

@@ -566,8 +566,14 @@ def blockwise_transform(estimator, X, method="transform"):
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}.")
-    X, depth, boundary, dtype = prepare_blockwise(estimator, X)
     output = "invariant" if method == "invariant_transform" else estimator.output
+    if output == "auto":
+        raise ValueError(
+            f"{type(estimator).__name__}(output='auto') chooses each image's output from "
+            "estimates over the whole image, which a chunk cannot give: set output to "
+            "'shrink', 'ordinary' or 'invariant' for a dask array, or compute it in memory."
+        )
+    X, depth, boundary, dtype = prepare_blockwise(estimator, X)
     if output != "shrink":
         return denoise_overlapping(X, estimator, output, depth, boundary, dtype)
     invariant = denoise_overlapping(X, estimator, "invariant", depth, boundary, dtype)

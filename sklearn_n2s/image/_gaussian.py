@@ -88,10 +88,13 @@ class JInvariantGaussian(BaseImageDenoiser):
         Boundary mode; 'nearest' matches :func:`skimage.filters.gaussian`.
     channel_axis : None or -1, default=None
         -1 when X has a trailing channel axis (never blurred across).
-    output : {'shrink', 'ordinary', 'invariant'}, default='shrink'
+    output : {'shrink', 'ordinary', 'invariant', 'auto'}, default='shrink'
         What :meth:`transform` returns, see :mod:`sklearn_n2s.base`.
+        ``'auto'`` returns, per image, the output with the lowest
+        :meth:`estimated_risk` (the three are computed).
     noise_variance : float or None, default=None
-        Noise variance in the units of the input, for ``output='shrink'``.
+        Noise variance in the units of the input, for ``output='shrink'`` and
+        ``'auto'`` and :meth:`estimated_risk`.
     spatial_ndim : {1, 2, 3} or None, default=None
         Number of spatial axes. When given, a single image ``(*spatial[, n_channels])``
         is accepted as a stack of one (the output has the input's shape). None reads

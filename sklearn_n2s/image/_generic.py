@@ -281,10 +281,13 @@ class JInvariantDenoiser(MaskedFilterDenoiser):
     channel_axis : None or -1, default=None
         -1 when X has a trailing channel axis (all channels of a pixel are masked
         together).
-    output : {'shrink', 'ordinary', 'invariant'}, default='shrink'
+    output : {'shrink', 'ordinary', 'invariant', 'auto'}, default='shrink'
         What :meth:`transform` returns, see :mod:`sklearn_n2s.base`.
+        ``'auto'`` returns, per image, the output with the lowest
+        :meth:`estimated_risk` (the three are computed).
     noise_variance : float or None, default=None
-        Noise variance in the units of the input, for ``output='shrink'``.
+        Noise variance in the units of the input, for ``output='shrink'`` and
+        ``'auto'`` and :meth:`estimated_risk`.
     memory : MaskedImageCache or None, default=None
         Where the masked images are kept between calls (shared by clones).
     spatial_ndim : {1, 2, 3} or None, default=None

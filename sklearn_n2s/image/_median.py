@@ -271,11 +271,13 @@ class DonutMedian(BaseImageDenoiser):
         every call that gets such an image.
     channel_axis : None or -1, default=None
         -1 when X has a trailing channel axis; channels are filtered independently.
-    output : {'shrink', 'ordinary', 'invariant'}, default='shrink'
-        What :meth:`transform` returns, see :mod:`sklearn_n2s.base`.
+    output : {'shrink', 'ordinary', 'invariant', 'auto'}, default='shrink'
+        What :meth:`transform` returns, see :mod:`sklearn_n2s.base`; ``'auto'``
+        returns, per image, the output with the lowest :meth:`estimated_risk` (the
+        three are computed).
     noise_variance : float or None, default=None
-        Noise variance in the units of the input, for ``output='shrink'``; estimated
-        per image when None.
+        Noise variance in the units of the input, for ``output='shrink'`` and
+        ``'auto'`` and :meth:`estimated_risk`; estimated per image when None.
     n_jobs : int or None, default=None
         Threads for the chunks of pixels (or the images of a stack) the median is
         computed in (the work releases the GIL). None means 1 unless in a

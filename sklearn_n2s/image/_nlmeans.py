@@ -225,14 +225,17 @@ class JInvariantNLMeans(BaseImageDenoiser):
         of the input (0: none).
     channel_axis : None or -1, default=None
         -1 when X has a trailing channel axis (distances sum the channels).
-    output : {'shrink', 'ordinary', 'invariant'}, default='shrink'
+    output : {'shrink', 'ordinary', 'invariant', 'auto'}, default='shrink'
         What :meth:`transform` returns. The ordinary filter at the self-supervised
         pick can be better (camera at 512x512, Gaussian noise 0.1: 28.73 against
         28.42 dB) but also far worse (up to 2.4 dB below the best output on the grid,
         median 0.84 dB, on the 20 cases of ``benchmarks/transform_quality.py`` at
         128x128), where the shrink mix is a median 0.01 dB, at worst 1.57 dB, below it.
+        ``'auto'`` returns, per image, the output with the lowest
+        :meth:`estimated_risk` (the three are computed).
     noise_variance : float or None, default=None
-        Noise variance in the units of the input, for ``output='shrink'``.
+        Noise variance in the units of the input, for ``output='shrink'`` and
+        ``'auto'`` and :meth:`estimated_risk`.
     spatial_ndim : {2, 3} or None, default=None
         Number of spatial axes; when given, one image is accepted as a stack of one.
         ``denoise_nl_means`` takes 2-D and 3-D images, so 1-D signals are refused.

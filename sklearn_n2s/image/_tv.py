@@ -36,11 +36,14 @@ class JInvariantTV(MaskedFilterDenoiser):
         Cosets used by :meth:`score`: None for all (exact), an int for that many.
     channel_axis : None or -1, default=None
         -1 when X has a trailing channel axis.
-    output : {'shrink', 'ordinary', 'invariant'}, default='ordinary'
+    output : {'shrink', 'ordinary', 'invariant', 'auto'}, default='ordinary'
         What :meth:`transform` returns; the ordinary filter at the self-supervised pick
         beats the mixes (``benchmarks/transform_quality.py``).
+        ``'auto'`` returns, per image, the output with the lowest
+        :meth:`estimated_risk` (the three are computed).
     noise_variance : float or None, default=None
-        Noise variance in the units of the input, for ``output='shrink'``.
+        Noise variance in the units of the input, for ``output='shrink'`` and
+        ``'auto'`` and :meth:`estimated_risk`.
     memory : MaskedImageCache or None, default=None
         Keeps the masked images between calls (shared by clones).
     spatial_ndim : {1, 2, 3} or None, default=None

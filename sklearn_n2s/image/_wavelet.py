@@ -395,11 +395,13 @@ class JInvariantWavelet(BaseImageDenoiser):
         :meth:`invariant_transform` always predicts every pixel.
     channel_axis : None or -1, default=None
         -1 when X has a trailing channel axis.
-    output : {'shrink', 'ordinary', 'invariant'}, default='shrink'
-        What :meth:`transform` returns, see :mod:`sklearn_n2s.base`.
+    output : {'shrink', 'ordinary', 'invariant', 'auto'}, default='shrink'
+        What :meth:`transform` returns, see :mod:`sklearn_n2s.base`; ``'auto'``
+        returns, per image, the output with the lowest :meth:`estimated_risk` (the
+        three are computed).
     noise_variance : float or None, default=None
-        Noise variance in the units of the input, for ``output='shrink'``; estimated
-        per image when None.
+        Noise variance in the units of the input, for ``output='shrink'`` and
+        ``'auto'`` and :meth:`estimated_risk`; estimated per image when None.
     memory : WaveletDecompositionCache or None, default=None
         Where the decompositions of the masked images are kept between calls. None
         keeps nothing: every call masks and decomposes again, and no state outlives

@@ -11,12 +11,13 @@ from ._calibration import (
     results_rows,
 )
 from ._mcv import MolecularCrossValidationScorer
-from ._scorer import SelfSupervisedScorer, self_supervised_loss
+from ._scorer import EstimatedRiskScorer, SelfSupervisedScorer, self_supervised_loss
 from ._split import FullSplit
 
 __all__ = [
     "DEFAULT_GRIDS",
     "AutoDenoiser",
+    "EstimatedRiskScorer",
     "FullSplit",
     "MolecularCrossValidationScorer",
     "NoiseMultiples",

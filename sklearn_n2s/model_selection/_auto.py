@@ -1,11 +1,22 @@
-"""AutoDenoiser: the denoising family, and its parameters, chosen by the self-supervised loss.
+"""AutoDenoiser: the denoising family, and its parameters, chosen without clean data.
 
 The self-supervised loss of a J-invariant denoiser is its loss against the unknown clean
 image plus the noise variance, a constant that does not depend on the denoiser. So the
 loss ranks not only the parameters of one family but families against each other: the
 median, the Gaussian and the wavelet (and the newer families when they are installed)
 are each calibrated on their own grid, and the family with the lowest loss at its best
-parameters wins. No clean data is used at any step.
+parameters wins (``criterion='loss'``). No clean data is used at any step.
+
+The loss ranks J-invariant predictions, but the best output of a family is often its
+ordinary filter (NL-means, TV, BM3D), whose gain over the invariant prediction differs
+by family: ranked by the invariant loss, NL-means beat BM3D where BM3D's ordinary output
+was up to 3 dB better. The default ``criterion='risk'`` ranks what each family's
+``transform`` returns by its estimated error against the clean image
+(``estimated_risk``: the self-supervised loss minus the noise variance for J-invariant
+outputs, which orders them as the loss does, and Stein's unbiased risk estimate for the
+ordinary filter), every family set to return the lowest-risk output (``output='auto'``)
+except where the invariant prediction is too costly to compute (TV and BM3D return their
+ordinary filter).
 
 The default grids live in one dict, :data:`DEFAULT_GRIDS`, keyed by the estimator's name
 in :mod:`sklearn_n2s.image`; a family is a default candidate only when that module has
@@ -19,14 +30,16 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.model_selection import ParameterGrid
+from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import image
-from ..base import OUTPUTS
+from ..base import IMAGE_OUTPUTS
 from ..utils._noise import estimate_noise_variance
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack
 from ._calibration import calibrate
+from ._scorer import EstimatedRiskScorer
 from ._split import FullSplit
 
 
@@ -83,6 +96,11 @@ DEFAULT_GRIDS = {
     # loss, on an eighth of the pixels) at the estimated noise level.
     "JInvariantBM3D": {"sigma_psd": NoiseMultiples([1.0]), "cosets": [2]},
 }
+
+#: With ``criterion='risk'``, the output each default family returns: ``'auto'`` (the
+#: lowest estimated risk of the three) unless its J-invariant prediction costs one run
+#: per coset (16 TV or BM3D runs per value), where the ordinary filter alone is scored.
+_RISK_OUTPUTS = {"JInvariantTV": "ordinary", "JInvariantBM3D": "ordinary"}
 
 #: Families that need an optional package, and its import name.
 _OPTIONAL_PACKAGES = {"JInvariantBM3D": "bm3d"}
@@ -145,15 +163,17 @@ def noise_level(X, channel_axis=None, spatial_ndim=None):
 
 
 class AutoDenoiser(TransformerMixin, BaseEstimator):
-    """The J-invariant denoiser, family and parameters, with the lowest self-supervised loss.
+    """The denoiser, family and parameters, whose output has the lowest estimated error.
 
     ``fit`` calibrates every candidate family on its grid with
-    :class:`~sklearn.model_selection.GridSearchCV` and the
-    :class:`~sklearn_n2s.SelfSupervisedScorer` and keeps the family whose best
-    parameters give the lowest loss. The loss is comparable across families: for any
-    J-invariant prediction it is the loss against the clean image plus the noise
-    variance, the same constant for all. ``transform`` and ``invariant_transform`` are
-    those of the chosen family's calibrated estimator.
+    :class:`~sklearn.model_selection.GridSearchCV` and keeps the family whose best
+    parameters score best. With ``criterion='risk'`` (the default) the score is the
+    estimated error against the clean image of what the family's ``transform`` returns
+    (:class:`~sklearn_n2s.EstimatedRiskScorer`); with ``criterion='loss'`` it is the
+    :class:`~sklearn_n2s.SelfSupervisedScorer`'s loss of the J-invariant prediction,
+    comparable across families because it is the loss against the clean image plus the
+    noise variance, the same constant for all. ``transform`` and
+    ``invariant_transform`` are those of the chosen family's calibrated estimator.
 
     Parameters
     ----------
@@ -172,8 +192,17 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         -1 when X has a trailing channel axis; set on every candidate.
     spatial_ndim : {1, 2, 3} or None, default=None
         Number of spatial axes (see the image estimators); set on every candidate.
-    output : {'shrink', 'ordinary', 'invariant'} or None, default=None
-        What ``transform`` returns; None keeps each family's own default.
+    output : {'shrink', 'ordinary', 'invariant', 'auto'} or None, default=None
+        What ``transform`` returns, set on every candidate. None: given candidates
+        keep their own; the default families, with ``criterion='risk'``, return
+        ``'auto'`` (the output with the lowest estimated risk) where the J-invariant
+        prediction is cheap and the ordinary filter for TV and BM3D, and with
+        ``criterion='loss'`` their own default.
+    criterion : {'risk', 'loss'}, default='risk'
+        What ranks parameters and families: ``'risk'``, the estimated error of the
+        output ``transform`` returns (needs the noise to be independent between pixels;
+        its variance is estimated unless ``noise_variance`` is given); ``'loss'``, the
+        self-supervised loss of the J-invariant prediction (no noise model at all).
     noise_variance : float or None, default=None
         Noise variance in the input's units, for the shrinkage output; None lets each
         family estimate it.
@@ -193,7 +222,7 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
     best_params_ : dict
         Its best parameters.
     best_score_ : float
-        Minus its self-supervised loss.
+        Minus its estimated risk (``criterion='risk'``) or self-supervised loss.
     best_index_ : int
         Its row in ``cv_results_``.
     candidates_ : dict of str to estimator
@@ -204,9 +233,10 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
     cv_results_ : dict of arrays
         One row per family and parameter setting: ``family``, ``params`` (the family's
         own), ``param_<name>`` (masked where a family has no such parameter),
-        ``mean_test_score``, ``std_test_score``, ``self_supervised_loss`` (minus the
-        mean test score), ``rank_test_score`` (over all rows), ``rank_in_family``,
-        ``mean_fit_time``, ``mean_score_time``.
+        ``mean_test_score``, ``std_test_score``, ``estimated_risk`` or
+        ``self_supervised_loss`` (minus the mean test score, after ``criterion``),
+        ``rank_test_score`` (over all rows), ``rank_in_family``, ``mean_fit_time``,
+        ``mean_score_time``.
     noise_level_ : float or None
         The noise standard deviation (input units) the default grids were scaled by;
         None when no grid needed it.
@@ -257,19 +287,22 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         "families": [None, list],
         "channel_axis": [None, Options(Integral, {-1})],
         "spatial_ndim": [None, Interval(Integral, 1, MAX_SPATIAL_DIMS, closed="both")],
-        "output": [None, StrOptions(set(OUTPUTS))],
+        "output": [None, StrOptions(set(IMAGE_OUTPUTS))],
+        "criterion": [StrOptions({"risk", "loss"})],
         "noise_variance": [None, Interval(Real, 0, None, closed="left")],
         "cv": [None, "cv_object"],
         "verbose": ["verbose"],
     }
 
     def __init__(self, candidates=None, *, families=None, channel_axis=None,
-                 spatial_ndim=None, output=None, noise_variance=None, cv=None, verbose=0):
+                 spatial_ndim=None, output=None, criterion="risk", noise_variance=None,
+                 cv=None, verbose=0):
         self.candidates = candidates
         self.families = families
         self.channel_axis = channel_axis
         self.spatial_ndim = spatial_ndim
         self.output = output
+        self.criterion = criterion
         self.noise_variance = noise_variance
         self.cv = cv
         self.verbose = verbose
@@ -299,6 +332,11 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
             if not hasattr(estimator, "get_params") or not hasattr(estimator, "fit"):
                 raise TypeError(f"candidates[{k}][0] must be an estimator, got "
                                 f"{type(estimator).__name__}.")
+            final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+            if self.criterion == "risk" and not hasattr(final, "estimated_risk"):
+                raise TypeError(f"candidates[{k}][0] ({type(final).__name__}) has no "
+                                "estimated_risk, which criterion='risk' ranks by: use "
+                                "criterion='loss' (the self-supervised loss).")
             if not isinstance(grid, (dict, list)):
                 raise TypeError(f"candidates[{k}][1] must be a param grid (a dict or a list "
                                 f"of dicts), got {type(grid).__name__}.")
@@ -342,6 +380,8 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         probe = X[:1]
         for name in names:
             estimator = _default_estimator(name)
+            if self.criterion == "risk" and self.output is None:
+                estimator.set_params(output=_RISK_OUTPUTS.get(name, "auto"))
             estimator.set_params(**self._shared_params(estimator))
             grid = {k: (v.resolve(self.noise_level_) if isinstance(v, NoiseMultiples)
                         else list(v)) for k, v in DEFAULT_GRIDS[name].items()}
@@ -394,12 +434,14 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         else:
             candidates = self._default_candidates(X)
         cv = FullSplit() if self.cv is None else self.cv
+        scoring = EstimatedRiskScorer() if self.criterion == "risk" else None
         self.searches_ = {}
         for name, estimator, grid in candidates:
             try:
                 self.searches_[name] = calibrate(estimator, grid, X, cv=cv,
                                                  quiet=not self.verbose,
-                                                 desc=f"calibrating {name}")
+                                                 desc=f"calibrating {name}",
+                                                 scoring=scoring)
             except (ValueError, TypeError) as exc:
                 if given is not None:
                     raise  # a family the user asked for: its failure is theirs to see
@@ -409,7 +451,9 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         if not self.searches_:
             raise ValueError("no default family could be calibrated on X: give candidates.")
         self.candidates_ = {name: s.best_estimator_ for name, s in self.searches_.items()}
-        self.cv_results_ = _merge_results(self.searches_)
+        self.cv_results_ = _merge_results(
+            self.searches_,
+            "estimated_risk" if self.criterion == "risk" else "self_supervised_loss")
         scores = self.cv_results_["mean_test_score"]
         self.best_index_ = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
         self.best_family_ = str(self.cv_results_["family"][self.best_index_])
@@ -465,8 +509,24 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
 
         return self_supervised_loss(self.best_estimator_, X, loss=loss)
 
+    def estimated_risk(self, X):
+        """The chosen estimator's estimated error of its ``transform`` on X (see
+        :meth:`sklearn_n2s.image.JInvariantGaussian.estimated_risk`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+
+        Returns
+        -------
+        risk : float
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.estimated_risk(X)
+
     def score(self, X, y=None):
-        """Minus the chosen estimator's self-supervised loss on X.
+        """Minus what ``criterion`` ranks by: the chosen estimator's estimated risk
+        (``'risk'``) or self-supervised loss (``'loss'``) on X.
 
         Parameters
         ----------
@@ -478,6 +538,8 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         -------
         score : float
         """
+        if self.criterion == "risk":
+            return -self.estimated_risk(X)
         return -self.self_supervised_loss(X)
 
     def __sklearn_tags__(self):
@@ -515,7 +577,7 @@ def _settings_that_fit(estimator, grid, probe):
     return kept, None
 
 
-def _merge_results(searches):
+def _merge_results(searches, score_name):
     """One ``cv_results_`` table over the families' searches (rows in search order)."""
     rows = {"family": [], "params": []}
     columns = ("mean_test_score", "std_test_score", "mean_fit_time", "std_fit_time",
@@ -542,7 +604,7 @@ def _merge_results(searches):
         out[f"param_{name}"] = column
     for key in columns:
         out[key] = np.array(rows[key], dtype=float)
-    out["self_supervised_loss"] = -out["mean_test_score"]
+    out[score_name] = -out["mean_test_score"]
     scores = np.where(np.isnan(out["mean_test_score"]), -np.inf, out["mean_test_score"])
     # 1 for the best, ties share the lowest rank (scikit-learn's "min" ranking)
     out["rank_test_score"] = np.array(

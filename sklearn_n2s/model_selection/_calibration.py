@@ -18,7 +18,7 @@ from ..utils._progress import ProgressScorer, progress
 from ._scorer import SelfSupervisedScorer
 
 
-def calibrate(estimator, grid, X, *, cv, quiet=False, desc="calibrating"):
+def calibrate(estimator, grid, X, *, cv, quiet=False, desc="calibrating", scoring=None):
     """``GridSearchCV`` with the self-supervised scorer and a progress bar; fitted search.
 
     Parameters
@@ -37,6 +37,8 @@ def calibrate(estimator, grid, X, *, cv, quiet=False, desc="calibrating"):
         No progress bar (one is drawn only on a terminal anyway).
     desc : str, default='calibrating'
         The progress bar's label.
+    scoring : callable or None, default=None
+        The scorer; None is :class:`~sklearn_n2s.SelfSupervisedScorer`.
 
     Returns
     -------
@@ -47,7 +49,8 @@ def calibrate(estimator, grid, X, *, cv, quiet=False, desc="calibrating"):
     total = len(ParameterGrid(grid)) * cv.get_n_splits(X)
     with progress(total=total, desc=desc, quiet=quiet, unit="fit") as bar:
         search = GridSearchCV(estimator, grid or [{}],
-                              scoring=ProgressScorer(SelfSupervisedScorer(), bar), cv=cv,
+                              scoring=ProgressScorer(scoring or SelfSupervisedScorer(), bar),
+                              cv=cv,
                               error_score="raise")
         search.fit(X)
     return search

@@ -151,3 +151,86 @@ class SelfSupervisedScorer:
 
     def __repr__(self):
         return f"SelfSupervisedScorer(loss={self.loss!r})"
+
+
+def _risk_step(estimator, X):
+    """The step that estimates its risk, and the data it sees (a Pipeline's last step)."""
+    if isinstance(estimator, Pipeline):
+        Xt = estimator[:-1].transform(X) if len(estimator) > 1 else X
+        return _risk_step(estimator[-1], Xt)
+    if hasattr(estimator, "estimated_risk"):
+        return estimator, X
+    raise TypeError(
+        f"{type(estimator).__name__} has no estimated_risk: the risk scorer needs an image "
+        "denoiser of sklearn_n2s.image (or a Pipeline ending in one)."
+    )
+
+
+class EstimatedRiskScorer:
+    """Scorer that returns minus the estimated error of what ``transform`` returns.
+
+    :class:`SelfSupervisedScorer` ranks J-invariant predictions; a denoiser's
+    ``transform`` may return something else: the ordinary filter, or a mix with the data.
+    This scorer ranks those outputs by their estimated mean squared error against the
+    unknown clean data (the estimator's ``estimated_risk``): ``L - s2`` for the
+    invariant output, ``s2 (L - s2) / L`` for the shrunk one (both ordered as the
+    self-supervised loss ``L`` orders them), and Stein's unbiased risk estimate with a
+    one-probe divergence for the ordinary filter, ``s2`` the noise variance (given or
+    estimated). Put ``output`` in the grid (or set ``output='auto'``) and a
+    ``GridSearchCV`` with this scorer picks the parameter *and* the output a user gets.
+
+    It needs a noise model the self-supervised loss does not: noise independent between
+    pixels with the estimated variance. Under Poisson or clipped noise the estimates are
+    biased (benchmarks/transform_quality.py measures what that costs).
+
+    See Also
+    --------
+    SelfSupervisedScorer : The model-free loss of the J-invariant prediction.
+
+    References
+    ----------
+    .. [1] C. M. Stein, "Estimation of the mean of a multivariate normal distribution",
+       The Annals of Statistics 9(6), 1981.
+    .. [2] S. Ramani, T. Blu and M. Unser, "Monte-Carlo SURE: a black-box optimization
+       of regularization parameters for general denoising algorithms", IEEE TIP 17(9),
+       2008.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sklearn_n2s import EstimatedRiskScorer, FullSplit, JInvariantGaussian
+    >>> rng = np.random.default_rng(0)
+    >>> yy, xx = np.mgrid[:64, :64]
+    >>> X = (np.sin(xx / 6.0) + rng.normal(0, 0.3, (64, 64)))[np.newaxis]
+    >>> grid = {"sigma": [0.5, 1.0, 2.0], "output": ["ordinary", "shrink"]}
+    >>> search = GridSearchCV(JInvariantGaussian(), grid, scoring=EstimatedRiskScorer(),
+    ...                       cv=FullSplit()).fit(X)
+    >>> sorted(search.best_params_)
+    ['output', 'sigma']
+    """
+
+    def __call__(self, estimator, X, y=None, **kwargs):
+        """Minus the estimated risk of a fitted estimator's ``transform`` on X.
+
+        Parameters
+        ----------
+        estimator : estimator
+            A fitted image denoiser, or a Pipeline ending in one.
+        X : array-like
+            The data.
+        y : None
+            Ignored.
+        **kwargs : dict
+            Ignored (scikit-learn may pass routed parameters).
+
+        Returns
+        -------
+        score : float
+            ``-estimator.estimated_risk(X)``: greater is better.
+        """
+        step, Xt = _risk_step(estimator, X)
+        return -step.estimated_risk(Xt)
+
+    def __repr__(self):
+        return "EstimatedRiskScorer()"

@@ -216,3 +216,54 @@ def estimate_noise_variance(X, *, channel_axis=None):
         channels = [sample] if channel_axis is None else np.moveaxis(sample, -1, 0)
         variances[i] = np.mean([image_noise_variance(c) for c in channels])
     return variances
+
+
+def noise_variance_weights(image, guide, n_bins=8):
+    """Relative noise variance of every pixel of one image, from its intensity.
+
+    Under photon noise the variance follows the signal. The tiles of
+    :func:`tile_statistics` are grouped by intensity as in :func:`pool_tile_statistics`;
+    each bin's median tile variance, placed at the bin's median intensity, is
+    interpolated at the ``guide`` (a denoised version of the image, so that the noise
+    does not pick its own bin) and divided by its mean over the pixels. Stein's risk
+    estimate under heteroscedastic noise weights the divergence of a filter by these
+    (see :meth:`sklearn_n2s.image.JInvariantGaussian.estimated_risk`); under
+    homogeneous noise they are close to 1.
+
+    Parameters
+    ----------
+    image : ndarray
+        One single-channel image (no sample or channel axis).
+    guide : ndarray of the same shape
+        The intensities the variance is read at.
+    n_bins : int, default=8
+        Number of intensity bins (fewer when there are under 4 tiles per bin).
+
+    Returns
+    -------
+    weights : ndarray of the image's shape
+        Non-negative, mean 1 (all ones when no tile or no noise is seen).
+    """
+    image = np.asarray(image, dtype=np.float64)
+    # smaller tiles than the mean estimate's where the image is small: a curve over
+    # intensity needs some tens of tiles (a 128 x 128 image: 64 tiles of 16 x 16)
+    tile_shape = tuple(max(4, min(t, n // 8)) if n >= 32 else t
+                       for t, n in zip(noise_tile_shape(image.shape), image.shape))
+    sigmas, levels = tile_statistics(image, tile_shape)
+    ones = np.ones(image.shape)
+    if sigmas.size < 8 or not np.any(sigmas > 0):
+        return ones
+    variances = np.square(sigmas / np.max(sigmas))
+    n_bins = max(1, min(n_bins, len(variances) // 4))
+    edges = np.quantile(levels, np.linspace(0, 1, n_bins + 1)[1:-1])
+    bins = np.searchsorted(edges, levels, side="right")
+    centres, values = [], []
+    for b in np.unique(bins):
+        members = bins == b
+        centres.append(np.median(levels[members]))
+        values.append(np.median(variances[members]))
+    order = np.argsort(centres)
+    weights = np.interp(np.asarray(guide, dtype=np.float64), np.asarray(centres)[order],
+                        np.asarray(values)[order])
+    mean = float(np.mean(weights))
+    return weights / mean if mean > 0 else ones

@@ -1,10 +1,12 @@
-"""AutoDenoiser: the family with the lowest self-supervised loss, in the data's units."""
+"""AutoDenoiser: the family whose output has the lowest estimated error (or, with
+criterion='loss', the lowest self-supervised loss), in the data's units."""
 
 import numpy as np
 import pytest
 from skimage import data
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_n2s import (
@@ -24,6 +26,7 @@ from sklearn_n2s.utils.estimator_checks import (
     check_no_mutation,
 )
 
+CANDIDATE_DEFAULTS = {"DonutMedian": {}, "JInvariantGaussian": {}, "JInvariantWavelet": {}}
 CANDIDATES = [(DonutMedian(), {"radius": [1, 2, 3]}),
               (JInvariantGaussian(), {"sigma": [0.5, 1.0, 2.0]}),
               (JInvariantWavelet(), {"sigma": [0.05, 0.1, 0.2]})]
@@ -43,7 +46,49 @@ def noisy():
 
 @pytest.fixture(scope="module")
 def fitted(noisy):
+    return AutoDenoiser(CANDIDATES, criterion="loss").fit(noisy[1])
+
+
+@pytest.fixture(scope="module")
+def fitted_by_risk(noisy):
     return AutoDenoiser(CANDIDATES).fit(noisy[1])
+
+
+def test_risk_keeps_the_family_whose_output_has_the_lowest_estimated_error(fitted_by_risk,
+                                                                          noisy):
+    auto = fitted_by_risk
+    _, X = noisy
+    assert auto.criterion == "risk"
+    risks = {name: est.estimated_risk(X) for name, est in auto.candidates_.items()}
+    assert auto.best_family_ == min(risks, key=risks.get)
+    assert auto.best_score_ == pytest.approx(-risks[auto.best_family_])
+    assert auto.score(X) == pytest.approx(auto.best_score_)
+    res = auto.cv_results_
+    np.testing.assert_allclose(res["estimated_risk"], -res["mean_test_score"])
+    assert "self_supervised_loss" not in res
+    # every row is the estimated risk of that setting, in the family's own output
+    for i, (family, params) in enumerate(zip(res["family"], res["params"])):
+        est = type(auto.candidates_[family])(**{**CANDIDATE_DEFAULTS[family], **params})
+        assert res["estimated_risk"][i] == pytest.approx(est.fit(X).estimated_risk(X))
+
+
+def test_risk_picks_within_a_small_margin_of_the_best_output_on_clean(fitted_by_risk, noisy):
+    clean, X = noisy
+    error = {name: float(np.mean((est.transform(X) - clean) ** 2))
+             for name, est in fitted_by_risk.candidates_.items()}
+    assert error[fitted_by_risk.best_family_] <= 1.1 * min(error.values())
+
+
+def test_default_families_return_their_lowest_risk_output(noisy):
+    _, X = noisy
+    auto = AutoDenoiser(families=["JInvariantGaussian", "JInvariantTV"])
+    outputs = {name: est.output for name, est, _ in auto._default_candidates(X)}
+    assert outputs == {"JInvariantGaussian": "auto", "JInvariantTV": "ordinary"}
+    by_loss = AutoDenoiser(families=["JInvariantGaussian", "JInvariantTV"], criterion="loss")
+    outputs = {name: est.output for name, est, _ in by_loss._default_candidates(X)}
+    assert outputs == {"JInvariantGaussian": "shrink", "JInvariantTV": "ordinary"}
+    given = AutoDenoiser(families=["JInvariantGaussian"], output="invariant")
+    assert [est.output for _, est, _ in given._default_candidates(X)] == ["invariant"]
 
 
 def test_keeps_the_family_with_the_lowest_loss(fitted, noisy):
@@ -197,6 +242,8 @@ def test_noise_free_data_leaves_out_noise_scaled_grids():
     ({"candidates": CANDIDATES, "families": ["DonutMedian"]}, ValueError, "families selects"),
     ({"output": "best"}, InvalidParameterError, "output"),
     ({"cv": "three"}, InvalidParameterError, "cv"),
+    ({"criterion": "psnr"}, InvalidParameterError, "criterion"),
+    ({"candidates": [(FunctionTransformer(), {})]}, TypeError, "has no estimated_risk"),
 ])
 def test_bad_parameters_refused_before_any_work(kwargs, error, match, monkeypatch, noisy):
     def no_work(*args, **kw):
