@@ -41,7 +41,7 @@ IMAGE_METHODS = ("median", "gaussian", "wavelet", "net", "auto")
 TABLE_METHODS = ("lowrank",)
 METHODS = IMAGE_METHODS + TABLE_METHODS
 LOWRANK_COMPONENTS = [2, 5, 10, 20, 40]
-OUTPUTS = ("shrink", "ordinary", "invariant")
+OUTPUTS = ("shrink", "ordinary", "invariant", "auto")
 GAUSSIAN_SIGMAS = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0]
 # Wavelet thresholds are set by the noise level: the grid spans multiples of the
 # noise standard deviation estimated from the data (BayesShrink often does best a
@@ -832,6 +832,12 @@ def resolve_method(args, path):
         raise CommandLineError(f"--method auto does not apply to {path}: a .zarr store is "
                                "calibrated blockwise for one family; use --method median, "
                                "gaussian or wavelet")
+    if getattr(args, "output", None) == "auto" and (
+            args.method == "net" or is_chunked_path(path)):
+        where = "--method net" if args.method == "net" else f"a .zarr store ({path})"
+        raise CommandLineError(f"--output auto does not apply to {where}: it chooses each "
+                               "image's output from whole-image estimates of the "
+                               "classical filters; use shrink, ordinary or invariant")
     allowed = TABLE_METHODS if table else IMAGE_METHODS
     if args.method not in allowed:
         kind = ".h5ad count tables" if table else "images"
@@ -1032,9 +1038,11 @@ def build_parser():
                      help="fix a parameter instead of calibrating (repeatable)")
     den.add_argument("--output", choices=OUTPUTS, default=None,
                      help="shrink: best mix of the J-invariant output and the data; "
-                          "ordinary: the plain filter; invariant: J-invariant output "
-                          "(default: the family's own, shrink for median, gaussian and "
-                          "wavelet, ordinary for NL-means, TV and BM3D)")
+                          "ordinary: the plain filter; invariant: J-invariant output; "
+                          "auto: per image, the one of the three with the lowest "
+                          "estimated error (default: the family's own, shrink for median, "
+                          "gaussian and wavelet, ordinary for NL-means, TV and BM3D; "
+                          "--method auto: auto, ordinary for TV and BM3D)")
     den.set_defaults(run=cmd_denoise)
     return parser
 

@@ -325,7 +325,7 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         X, scale, unit, single = self._prepare(X)
         estimator = self._in_internal_units(unit)
         if self.output == "ordinary":
-            out = estimator._denoise(X, scale)
+            out = np.array(estimator._denoise_memoised(X, scale), copy=True)
         elif self.output == "auto":
             outputs, risks = estimator._outputs_and_risks(X, scale, OUTPUTS)
             out = _lowest_risk_per_sample(outputs, risks)
@@ -396,7 +396,7 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         under homogeneous noise), which is what Stein's estimate needs under photon
         noise. The signs come from a fixed seed, so the estimate is a function of X.
         """
-        ordinary = self._denoise(X, scale)
+        ordinary = self._denoise_memoised(X, scale)
         shape = (-1,) + (1,) * (X.ndim - 1)
         step = (_DIVERGENCE_STEP * np.sqrt(np.asarray(variance, dtype=np.float64)))
         if not np.any(step > 0):
@@ -511,6 +511,11 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
     # ------------------------------------------------------------- overridable steps
     def _invariant_covered(self, X, scale):
         return self._invariant(X, scale), None
+
+    def _denoise_memoised(self, X, scale):
+        """The ordinary filter, from a cache where the family keeps one (see
+        :class:`~sklearn_n2s.image.MaskedImageCache`); read-only when it does."""
+        return self._denoise(X, scale)
 
     def _invariant_residual(self, X, scale):
         """``prediction - X`` on the covered coordinates (flattened when partial)."""

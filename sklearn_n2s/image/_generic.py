@@ -56,7 +56,9 @@ class MaskedImageCache(WaveletDecompositionCache):
 
     The masked inputs of the grid partition depend on the data, ``stride``, ``fill``,
     ``channel_axis`` and the cosets, not on the denoising function's parameters: a
-    sweep with one cache masks the data once. Like
+    sweep with one cache masks the data once. It also keeps the ordinary filter of the
+    data per setting, so that a clone refitted at the chosen setting (a search's
+    ``best_estimator_``) returns it without filtering again. Like
     :class:`~sklearn_n2s.WaveletDecompositionCache` (whose mechanics it shares) it is a
     shared handle: clones and deep copies of an estimator hold this very object, it is
     thread-safe, entries are keyed by a digest of the data, the least recently used are
@@ -141,6 +143,30 @@ class MaskedFilterDenoiser(BaseImageDenoiser):
         out = np.empty_like(X)
         for i, image in enumerate(X):
             out[i] = self._filter_checked(image, scale)
+        return out
+
+    #: Parameters the ordinary filter does not depend on (left out of its cache key).
+    _NOT_FILTER_PARAMS = frozenset({"memory", "output", "noise_variance", "cosets", "stride",
+                                    "fill", "blind_spot", "spatial_ndim"})
+
+    def _denoise_memoised(self, X, scale=1.0):
+        """The ordinary filter of X, kept in ``memory`` when one is set.
+
+        A sweep scored by its estimated risk filters the data once per setting, and the
+        refitted clone's ``transform`` (which shares the cache) then finds it: one BM3D
+        run of 512 x 512 saved per :class:`~sklearn_n2s.AutoDenoiser` fit.
+        """
+        memory = self.memory
+        if memory is None:
+            return self._denoise(X, scale)
+        params = sorted((k, repr(v)) for k, v in self.get_params(deep=False).items()
+                        if k not in self._NOT_FILTER_PARAMS)
+        key = _data_key(X) + ("ordinary", float(scale), tuple(params))
+        out = memory.get(key)
+        if out is None:
+            out = self._denoise(X, scale)
+            out.flags.writeable = False  # shared through the cache
+            memory.put(key, out, nbytes=out.nbytes)
         return out
 
     def _invariant(self, X, scale=1.0):

@@ -1,5 +1,5 @@
 """``n2s --method auto`` (the default for images): every family calibrated, the lowest
-self-supervised loss wins; the table, the JSON and the output say which family."""
+estimated error of the output wins; the table, the JSON and the output say which family."""
 
 import json
 
@@ -98,6 +98,23 @@ def test_denoise_default_is_the_chosen_family_output(noisy_png, expected, capsys
     out = iio.imread(tmp_path / "out.png")
     want = restore_dtype(expected.transform(image[np.newaxis])[0], np.uint8)
     np.testing.assert_array_equal(out, want)
+
+
+def test_output_auto_writes_the_lowest_risk_output_and_is_refused_where_it_cannot_apply(
+        noisy_png, capsys, tmp_path):
+    folder, image = noisy_png
+    code, _, err = _run(capsys, "denoise", folder / "in.png", tmp_path / "g.png",
+                        "--method", "gaussian", "--param", "sigma=1.5", "--output", "auto")
+    assert code == 0, err
+    from sklearn_n2s import JInvariantGaussian
+
+    est = JInvariantGaussian(sigma=1.5, output="auto", spatial_ndim=2).fit(image)
+    np.testing.assert_array_equal(iio.imread(tmp_path / "g.png"),
+                                  restore_dtype(est.transform(image), np.uint8))
+    code, _, err = _run(capsys, "denoise", folder / "in.png", tmp_path / "n.png",
+                        "--method", "net", "--output", "auto")
+    assert code != 0 and "--output auto does not apply to --method net" in _error_line(err)
+    assert not (tmp_path / "n.png").exists()
 
 
 def test_a_family_parameter_keeps_the_median_default(noisy_png, capsys, tmp_path):

@@ -194,3 +194,35 @@ def test_photon_noise_weights_the_divergence_by_the_local_variance(monkeypatch):
                             lambda self, X, guide: np.ones(X.shape))
         assert abs(est.estimated_risk(X) - true) > 2 * abs(weighted - true)
         monkeypatch.undo()
+
+
+def test_the_ordinary_filter_is_kept_in_memory_for_the_refitted_clone(data):
+    """A risk-scored sweep filters the data once per setting; the refitted clone's
+    transform finds the ordinary output in the shared cache (and stays correct)."""
+    from sklearn.base import clone
+
+    from sklearn_n2s.image import MaskedImageCache
+
+    _, X = data
+    calls = []
+
+    def counted(image, weight):
+        calls.append(weight)
+        from skimage.restoration import denoise_tv_chambolle
+
+        return denoise_tv_chambolle(image, weight=weight)
+
+    from sklearn_n2s.image import JInvariantDenoiser
+
+    cache = MaskedImageCache(max_entries=2)  # one ordinary output per setting
+    est = JInvariantDenoiser(counted, weight=0.1, output="ordinary", memory=cache)
+    search = GridSearchCV(est, {"weight": [0.05, 0.1]}, scoring=EstimatedRiskScorer(),
+                          cv=FullSplit()).fit(X)
+    n_scoring = len(calls)  # per setting: the filter and the divergence probe
+    assert n_scoring == 4
+    out = search.best_estimator_.transform(X)
+    assert len(calls) == n_scoring  # from the cache
+    expected = clone(est).set_params(memory=None, **search.best_params_).fit(X).transform(X)
+    np.testing.assert_array_equal(out, expected)
+    out[...] = 0  # the caller's copy, not the cache's
+    np.testing.assert_array_equal(search.best_estimator_.transform(X), expected)
