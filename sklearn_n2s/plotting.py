@@ -71,17 +71,27 @@ def _is_numeric(values):
     return all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
 
 
-def _is_self_supervised(search):
+def _scorer_name(search):
     scorer = search.scoring
     if isinstance(scorer, dict):
         scorer = scorer.get(search.refit)
     while hasattr(scorer, "scorer"):  # unwrap e.g. a ProgressScorer
         scorer = scorer.scorer
-    return scorer is None or type(scorer).__name__ == "SelfSupervisedScorer"
+    return None if scorer is None else type(scorer).__name__
+
+
+def _is_self_supervised(search):
+    return _scorer_name(search) in (None, "SelfSupervisedScorer")
+
+
+def _is_risk(search):
+    """Scored by the estimated error of what ``transform`` returns."""
+    return _scorer_name(search) == "EstimatedRiskScorer"
 
 
 def ground_truth_losses(search, param_values, param, X, clean):
-    """MSE against ``clean`` of the J-invariant output at each value of ``param``.
+    """MSE against ``clean`` of the J-invariant output at each value of ``param`` (of
+    ``transform``'s output for a search scored by the estimated risk, which estimates it).
 
     The estimator is the search's best one (or its best parameters, with
     ``refit=False``), with ``param`` set to each value in turn and fitted on X.
@@ -102,7 +112,8 @@ def ground_truth_losses(search, param_values, param, X, clean):
     Returns
     -------
     losses : ndarray of shape (len(param_values),)
-        ``mean((invariant_transform(X) - clean) ** 2)`` at each value.
+        ``mean((invariant_transform(X) - clean) ** 2)`` at each value (``transform``
+        for a search scored by :class:`~sklearn_n2s.EstimatedRiskScorer`).
     """
     X = np.asarray(X)
     clean = to_float(np.asarray(clean)) if hasattr(clean, "dtype") else np.asarray(clean, float)
@@ -111,10 +122,11 @@ def ground_truth_losses(search, param_values, param, X, clean):
     base = getattr(search, "best_estimator_", None)
     if base is None:  # refit=False
         base = clone(search.estimator).set_params(**search.best_params_)
+    method = "transform" if _is_risk(search) else "invariant_transform"
     losses = []
     for value in param_values:
         estimator = clone(base).set_params(**{param: value}).fit(X)
-        losses.append(mean_squared_error(estimator.invariant_transform(X), clean))
+        losses.append(mean_squared_error(getattr(estimator, method)(X), clean))
     return np.array(losses)
 
 
@@ -193,7 +205,8 @@ def plot_calibration(search, param=None, clean=None, X=None, ax=None, *, loss_sc
 
     plt = _pyplot()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 5.0))
-    ylabel = "self-supervised loss (MSE)" if _is_self_supervised(search) else "-score"
+    ylabel = ("self-supervised loss (MSE)" if _is_self_supervised(search) else
+              "estimated error of the output (MSE)" if _is_risk(search) else "-score")
     if loss_unit:
         ylabel = ylabel.replace(" (MSE)", "") + f" (MSE, {loss_unit})"
     ax.plot(xs, losses, "o-", color="C0", lw=2, label=ylabel.split(" (")[0])
@@ -208,7 +221,8 @@ def plot_calibration(search, param=None, clean=None, X=None, ax=None, *, loss_sc
         best = int(np.argmin(truth))
         ax.plot([xs[best]], [truth[best]], "o", ms=14, mfc="none", mec="C2", mew=2,
                 label=f"ground-truth best: {param} = {_fmt(values[best])}")
-        _mark_gap(ax, chosen, losses[xs.index(chosen)], truth[xs.index(chosen)])
+        if not _is_risk(search):  # the risk estimates the error itself: no gap to mark
+            _mark_gap(ax, chosen, losses[xs.index(chosen)], truth[xs.index(chosen)])
     if not numeric:
         ax.set_xticks(xs, [_fmt(v) for v in values])
     ax.set_xlabel(param)
@@ -282,7 +296,9 @@ def _plot_families(families, *, clean, X, ax, loss_scale, loss_unit, name):
     ax.plot([x], [loss], "*", color="k", ms=18, zorder=5, label=f"chosen: {chosen}")
     ax.set_xticks(range(len(families)), list(families))
     ax.set_xlim(-0.6, len(families) - 0.4)
-    ylabel = "self-supervised loss (MSE" + (f", {loss_unit})" if loss_unit else ")")
+    what = ("estimated error of the output" if all(_is_risk(s) for s in families.values())
+            else "self-supervised loss")
+    ylabel = what + " (MSE" + (f", {loss_unit})" if loss_unit else ")")
     ax.set_ylabel(ylabel if clean is None else
                   "mean squared error" + (f" ({loss_unit})" if loss_unit else ""))
     ax.set_xlabel("family (its parameter's values left to right)")

@@ -213,10 +213,20 @@ def test_families_with_clean_data_and_scaled_units(auto, images):
                            loss_unit="uint8 units²")
     ax = fig.axes[0]
     truth = _line(ax, "JInvariantGaussian: ground truth")
-    expected = [np.mean((JInvariantGaussian(sigma=s).fit(X).invariant_transform(X) - clean)
+    # AutoDenoiser ranks by the estimated error of each family's output (here the shrunk
+    # mix, the candidates' own): the truth drawn beside it is that output's error
+    expected = [np.mean((JInvariantGaussian(sigma=s).fit(X).transform(X) - clean)
                         ** 2) for s in [0.5, 1.0, 2.0]]
     np.testing.assert_allclose(truth.get_ydata(), np.array(expected) * 255.0**2, rtol=1e-10)
     assert "uint8 units²" in ax.get_ylabel()
+    by_loss = type(auto)(auto.candidates, criterion="loss").fit(X)
+    ax = plot_calibration(by_loss, clean=clean, X=X).axes[0]
+    expected = [np.mean((JInvariantGaussian(sigma=s).fit(X).invariant_transform(X) - clean)
+                        ** 2) for s in [0.5, 1.0, 2.0]]
+    np.testing.assert_allclose(_line(ax, "JInvariantGaussian: ground truth").get_ydata(),
+                               expected, rtol=1e-10)
+    assert "self-supervised loss" in plot_calibration(by_loss).axes[0].get_ylabel()
+    assert "estimated error" in plot_calibration(auto).axes[0].get_ylabel()
 
 
 def test_a_dict_of_searches_and_refusals(median_search, auto):

@@ -226,3 +226,19 @@ def test_the_ordinary_filter_is_kept_in_memory_for_the_refitted_clone(data):
     np.testing.assert_array_equal(out, expected)
     out[...] = 0  # the caller's copy, not the cache's
     np.testing.assert_array_equal(search.best_estimator_.transform(X), expected)
+
+
+def test_a_risk_scored_search_is_plotted_against_the_error_of_its_output(data):
+    pytest.importorskip("matplotlib")
+    from sklearn_n2s.plotting import ground_truth_losses, plot_calibration
+
+    clean, X = data
+    search = GridSearchCV(JInvariantGaussian(output="ordinary", noise_variance=SIGMA**2),
+                          {"sigma": [0.5, 1.0, 2.0]}, scoring=EstimatedRiskScorer(),
+                          cv=FullSplit()).fit(X)
+    fig = plot_calibration(search, clean=clean, X=X)
+    assert "estimated error" in fig.axes[0].get_ylabel() or "mean squared error" in \
+        fig.axes[0].get_ylabel()
+    truth = ground_truth_losses(search, [0.5, 1.0, 2.0], "sigma", X, clean)
+    # the curve of the estimates follows the error of the ordinary output it scores
+    np.testing.assert_allclose(-search.cv_results_["mean_test_score"], truth, rtol=0.15)
