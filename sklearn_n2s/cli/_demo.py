@@ -7,7 +7,9 @@ the newer ones (NL-means, TV, bilateral, BM3D) where this installation has them 
 calibrated by a plain :class:`~sklearn.model_selection.GridSearchCV` with the
 :class:`~sklearn_n2s.SelfSupervisedScorer` on the noisy image alone. The losses are
 comparable across families, so the lowest of all names the family
-:class:`~sklearn_n2s.AutoDenoiser` (``n2s --method auto``) would pick. Because the demo
+``AutoDenoiser(criterion='loss')`` would pick (its default, ``criterion='risk'``, ranks
+the families' outputs by their estimated error instead, see
+:class:`~sklearn_n2s.AutoDenoiser`). Because the demo
 knows the clean image it can also show what the search could not see: the PSNR of the
 J-invariant output and of ``transform``'s output at every parameter.
 
@@ -152,7 +154,8 @@ def _save_figures(out, searches, X, clean, noisy, outputs):
                      ax=fig.add_subplot(grid[nrows, :]), name="All families")
     fig.suptitle("Noise2Self calibration on camera + Gaussian noise: self-supervised loss "
                  "(no clean image) vs ground truth; below, every family on one loss axis "
-                 "(the lowest is what AutoDenoiser picks)", fontsize="large")
+                 "(the lowest is what AutoDenoiser(criterion='loss') picks)",
+                 fontsize="large")
     fig.tight_layout()
     _save_figure(fig, out / "calibration.png", dpi=100)
     plt.close(fig)
@@ -236,8 +239,8 @@ def _auto_line(summary, searches, denoisers):
     params = ", ".join(f"{k}={v:g}" for k, v in summary[pick]["best_params"].items())
     summary["auto"] = {"family": pick, "psnr_transform": at_pick[pick], "best_family": truth}
     return (f"lowest self-supervised loss over all families: {pick} ({params}), "
-            f"transform PSNR {at_pick[pick]:.2f} dB -- what AutoDenoiser and "
-            f"'n2s --method auto' pick, with no clean image;\n  the ground truth's best "
+            f"transform PSNR {at_pick[pick]:.2f} dB -- what AutoDenoiser(criterion='loss') "
+            f"picks, with no clean image;\n  the ground truth's best "
             f"family: {truth} ({best_psnr[truth]:.2f} dB at its best grid value)\n")
 
 

@@ -847,7 +847,7 @@ def resolve_method(args, path):
 
 
 def _default_image_method(args, path):
-    """``auto`` (every family, the lowest self-supervised loss wins), except where the
+    """``auto`` (every family, the lowest estimated error of the output wins), except where the
     command line names one family's parameters (``--param``, ``--grid``: the median's,
     as before ``auto`` existed) or the input is a ``.zarr`` store (calibrated blockwise,
     one family)."""
