@@ -91,9 +91,11 @@ DEFAULT_GRIDS = {
     "JInvariantTV": {"weight": NoiseMultiples([0.5, 0.8, 1.2, 1.8])},
     "JInvariantBilateral": {"sigma_color": NoiseMultiples([1.5, 3.0]),
                             "sigma_spatial": [1.0, 3.0]},
-    # One BM3D run costs about 11 s of CPU on 512 x 512: the exact loss (16 cosets) would
-    # take three minutes alone, so two cosets score it (an unbiased estimate of the same
-    # loss, on an eighth of the pixels) at the estimated noise level.
+    # One BM3D run costs about 11 s of CPU on 512 x 512. criterion='risk' scores its
+    # ordinary output (two runs: the filter and the divergence probe); for
+    # criterion='loss' the exact loss (16 cosets) would take three minutes alone, so two
+    # cosets score it (an unbiased estimate of the same loss, on an eighth of the
+    # pixels). Either way at the estimated noise level only.
     "JInvariantBM3D": {"sigma_psd": NoiseMultiples([1.0]), "cosets": [2]},
 }
 
