@@ -93,7 +93,7 @@ def available_methods():
     return methods
 
 
-def make_estimator(method, *, channel_axis=None, output="shrink", spatial_ndim=None):
+def make_estimator(method, *, channel_axis=None, output=None, spatial_ndim=None):
     """A fresh estimator for a method name, with the data's parameters set."""
     known = families()
     if method == "auto":
@@ -315,7 +315,7 @@ def _auto(estimator, X):
     return best, best.searches_[best.best_family_]
 
 
-def calibration_steps(method, data, *, rgb=False, volume=False, output="shrink", grid=None,
+def calibration_steps(method, data, *, rgb=False, volume=False, output=None, grid=None,
                       params=None):
     """Calibrate a method on a layer's data and denoise it, one step at a time.
 
@@ -329,8 +329,9 @@ def calibration_steps(method, data, *, rgb=False, volume=False, output="shrink",
         The last axis holds colour channels.
     volume : bool, default=False
         Denoise 3-D volumes rather than 2-D planes.
-    output : {'shrink', 'ordinary', 'invariant'}, default='shrink'
-        The estimator's ``output``, when it has one.
+    output : {'shrink', 'ordinary', 'invariant', 'auto'} or None, default=None
+        The estimator's ``output``, when it has one; None keeps the estimator's own
+        (for ``'auto'``, each family's: the lowest estimated error of its outputs).
     grid : dict or None, default=None
         The grid to search; None for :func:`default_grid`.
     params : dict or None, default=None

@@ -14,7 +14,8 @@ from . import _engine
 
 #: What the widget offers for the stack's spatial axes.
 AXES = {"2-D planes": False, "3-D volumes": True}
-OUTPUTS = ("shrink", "ordinary", "invariant")
+#: "default" keeps the method's own output (AutoDenoiser: each family's lowest-risk one).
+OUTPUTS = ("default", "auto", "shrink", "ordinary", "invariant")
 
 
 class DenoiseWidget(Container):
@@ -55,7 +56,7 @@ class DenoiseWidget(Container):
         self.method_select = ComboBox(label="method", choices=_engine.available_methods(),
                                       value="median")
         self.axes_select = ComboBox(label="axes", choices=list(AXES), value="2-D planes")
-        self.output_select = ComboBox(label="output", choices=list(OUTPUTS), value="shrink")
+        self.output_select = ComboBox(label="output", choices=list(OUTPUTS), value="default")
         self.run_button = PushButton(text="Calibrate and denoise")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
@@ -107,9 +108,13 @@ class DenoiseWidget(Container):
         # Bad input fails here, in the main thread, before any work starts (nothing is
         # loaded: a dask layer stays lazy until the worker reads it).
         _engine.check_layer(layer.data.shape, layer.data.dtype, rgb=layer.rgb, volume=volume)
+        if method == "net" and self.output_select.value == "auto":
+            raise ValueError("output 'auto' chooses among the classical filters' outputs; "
+                             "the net takes default, shrink, ordinary or invariant")
         self.worker = create_worker(
             _engine.calibration_steps, method, layer.data, rgb=layer.rgb, volume=volume,
-            output=self.output_select.value,
+            output=(None if self.output_select.value == "default"
+                    else self.output_select.value),
             _progress={"total": 0, "desc": f"Noise2Self: {method} on {layer.name}"},
         )
         self.worker.yielded.connect(self._on_step)

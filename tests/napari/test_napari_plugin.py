@@ -105,8 +105,9 @@ def test_auto_makes_the_choice_autodenoiser_makes(monkeypatch):
     steps = list(_steps_and_result(_engine.calibration_steps("auto", noisy))[0])
     result = _engine.run("auto", noisy)
     assert [s.done for s in steps] == [1, 2, 3] and steps[0].message.startswith("DonutMedian")
-    reference = sklearn_n2s.AutoDenoiser(families=list(quick.values()), spatial_ndim=2,
-                                         output="shrink").fit(noisy)
+    # the widget's "default" output: AutoDenoiser's own (each family's lowest-risk output)
+    reference = sklearn_n2s.AutoDenoiser(families=list(quick.values()),
+                                         spatial_ndim=2).fit(noisy)
     assert type(result.estimator.best_estimator_).__name__ == reference.best_family_
     assert result.search.best_params_ == reference.best_params_
     assert result.denoised.dtype == np.uint16 and result.denoised.shape == noisy.shape
@@ -286,6 +287,14 @@ def test_widget_refuses_a_bad_layer_before_starting(viewer_model, qtbot):
     widget.run_button.clicked.emit()  # a click says why in the widget
     assert widget.status.value.startswith("cannot start:") and "3-D volume" in widget.status.value
     assert widget.worker is None
+    assert widget.output_select.value == "default"  # the method's own output
+    if "net" in _engine.available_methods():
+        widget.axes_select.value = "2-D planes"
+        widget.method_select.value = "net"
+        widget.output_select.value = "auto"
+        with pytest.raises(ValueError, match="output 'auto'"):
+            widget.start()
+        assert widget.worker is None
 
 
 @needs_napari
