@@ -12,27 +12,14 @@ can use it.
 
 Why ``transform`` shrinks by default
 ------------------------------------
-The self-supervised loss ``L = mean((f_inv(x) - x)**2)`` ranks J-invariant outputs
-exactly, but the invariant output throws the centre pixel away, and the ordinary filter
-at the parameter chosen for the invariant one can be far from the best (a 1-pixel donut
-median calibrates well yet the ordinary 1-pixel median barely denoises). The output
-
-    out = x + lam * (f_inv(x) - x),   lam = sigma**2 / L   (clipped to [0, 1])
-
-is the combination of ``f_inv(x)`` and ``x`` with the lowest expected error against the
-clean image (Batson & Royer 2019, section 4): the noise is independent of ``f_inv(x)``
-for a J-invariant f, so the error of the mix is ``lam**2 (L - sigma**2) +
-(1 - lam)**2 sigma**2``, smallest at ``lam = sigma**2 / L``. ``sigma**2`` is the noise
-variance, given by ``noise_variance`` or estimated per sample from blockwise robust
-wavelet statistics (:func:`sklearn_n2s.estimate_noise_variance`), and capped at
-``L``, since ``L = MSE(f_inv, clean) + sigma**2 >= sigma**2``.
-
-``benchmarks/transform_quality.py`` measures this choice on 84 cases (7 offline images,
-4 noises, 3 estimators): at the self-supervised pick the default output is a median
-0.00 dB from the best output of any kind on the grid, 1.24 dB at worst on noisy images
-(thin strokes, where masking hurts the invariant wavelet output), and up to 2.5 dB below
-it on a nearly noise-free image, where any noise estimate reads fine texture as noise;
-pass ``noise_variance`` when the noise level is known.
+The self-supervised loss ``L`` ranks J-invariant outputs exactly, but the invariant
+output throws the centre pixel away and the ordinary filter at the invariant pick can
+be far off. ``x + lam * (f_inv(x) - x)`` with ``lam = sigma**2 / L`` is the mix with the
+lowest expected error (Batson & Royer 2019, section 4); :func:`output_risks` estimates
+the error of each kind of output, which ``output='auto'`` and
+:class:`~sklearn_n2s.EstimatedRiskScorer` use. The derivations and the measurements
+(``benchmarks/transform_quality.py``) are in the user guide's page on outputs
+(``doc/user_guide/outputs.rst``).
 
 References
 ----------

@@ -394,7 +394,9 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         eps), ``w`` each pixel's noise variance relative to the mean (read from the
         data's intensity, :func:`~sklearn_n2s.utils._noise.noise_variance_weights`: 1
         under homogeneous noise), which is what Stein's estimate needs under photon
-        noise. The signs come from a fixed seed, so the estimate is a function of X.
+        noise. Every sample gets the same signs (from a fixed seed), so a sample's
+        estimate, and the output ``'auto'`` picks for it, depends neither on the other
+        samples nor on their order nor on the input's dtype.
         """
         ordinary = self._denoise_memoised(X, scale)
         shape = (-1,) + (1,) * (X.ndim - 1)
@@ -402,8 +404,8 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         if not np.any(step > 0):
             return ordinary, np.zeros(X.shape[0])
         step = np.where(step > 0, step, 1.0)
-        signs = np.random.default_rng(0).integers(0, 2, size=X.shape, dtype=np.int8)
-        probe = (2 * signs - 1).astype(X.dtype)
+        signs = np.random.default_rng(0).integers(0, 2, size=X.shape[1:], dtype=np.int8)
+        probe = np.broadcast_to((2 * signs - 1).astype(X.dtype), X.shape)
         weighted = probe * self._variance_weights(X, ordinary).astype(X.dtype)
         moved = self._denoise(X + step.reshape(shape).astype(X.dtype) * weighted, scale)
         moved -= ordinary

@@ -242,3 +242,15 @@ def test_a_risk_scored_search_is_plotted_against_the_error_of_its_output(data):
     truth = ground_truth_losses(search, [0.5, 1.0, 2.0], "sigma", X, clean)
     # the curve of the estimates follows the error of the ordinary output it scores
     np.testing.assert_allclose(-search.cv_results_["mean_test_score"], truth, rtol=0.15)
+
+
+def test_auto_output_of_a_sample_does_not_depend_on_the_others():
+    rng = np.random.default_rng(5)
+    clean = _clean(48)
+    X = np.stack([clean + rng.normal(0, s, clean.shape) for s in (0.02, 0.1, 0.3, 0.05)])
+    est = JInvariantGaussian(sigma=1.0, output="auto").fit(X)
+    whole = est.transform(X)
+    np.testing.assert_array_equal(est.transform(X[::-1]), whole[::-1])
+    np.testing.assert_array_equal(est.transform(X[1:3]), whole[1:3])
+    assert est.estimated_risk(X[2:3]) == pytest.approx(
+        JInvariantGaussian(sigma=1.0, output="auto").fit(X[2:3]).estimated_risk(X[2:3]))
