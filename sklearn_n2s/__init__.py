@@ -34,6 +34,7 @@ from .model_selection import (
 )
 from .table import (
     ColumnMaskingDenoiser,
+    DiffusionSmoother,
     KNNSmoother,
     LibrarySizeNormalizer,
     LowRankDenoiser,
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AutoDenoiser",
     "ColumnMaskingDenoiser",
+    "DiffusionSmoother",
     "DonutMedian",
     "EstimatedRiskScorer",
     "FullSplit",

@@ -21,6 +21,7 @@ from sklearn_n2s import (
     JInvariantNLMeans,
     JInvariantTV,
     JInvariantWavelet,
+    DiffusionSmoother,
     KNNSmoother,
     LibrarySizeNormalizer,
     LowRankDenoiser,
@@ -74,6 +75,12 @@ EXPECTED_FAILED_CHECKS = {
             "output depends on the other rows of the batch"
         ),
     },
+    "DiffusionSmoother": {
+        "check_methods_subset_invariance": (
+            "transductive: the graph is built on the rows given, so a row's output "
+            "depends on the other rows of the batch"
+        ),
+    },
 }
 
 # Table estimators: n_groups=2 because the checks' data has few features (the default
@@ -119,6 +126,8 @@ ESTIMATORS = [
     LowRankDenoiserCV(n_components=(1, 2), n_groups=2, n_jobs=2),
     KNNSmoother(n_neighbors=3, n_groups=2),
     KNNSmoother(n_neighbors=3, n_groups=2, search="shared", n_components=2),
+    DiffusionSmoother(n_neighbors=3, n_groups=2),
+    DiffusionSmoother(t=2, n_neighbors=3, n_groups=2, n_components=1, n_folds=3),
     ColumnMaskingDenoiser(PCA(1), n_groups=2),
     ColumnMaskingDenoiser(TruncatedSVD(1), n_groups=2, fill="zero"),
     LibrarySizeNormalizer(empty_rows="zero"),
@@ -215,6 +224,9 @@ for _id, _est, _outputs in [
     ("ColumnMasking-SVD", ColumnMaskingDenoiser(TruncatedSVD(2), n_groups=3, fill="zero",
                                                  random_state=0), None),
     ("KNNSmoother", KNNSmoother(3, n_groups=3, random_state=0), None),
+    ("DiffusionSmoother", DiffusionSmoother(n_neighbors=3, n_groups=3, random_state=0), None),
+    ("DiffusionSmoother-pca", DiffusionSmoother(2, n_neighbors=3, n_groups=3, n_components=2,
+                                                random_state=0), None),
     ("KNNSmoother-shared-pca", KNNSmoother(3, n_groups=3, search="shared", n_components=2,
                                            random_state=0), None),
     ("LowRankDenoiser", LowRankDenoiser(2, n_groups=3, random_state=0), None),

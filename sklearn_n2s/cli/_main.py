@@ -801,12 +801,13 @@ def _denoise_h5ad(args, report):
     adata, counts = load_table(args.input, args.layer)
     report.note(f"read {args.input}: {counts.shape[0]} cells x {counts.shape[1]} genes")
     if not grid and not params and _normalize(args):
-        # the analysts' one call (sklearn_n2s.table.denoise): log-normalise, the low-rank
-        # curve, layers['denoised'] and the curve and pick in uns['n2s']
+        # the analysts' one call (sklearn_n2s.table.denoise): log-normalise (scanpy's
+        # log1p, what --no-normalize's help promises, not denoise's sqrt default), the
+        # low-rank curve, layers['denoised'] and the curve and pick in uns['n2s']
         from ..table import denoise
 
         layer = args.layer or ("counts" if "counts" in adata.layers else "X")
-        denoise(adata, "lowrank", layer=layer, random_state=0)
+        denoise(adata, "lowrank", layer=layer, transform="log1p", random_state=0)
         used = dict(adata.uns["n2s"]["params"])
         report.note("chosen: " + ", ".join(f"{k}={_fmt(v)}" for k, v in used.items()))
     else:

@@ -7,6 +7,7 @@ of columns is computed from the other columns only. Dense arrays and CSR/CSC mat
 
 from ._column_masking import ColumnInvariantMixin, ColumnMaskingDenoiser
 from ._denoise import denoise
+from ._diffusion import DiffusionSmoother, diffusion_path_losses
 from ._knn import KNNSmoother, knn_path_losses
 from ._lowrank import LowRankDenoiser, LowRankDenoiserCV
 from ._mcv import (
@@ -21,6 +22,7 @@ from ._normalize import LibrarySizeNormalizer, NormalizedDenoiser
 __all__ = [
     "ColumnInvariantMixin",
     "ColumnMaskingDenoiser",
+    "DiffusionSmoother",
     "KNNSmoother",
     "LibrarySizeNormalizer",
     "LowRankDenoiser",
@@ -28,6 +30,7 @@ __all__ = [
     "NormalizedDenoiser",
     "convert_sqrt_expectation",
     "denoise",
+    "diffusion_path_losses",
     "expected_sqrt",
     "knn_path_losses",
     "molecular_split",

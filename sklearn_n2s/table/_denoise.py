@@ -3,14 +3,17 @@
 :func:`denoise` takes an ``anndata.AnnData`` (read by duck typing: ``.X``, ``.layers``,
 ``.uns``, ``.n_obs``; anndata itself is never imported here) and
 
-1. normalises the counts once, scanpy's way (:class:`LibrarySizeNormalizer`:
-   ``log1p(x / library size * target_sum)``, sparse kept sparse);
+1. normalises the counts once (:class:`LibrarySizeNormalizer`:
+   ``sqrt(x / library size * target_sum)`` by default, as MAGIC's tutorial does, or
+   scanpy's ``log1p``; sparse kept sparse);
 2. calibrates on the normalised values by the *column-partition* (Noise2Self) loss:
    the mean squared error of the J-invariant prediction of every gene group from the
    other genes, with the same ``n_groups`` groups for every candidate —
    a low-rank curve (:class:`LowRankDenoiserCV`: ranks, cross-validated over rows) and
-   a kNN curve (:class:`KNNSmoother` over all cells, the smoother being transductive;
-   every k read off one neighbour search, :func:`knn_path_losses`);
+   a diffusion curve (:class:`DiffusionSmoother`, MAGIC's operator, over all cells, the
+   smoother being transductive; every diffusion time read off one sweep per gene
+   group, :func:`diffusion_path_losses`); ``method='knn'`` gives the uniform kNN curve
+   instead (:class:`KNNSmoother`, :func:`knn_path_losses`);
 3. ``method='auto'`` keeps the family whose best loss is lower (both losses are
    estimates of the same quantity, ``E||f_J(x) - x_J||^2`` on the same normalised
    values; by the Noise2Self identity they rank the two as the loss against the clean
@@ -37,15 +40,30 @@ from ..utils._table_validation import (
     check_table_array,
     row_sums,
 )
+from ._diffusion import MAX_PCA_FEATURES, DiffusionSmoother, diffusion_path_losses
 from ._knn import KNNSmoother, knn_path_losses
 from ._lowrank import LowRankDenoiserCV
 from ._normalize import LibrarySizeNormalizer
 
-METHODS = ("auto", "lowrank", "knn")
+METHODS = ("auto", "lowrank", "knn", "diffusion")
+# The families 'auto' compares: the diffusion is a kernel-weighted, multi-step kNN
+# average, at least as good as the uniform one on every data set measured
+# (benchmarks/results/magic.md), and its whole t curve costs one graph per gene group.
+AUTO_FAMILIES = ("lowrank", "diffusion")
 OUTPUTS = ("normalized", "counts")
 TRANSFORMS = ("log1p", "sqrt")
 # Cells above which the kNN search is approximate (pynndescent) when it is installed.
 _APPROXIMATE_FROM = 20_000
+# The same for the diffusion's searches (on 20 components per gene group, fewer than the
+# kNN curve's groups): the brute-force search took 2.7 s at 20,000 cells, where
+# pynndescent's first call in a process spends about a minute compiling.
+_DIFFUSION_APPROXIMATE_FROM = 50_000
+# Entries per gene group scored by the diffusion curve: a random subset of the group's
+# genes (20 to 100 of them; the sweep carries n_folds copies of them), so its cost stops
+# growing with the cells past 30,000 while 600,000 entries or more per group (the
+# same entries for every t: paired differences) still rank the candidates.
+_DIFFUSION_SCORED_ENTRIES = 600_000
+_DIFFUSION_SCORED_COLUMNS = (20, 100)
 # Principal components per gene group in the kNN distance (when a group has more genes).
 _KNN_COMPONENTS = 10
 LOSS_DESCRIPTION = ("self-supervised mean squared error of the J-invariant prediction "
@@ -98,15 +116,21 @@ def _lowrank_curve(Z, ranks, n_groups, cv, random_state):
     return model, np.asarray(model.mean_losses_, dtype=np.float64)
 
 
+def _algorithm(Z, algorithm, start=_APPROXIMATE_FROM):
+    """'auto': pynndescent from ``start`` cells when it is installed."""
+    if algorithm != "auto":
+        return algorithm
+    if Z.shape[0] >= start:
+        try:
+            import pynndescent  # noqa: F401
+            return "nndescent"
+        except ImportError:  # pragma: no cover - depends on the environment
+            pass
+    return "exact"
+
+
 def _knn_smoother(Z, k, n_groups, algorithm, random_state):
-    if algorithm == "auto":
-        algorithm = "exact"
-        if Z.shape[0] >= _APPROXIMATE_FROM:
-            try:
-                import pynndescent  # noqa: F401
-                algorithm = "nndescent"
-            except ImportError:  # pragma: no cover - depends on the environment
-                pass
+    algorithm = _algorithm(Z, algorithm)
     per_group = Z.shape[1] / n_groups
     components = _KNN_COMPONENTS if per_group > _KNN_COMPONENTS else None
     return KNNSmoother(k, n_groups=n_groups, search="per_group", n_components=components,
@@ -114,8 +138,8 @@ def _knn_smoother(Z, k, n_groups, algorithm, random_state):
 
 
 def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 32, 64),
-            n_neighbors=(5, 10, 20, 40, 80), target_sum=1e4, transform="log1p",
-            output="normalized", n_groups=10,
+            n_neighbors=(5, 10, 20, 40, 80), t=(1, 2, 3, 4, 6, 8), diffusion_neighbors=(5, 10),
+            target_sum=1e4, transform="sqrt", output="normalized", n_groups=4,
             cv=3, knn_algorithm="auto", key_added="denoised", uns_key="n2s", copy=False,
             random_state=0):
     """Normalise, calibrate (self-supervised) and denoise the counts of ``adata``.
@@ -125,9 +149,13 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
     adata : anndata.AnnData
         Cells in rows, genes in columns; raw integer counts in ``layers[layer]``
         (dense or sparse), no cell without counts. Held in memory (not backed).
-    method : {'auto', 'lowrank', 'knn'}, default='auto'
-        ``'lowrank'``: PCA denoising, the rank from ``n_components``. ``'knn'``: kNN
-        smoothing, k from ``n_neighbors``. ``'auto'``: both curves, the lower loss wins.
+    method : {'auto', 'lowrank', 'diffusion', 'knn'}, default='auto'
+        ``'lowrank'``: PCA denoising, the rank from ``n_components``. ``'diffusion'``:
+        MAGIC's diffusion (:class:`DiffusionSmoother`), the time from ``t``. ``'knn'``:
+        kNN smoothing, k from ``n_neighbors``. ``'auto'``: the low-rank and the
+        diffusion curves, the lower loss wins (with more than 8,192 genes, whose
+        covariance matrix the diffusion's distances need, the low-rank and the kNN
+        curves).
     layer : str or None, default='counts'
         Where the counts are: a key of ``adata.layers``, or ``'X'`` / None for
         ``adata.X``.
@@ -135,27 +163,40 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
         Candidate ranks (those above ``min(n_cells * (cv - 1) / cv, n_genes)`` are
         dropped).
     n_neighbors : sequence of int, default=(5, 10, 20, 40, 80)
-        Candidate numbers of neighbours (those not below ``n_cells`` are dropped).
+        Candidate numbers of neighbours of ``method='knn'`` (those not below
+        ``n_cells`` are dropped).
+    t : sequence of int, default=(1, 2, 3, 4, 6, 8)
+        Candidate diffusion times (all scored in one sweep per gene group, on at most
+        100 of its genes drawn at random: 600,000 entries, 20 genes at least).
+    diffusion_neighbors : sequence of int, default=(5, 10)
+        Candidate bandwidth neighbours of the diffusion kernel (MAGIC's ``knn``, 5 at
+        its default); every (k, t) pair is scored, from one neighbour search per gene
+        group. Those not below ``n_cells`` are dropped.
     target_sum : float, default=1e4
         Every cell is scaled to this total before ``transform``.
-    transform : {'log1p', 'sqrt'}, default='log1p'
+    transform : {'sqrt', 'log1p'}, default='sqrt'
         Variance-stabilising transform of the scaled counts, in which the denoiser
-        works and the loss is measured: scanpy's ``log1p``, or the square root (what
-        MAGIC's tutorial uses; expected counts are then the square of the output).
+        works and the loss is measured: the square root (what MAGIC's tutorial uses;
+        expected counts are then the square of the output), or scanpy's ``log1p``.
+        The square root is the default because it measured better against held-out
+        molecules on every data set of ``benchmarks/results/magic.md`` (``expm1`` of
+        smoothed log values is biased low as counts).
     output : {'normalized', 'counts'}, default='normalized'
         What the denoised layer holds: normalised (transformed) values, or expected
         counts at each cell's own library size.
-    n_groups : int, default=10
-        Gene groups of the column partition (the same for every candidate).
+    n_groups : int, default=4
+        Gene groups of the column partition (the same for every candidate; the
+        diffusion curve builds one graph per group).
     cv : int, default=3
         Shuffled row folds of the low-rank calibration.
     knn_algorithm : {'auto', 'exact', 'nndescent'}, default='auto'
-        Neighbour search of the kNN curve: ``'auto'`` is pynndescent from 20,000 cells
-        when installed, else exact. One search per gene group (at 100,000 cells
-        pynndescent's per-group search matched the exact loss at a quarter of the
-        time, while the shared two-index search lost 0.3 %:
-        ``benchmarks/results/knn.md``), with 10 principal components per gene group
-        when a group has more than 10 genes.
+        Neighbour search of the diffusion and kNN curves: ``'auto'`` is pynndescent
+        from 50,000 cells (diffusion) or 20,000 (kNN) when installed, else exact.
+        One search per gene group (at 100,000 cells pynndescent's per-group search
+        matched the exact loss at a quarter of the time, while the shared two-index
+        search lost 0.3 %:
+        ``benchmarks/results/knn.md``), on principal components of each gene group
+        (20 for the diffusion, 10 for the kNN curve).
     key_added : str, default='denoised'
         Layer that receives the result.
     uns_key : str, default='n2s'
@@ -174,22 +215,26 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
     Notes
     -----
     ``adata.uns[uns_key]`` holds: ``method`` (the family chosen), ``params`` (its
-    parameter), ``loss`` (what the curves measure), ``lowrank`` and/or ``knn`` (each
-    ``{'values': candidates, 'loss': mean losses}``), ``layer``, ``target_sum``,
+    parameters), ``loss`` (what the curves measure), ``lowrank``, ``diffusion`` or
+    ``knn`` (each ``{'values': candidates, 'loss': mean losses}``; the diffusion's
+    curve is over t at the chosen k, with ``n_neighbors`` and the whole ``grid`` of
+    losses, k by t), ``layer``, ``target_sum``,
     ``output``, ``n_groups`` and ``estimator`` (the fitted model's repr).
 
     Examples
     --------
     >>> import numpy as np, anndata
     >>> from sklearn_n2s.table import denoise
-    >>> rng = np.random.default_rng(0)  # rank-3 rates: not low rank once log-normalised
+    >>> rng = np.random.default_rng(0)  # rank-3 rates
     >>> rates = rng.gamma(2.0, 1.0, (300, 3)) @ rng.gamma(2.0, 1.0, (3, 60))
     >>> adata = anndata.AnnData(rng.poisson(rates).astype(np.float32))
-    >>> denoise(adata, layer="X", n_components=[1, 3, 10], n_neighbors=[5, 30])
+    >>> denoise(adata, layer="X", n_components=[1, 3, 10])
     >>> adata.uns["n2s"]["method"], adata.uns["n2s"]["params"]
-    ('knn', {'n_neighbors': 30})
+    ('diffusion', {'t': 1, 'n_neighbors': 10})
     >>> [round(float(v), 3) for v in adata.uns["n2s"]["lowrank"]["loss"]]
-    [0.338, 0.361, 0.719]
+    [5.785, 5.183, 6.282]
+    >>> [round(float(v), 3) for v in adata.uns["n2s"]["diffusion"]["loss"]]
+    [5.178, 5.272, 5.443, 5.609, 5.887, 6.086]
     >>> adata.layers["denoised"].shape, adata.layers["denoised"].dtype
     ((300, 60), dtype('float32'))
     """
@@ -211,6 +256,23 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
     if not isinstance(cv, (int, np.integer)) or isinstance(cv, bool) or cv < 2:
         raise ValueError(f"cv must be an int >= 2; got {cv!r}.")
 
+    families = AUTO_FAMILIES if method == "auto" else (method,)
+    if method == "auto" and n_genes > MAX_PCA_FEATURES:
+        # the diffusion's distances need the genes' covariance matrix: too many genes
+        families = ("lowrank", "knn")
+    # Every grid is checked before any work.
+    grids = {}
+    if "lowrank" in families:
+        grids["lowrank"] = _check_grid("n_components", n_components,
+                                       min(n_cells - -(-n_cells // cv), n_genes),
+                                       "the rank the smallest training fold allows")
+    if "diffusion" in families:
+        grids["diffusion"] = _check_grid("t", t, np.inf, "no limit")
+        diffusion_ks = _check_grid("diffusion_neighbors", diffusion_neighbors,
+                                   n_cells - 1, "n_cells - 1")
+    if "knn" in families:
+        grids["knn"] = _check_grid("n_neighbors", n_neighbors, n_cells - 1, "n_cells - 1")
+
     normalizer = LibrarySizeNormalizer(target_sum, log=transform == "log1p").fit(counts)
     Z = normalizer.transform(counts)
     if transform == "sqrt":
@@ -219,16 +281,31 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
               "target_sum": float(target_sum), "transform": transform,
               "output": output, "n_groups": int(n_groups)}
     candidates = {}
-    if method in ("auto", "lowrank"):
-        ranks = _check_grid("n_components", n_components,
-                            min(n_cells - -(-n_cells // cv), n_genes),
-                            "the rank the smallest training fold allows")
+    if "lowrank" in grids:
+        ranks = grids["lowrank"]
         lowrank, losses = _lowrank_curve(Z, ranks, n_groups, cv, random_state)
         record["lowrank"] = {"values": np.asarray(ranks), "loss": losses}
         candidates["lowrank"] = (float(losses.min()), lowrank,
                                  {"n_components": int(lowrank.n_components_)})
-    if method in ("auto", "knn"):
-        ks = _check_grid("n_neighbors", n_neighbors, n_cells - 1, "n_cells - 1")
+    if "diffusion" in grids:
+        ts = grids["diffusion"]
+        smoother = DiffusionSmoother(max(ts), n_neighbors=max(diffusion_ks),
+                                     n_groups=n_groups,
+                                     algorithm=_algorithm(Z, knn_algorithm,
+                                                          _DIFFUSION_APPROXIMATE_FROM),
+                                     random_state=random_state).fit(Z)
+        scored = int(np.clip(_DIFFUSION_SCORED_ENTRIES // n_cells,
+                             *_DIFFUSION_SCORED_COLUMNS))
+        grid = diffusion_path_losses(smoother, Z, ts, n_neighbors=diffusion_ks,
+                                     max_columns=scored)
+        k_index, t_index = np.unravel_index(int(np.argmin(grid)), grid.shape)
+        best = {"t": int(ts[t_index]), "n_neighbors": int(diffusion_ks[k_index])}
+        # the curve of the chosen k (the others in 'grid')
+        record["diffusion"] = {"values": np.asarray(ts), "loss": grid[k_index],
+                               "n_neighbors": np.asarray(diffusion_ks), "grid": grid}
+        candidates["diffusion"] = (float(grid.min()), smoother.set_params(**best), best)
+    if "knn" in grids:
+        ks = grids["knn"]
         smoother = _knn_smoother(Z, max(ks), n_groups, knn_algorithm, random_state).fit(Z)
         losses = knn_path_losses(smoother, Z, ks)
         best = ks[int(np.argmin(losses))]

@@ -115,9 +115,14 @@ def randomized_centred_svd(X, mean, n_components, *, n_oversamples=10, n_iter=4,
         return centred_transposed_times(X, mean, Y, rows, n_jobs)
 
     rng = check_random_state(random_state)
+    # One tall (n_samples x size) array at a time: the QR overwrites the product in
+    # place, and the previous basis is released before the next product is allocated
+    # (at a million rows each tall array is 0.2-0.3 GB).
     Q = _qr_basis(times(rng.standard_normal((n_features, size))))
     for _ in range(n_iter):
-        Q = _qr_basis(times(_qr_basis(transposed_times(Q))))
+        small = _qr_basis(transposed_times(Q))
+        del Q
+        Q = _qr_basis(times(small))
     _, s, Vt = scipy.linalg.svd(transposed_times(Q).T, full_matrices=False,
                                 check_finite=False)
     return s[:n_components], Vt[:n_components]

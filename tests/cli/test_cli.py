@@ -424,6 +424,24 @@ def test_h5ad_in_h5ad_out_with_a_denoised_layer(counts_file, tmp_path, capsys):
     assert f"n_components={search.best_params_['n_components']}" in err
 
 
+def test_h5ad_one_call_keeps_scanpys_log_normalisation(counts_file, tmp_path, capsys):
+    """Without --grid/--param the CLI is table.denoise with log1p (what its help says),
+    whatever denoise's own default transform is."""
+    import anndata
+
+    from sklearn_n2s.table import denoise
+
+    out = tmp_path / "one.h5ad"
+    code, _, err = _in_process(capsys, "denoise", counts_file, out)
+    assert code == 0, err
+    expected = denoise(anndata.read_h5ad(counts_file), "lowrank", layer="X",
+                       transform="log1p", random_state=0, copy=True)
+    result = anndata.read_h5ad(out)
+    np.testing.assert_allclose(result.layers["denoised"], expected.layers["denoised"],
+                               rtol=1e-6)
+    assert "log-normalised values" in err
+
+
 def test_h5ad_calibrate_json_and_bad_method(counts_file, tmp_path, capsys):
     code, out, _ = _in_process(capsys, "calibrate", counts_file, "--json", "--no-plot",
                                "--grid", "n_components=1,2")

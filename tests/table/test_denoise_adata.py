@@ -22,18 +22,22 @@ def make_adata(n=240, g=40, sparse=True, seed=0):
 
 def test_writes_layer_and_calibration_record_in_place():
     adata, counts = make_adata()
-    assert denoise(adata, n_components=[1, 3, 8], n_neighbors=[5, 20]) is None
+    assert denoise(adata, n_components=[1, 3, 8], t=[1, 2, 4]) is None
     record = adata.uns["n2s"]
     out = adata.layers["denoised"]
     assert out.shape == counts.shape and out.dtype == np.float32
     assert record["layer"] == "counts" and record["output"] == "normalized"
-    # 'auto' keeps the family with the lower best loss, and its best parameter
-    best = {name: record[name]["loss"].min() for name in ("lowrank", "knn")}
+    # 'auto' compares the low-rank and the diffusion curves (the kNN curve only on
+    # request), keeps the family with the lower best loss, and its best parameter
+    assert "knn" not in record
+    best = {name: record[name]["loss"].min() for name in ("lowrank", "diffusion")}
     assert record["method"] == min(best, key=best.get)
     family = record[record["method"]]
-    key = "n_components" if record["method"] == "lowrank" else "n_neighbors"
+    key = "n_components" if record["method"] == "lowrank" else "t"
     assert record["params"][key] == family["values"][np.argmin(family["loss"])]
-    assert "self-supervised" in record["loss"]
+    assert record["diffusion"]["grid"].shape == (2, 3)  # k in (5, 10) by t
+    assert "self-supervised" in record["loss"] and "sqrt" in record["loss"]
+    assert record["transform"] == "sqrt"  # the default
 
 
 def test_lowrank_curve_is_lowrankdenoisercv_on_normalised_counts():
@@ -42,7 +46,8 @@ def test_lowrank_curve_is_lowrankdenoisercv_on_normalised_counts():
     from sklearn.model_selection import KFold
 
     adata, counts = make_adata()
-    denoise(adata, "lowrank", n_components=[1, 3, 8], random_state=0)
+    denoise(adata, "lowrank", n_components=[1, 3, 8], transform="log1p", n_groups=10,
+            random_state=0)
     Z = LibrarySizeNormalizer(1e4).fit_transform(sp.csr_matrix(counts))
     model = LowRankDenoiserCV([1, 3, 8], cv=KFold(3, shuffle=True, random_state=0),
                               random_state=0).fit(Z)
@@ -110,3 +115,26 @@ def test_square_root_transform():
     assert adata.uns["n2s"]["transform"] == "sqrt" and "sqrt" in adata.uns["n2s"]["loss"]
     with pytest.raises(ValueError, match="transform='log' is not one of"):
         denoise(adata, transform="log")
+
+
+def test_diffusion_curve_is_the_smoothers_on_sqrt_normalised_counts():
+    """method='diffusion': the curve is diffusion_path_losses of a DiffusionSmoother on
+    sqrt(counts / size * 1e4); the layer is that smoother's transform at the best t."""
+    from sklearn_n2s.table import DiffusionSmoother, diffusion_path_losses
+
+    adata, counts = make_adata()
+    denoise(adata, "diffusion", t=[1, 2, 3, 6], diffusion_neighbors=[4, 8], random_state=0)
+    Z = np.sqrt(LibrarySizeNormalizer(1e4, log=False).fit_transform(counts.astype(np.float64)))
+    smoother = DiffusionSmoother(6, n_neighbors=8, n_groups=4, random_state=0).fit(Z)
+    grid = diffusion_path_losses(smoother, Z, [1, 2, 3, 6], n_neighbors=[4, 8])
+    record = adata.uns["n2s"]
+    np.testing.assert_allclose(record["diffusion"]["grid"], grid, rtol=1e-4)
+    k, t = np.unravel_index(np.argmin(grid), grid.shape)
+    best = {"t": [1, 2, 3, 6][t], "n_neighbors": [4, 8][k]}
+    assert record["method"] == "diffusion" and record["params"] == best
+    np.testing.assert_allclose(record["diffusion"]["loss"], grid[k], rtol=1e-4)
+    np.testing.assert_allclose(adata.layers["denoised"],
+                               smoother.set_params(**best).transform(Z), rtol=1e-4,
+                               atol=1e-4)
+    with pytest.raises(ValueError, match=r"every value of diffusion_neighbors=\[240\]"):
+        denoise(adata, "diffusion", diffusion_neighbors=240)
