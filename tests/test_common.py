@@ -14,6 +14,7 @@ from sklearn.utils.estimator_checks import check_param_validation, parametrize_w
 from sklearn_n2s import (
     AutoDenoiser,
     ColumnMaskingDenoiser,
+    DiffusionSmoother,
     DonutMedian,
     JInvariantBilateral,
     JInvariantDenoiser,
@@ -21,7 +22,6 @@ from sklearn_n2s import (
     JInvariantNLMeans,
     JInvariantTV,
     JInvariantWavelet,
-    DiffusionSmoother,
     KNNSmoother,
     LibrarySizeNormalizer,
     LowRankDenoiser,
