@@ -83,11 +83,33 @@ def budget_params(X, minutes, base):
     """``max_steps`` for a ``minutes`` training budget, from a measured step time."""
     if minutes is None:
         return {}
-    probe = N2SNet(**{**base, "max_steps": 4, "random_state": 0})
-    start = time.perf_counter()
-    probe.fit(X)
-    per_step = (time.perf_counter() - start) / 4
+    # Steps timed after a first fit, as the difference of two calls (4 and 12 steps):
+    # the set-up of a fit or of a call (statistics, noise estimate, callbacks) would
+    # otherwise count as step time and shrink the budget.
+    probe = N2SNet(**{**base, "max_steps": 2, "random_state": 0}).fit(X)
+    seconds = {}
+    for steps in (4, 12):
+        start = time.perf_counter()
+        probe.set_params(max_steps=steps).partial_fit(X)
+        seconds[steps] = time.perf_counter() - start
+    per_step = max(seconds[12] - seconds[4], 1e-3) / 8
     return {"max_steps": max(1, int(0.95 * minutes * 60 / per_step))}
+
+
+def _described(params):
+    return ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
+
+
+def _param(text):
+    """``key=value`` of ``--param``, the value read as a Python literal when it is one."""
+    import ast
+
+    key, _, value = text.partition("=")
+    try:
+        value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        pass
+    return key, value
 
 
 def fit_net(X, params):
@@ -110,8 +132,8 @@ def case_camera(args, lines):
     if args.quick:
         clean, noisy = clean[:128, :128], noisy[:128, :128]
     X = noisy[np.newaxis]
-    params = {**module_params(args.module), **budget_params(X, args.minutes,
-                                                           module_params(args.module))}
+    base = {**module_params(args.module), **args.params}
+    params = {**base, **budget_params(X, args.minutes, base)}
     if args.quick:
         params.setdefault("max_steps", 10)
     net, out, fit_s, total_s = fit_net(X, params)
@@ -124,18 +146,25 @@ def case_camera(args, lines):
         value = psnr(search.transform(X)[0] * 255, clean, 255)
         lines.append(f"| {name} {search.best_params_} | {value:.2f} | {seconds:.1f} |")
     plan = net.train_plan_
-    for output in ("shrink", "invariant", "ordinary"):
+    fitted = net.output
+    outputs = [fitted] + [o for o in ("ordinary", "shrink", "invariant") if o != fitted]
+    for output in outputs:
         value = psnr(net.set_params(output=output).transform(X)[0], clean, 255)
         label = f"N2SNet {net.module_.__class__.__name__} output={output}"
+        if output == fitted:
+            label = f"**{label}** (fitted; {_described(args.params)})"
         lines.append(f"| {label} | {value:.2f} | "
-                     f"{total_s if output == 'shrink' else math.nan:.1f} |")
-    lines.append(f"\nN2SNet: {plan['steps']} steps of {net.batch_size} patches "
+                     f"{total_s if output == fitted else math.nan:.1f} |")
+    if not net.test_time_augmentation:
+        start = time.perf_counter()
+        value = psnr(net.set_params(output=fitted, test_time_augmentation=True)
+                     .transform(X)[0], clean, 255)
+        seconds = fit_s + time.perf_counter() - start
+        lines.append(f"| N2SNet {net.module_.__class__.__name__} output={fitted}, "
+                     f"test_time_augmentation=True (same fit) | {value:.2f} | {seconds:.1f} |")
+    lines.append(f"\nN2SNet: {plan['steps']} steps of {plan['batch_size']} patches "
                  f"{plan['patch_size']}; fit {fit_s:.1f} s, fit + transform {total_s:.1f} s "
                  f"(target >= 29.0 dB within 600 s on 2 cores); output dtype {out.dtype}.\n")
-    if not args.quick:
-        post = N2SNet(**{"random_state": 0, **params, "output": "posterior"}).fit(X)
-        lines.append(f"Posterior head (Gaussian, estimated variance): "
-                     f"{psnr(post.transform(X)[0], clean, 255):.2f} dB.\n")
 
 
 def smooth_blobs(size, seed=0):
@@ -152,7 +181,7 @@ def case_volume(args, lines):
     rng = np.random.default_rng(0)
     noisy = (clean + rng.normal(0, 0.15, clean.shape)).astype(np.float32)
     X = noisy[np.newaxis]
-    params = module_params(args.module)
+    params = {**module_params(args.module), **args.params}
     if args.quick:
         params["max_steps"] = 5
     net, out, fit_s, total_s = fit_net(X, params)
@@ -166,9 +195,15 @@ def case_volume(args, lines):
         best = max(best, value)
         lines.append(f"| {name} {search.best_params_} | {value:.2f} | {seconds:.1f} |")
     ours = psnr(out[0], clean, 1)
-    lines.append(f"| N2SNet {net.module_.__class__.__name__} (defaults: "
+    lines.append(f"| N2SNet {net.module_.__class__.__name__} ({_described(args.params)}: "
                  f"{net.train_plan_['steps']} steps, patches {net.train_plan_['patch_size']}) "
                  f"| {ours:.2f} | {total_s:.1f} |")
+    fitted = net.output
+    for output in ("ordinary", "shrink", "invariant"):
+        if output != fitted:
+            value = psnr(net.set_params(output=output).transform(X)[0], clean, 1)
+            lines.append(f"| same net, output={output} | {value:.2f} | |")
+    net.set_params(output=fitted)
     change = check_j_invariance(net, X[:, :16, :16, :16] if not args.quick else X,
                                 n_probes=1)
     lines.append(f"\nN2SNet - best calibrated classical: {ours - best:+.2f} dB (target +0.5). "
@@ -233,9 +268,19 @@ def main():
                         help="camera: training budget in minutes (default: N2SNet's)")
     parser.add_argument("--module", choices=["babyunet", "blindspot", "dbsn"],
                         default="babyunet")
+    parser.add_argument("--param", action="append", default=[], type=_param,
+                        metavar="KEY=VALUE",
+                        help="an N2SNet parameter for camera and volume (repeatable), "
+                             "e.g. --param output=posterior")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
     args = parser.parse_args()
+    args.params = dict(args.param)
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     lines = [f"# N2SNet on one image, one volume, one uint16 stack "
              f"(torch {torch.__version__}, {torch.get_num_threads()} threads"
@@ -245,11 +290,15 @@ def main():
         if args.case in (name, "all"):
             case(args, lines)
             print("\n".join(lines[-12:]), flush=True)
-    lines.append(f"uptime: {os.popen('uptime').read().strip()}")
+    lines.append(f"uptime at the end: `{os.popen('uptime').read().strip()}`\n")
     print(lines[-1])
     if not args.quick:
         RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text("\n".join(lines) + "\n")
+        policy = os.environ.get("OMP_WAIT_POLICY")
+        command = " ".join([*([f"OMP_WAIT_POLICY={policy}"] if policy else []), "python",
+                            *sys.argv])
+        with RESULTS.open("a") as handle:
+            handle.write("\n".join([f"Command: `{command}`\n", *lines]) + "\n")
 
 
 if __name__ == "__main__":

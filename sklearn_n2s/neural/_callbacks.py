@@ -31,6 +31,13 @@ class EpochProgressBar(ProgressBar):
     when its stream (stderr) is a terminal, so logs and pipes stay clean.
     """
 
+    def _get_batch_size(self, net, training):
+        batch_size = super()._get_batch_size(net, training)
+        if batch_size == "auto":  # N2SNet's default, resolved for this fit
+            plan = getattr(net, "train_plan_", None) if training else None
+            batch_size = net._train_batch_size(1, patches=bool(plan and plan["patch_size"]))
+        return batch_size
+
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Open the bar of this epoch.
 
@@ -100,6 +107,8 @@ def _n_train_batches(net, dataset):
     kwargs = net.get_params_for("iterator_train")
     batch_size = kwargs.get("batch_size", net.batch_size)
     n = len(dataset)
+    if batch_size == "auto":  # N2SNet's default: whole images (patches have a plan)
+        batch_size = net._train_batch_size(n, patches=False)
     if batch_size == -1:
         batch_size = n
     if net.iterator_train is ImageBatchLoader:

@@ -131,9 +131,15 @@ NET_OUTPUTS = (*OUTPUTS, "posterior")
 #: Patch side of ``patch_size='auto'`` per number of spatial axes: images longer than it
 #: along some axis train on patches (64**2 = 4096 pixels, 32**3 = 32768).
 AUTO_PATCH_SIZE = {1: 256, 2: 64, 3: 32}
-#: Fewest pixels ``max_steps='auto'`` trains on when training on patches (2**25: 256
-#: batches of 32 patches of 64**2, about 2.5 minutes of one CPU core for BabyUnet).
+#: Fewest pixels ``max_steps='auto'`` trains on when training on patches (2**25: 1024
+#: batches of 8 patches of 64**2, about 2.5 minutes of one CPU core for BabyUnet).
 AUTO_PATCH_PIXELS = 2**25
+#: ``batch_size='auto'``: images per batch on whole images, and patches per batch on
+#: patches. On the one 512**2 camera image, about 2 minutes of one core (posterior
+#: output), batches of 4, 16 and 32 patches gave 28.36, 28.24 and 27.96 dB, and 8 gave
+#: 28.53 dB in 1.5 times the time: more, smaller steps train one image better. The
+#: whole-image default is the one measured on MNIST (``benchmarks/results/neural.md``).
+AUTO_BATCH_SIZE = {"images": 32, "patches": 8}
 #: Smallest prior variance of the posterior head (normalised units).
 _MIN_PRIOR_VARIANCE = 1e-6
 #: Smallest height and width accepted: the U-Net pools twice by 2.
@@ -203,6 +209,35 @@ def _rotation_safe(footprint):
     if footprint.ndim < 2:
         return flipped
     return flipped and np.array_equal(footprint, np.swapaxes(footprint, -1, -2))
+
+
+def _grid_maps(ndim, footprint):
+    """The maps of the self-ensemble: ``(quarter turns, flip)`` of the pixel grid.
+
+    Quarter turns in the plane of the last two axes (2-D and 3-D) and a flip of the last
+    axis: the 8 symmetries of the square, 2 in 1-D. Each maps pixels onto pixels, so a
+    J-invariant output stays J-invariant; with a structured blind spot, only the maps
+    that keep its footprint.
+    """
+    maps = [(turns, flip) for turns in range(4 if ndim >= 2 else 1) for flip in (False, True)]
+    if footprint is None:
+        return maps
+    return [m for m in maps
+            if np.array_equal(_map_grid(footprint, m, np.rot90, np.flip), footprint)]
+
+
+def _map_grid(x, grid_map, rot90, flip):
+    turns, flipped = grid_map
+    if turns:
+        x = rot90(x, turns, (-2, -1))
+    return flip(x, (-1,)) if flipped else x
+
+
+def _unmap_grid(x, grid_map):
+    turns, flipped = grid_map
+    if flipped:
+        x = torch.flip(x, (-1,))
+    return torch.rot90(x, -turns, (-2, -1)) if turns else x
 
 
 def _accepts(module_cls, name):
@@ -321,12 +356,14 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         ``partial_fit`` call, whatever the data size. None: ``max_epochs`` epochs.
         ``'auto'``: ``max_epochs`` epochs, and when training on patches (a few large
         images) at least as many steps as it takes to see :data:`AUTO_PATCH_PIXELS`
-        patch pixels (256 steps of 32 patches of 64**2), so that one image trains
+        patch pixels (1024 steps of 8 patches of 64**2), so that one image trains
         enough.
-    batch_size : int >= 1 or -1, default=32
-        Images (or patches) per training batch (-1: all images). A last batch of a
-        single image joins the previous batch: batch norm cannot train on one small
-        image.
+    batch_size : int >= 1, -1 or 'auto', default='auto'
+        Images (or patches) per training batch (-1: all images). ``'auto'``: 32
+        whole images, or 8 patches when training on patches (:data:`AUTO_BATCH_SIZE`:
+        on one image, more and smaller steps trained better in the same time). A last
+        batch of a single image joins the previous batch: batch norm cannot train on
+        one small image.
     patch_size : int >= 4, 'auto' or None, default='auto'
         Train on random patches of this side (the whole axis where an image is
         shorter), flipped along random axes and rotated by random multiples of 90
@@ -376,7 +413,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         classical filters: measured on the held-out MNIST digits at equal training
         time (``benchmarks/bench_neural_modules.py``), the one pass of a masked-trained
         BabyUnet beat its J-invariant output by 1.5 dB and the shrink mix by 1.8 dB, and
-        for the blind-spot nets the shrink mix lost 0.25 dB to their one pass.
+        for the blind-spot nets the shrink mix lost 0.25 dB to their one pass. On one
+        image with Gaussian noise, ``'posterior'`` is best: on the camera
+        (``benchmarks/bench_neural_single.py``, 3,148 steps) 29.04 dB against 28.70
+        for the same net's one pass, 28.41 shrink, 27.85 invariant.
     noise_variance : float >= 0 or None, default=None
         Noise variance in the input's units, for ``'shrink'`` and ``'posterior'``;
         None estimates it per image (:func:`sklearn_n2s.estimate_noise_variance`).
@@ -389,6 +429,13 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Run inference on tiles of this side (a multiple of 4, rounded up to a multiple
         of the module's ``size_multiple``) with a margin of the module's receptive
         radius, for images too big for memory. None: whole images.
+    test_time_augmentation : bool, default=False
+        Average the network's outputs over the 8 quarter turns and flips of the image
+        plane (a flip only in 1-D; with a structured ``blind_spot``, the maps that keep
+        its footprint): every output, ``score`` included, costs 8 times as much, and
+        stays J-invariant (each map moves pixels onto pixels). On the one camera image
+        it added 0.08 to 0.16 dB to the posterior output
+        (``benchmarks/results/neural_single.md``).
     inference_batch_size : int, default=64
         Images per forward pass at inference (the masked copies count as images;
         larger batches of small images ran slower on CPU, out of cache).
@@ -402,7 +449,9 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         (with batch norm folded, it was faster than bfloat16 here).
     num_threads : int or None, default=None
         torch intra-op threads during fit and inference (restored afterwards); None
-        leaves torch's setting alone.
+        leaves torch's setting alone. On a CPU shared with other jobs, OpenMP threads
+        that spin while waiting made 2 threads 4x slower per step than 1 (2 cores,
+        load 3); ``OMP_WAIT_POLICY=PASSIVE`` in the environment avoided it.
     random_state : int, RandomState or None, default=None
         Seeds the weight initialisation, the shuffling and every mask draw of training,
         so that a fit with an int is repeatable (on the same device and thread count).
@@ -466,7 +515,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         the data (img_as_float units for integers); None without that head.
     train_plan_ : dict
         The last training budget: ``patch_size`` (None for whole images),
-        ``steps_per_epoch``, ``steps`` and ``epochs``.
+        ``batch_size``, ``steps_per_epoch``, ``steps``, ``epochs`` and ``augment``
+        (:meth:`training_plan`).
     input_offset_ : float
         Median of the data of ``fit``, subtracted from every input (and added back to
         every output).
@@ -519,7 +569,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "max_steps": [None, StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1}),
+                       StrOptions({"auto"})],
         "patch_size": [None, StrOptions({"auto"}),
                        Interval(Integral, MIN_SIDE, None, closed="left")],
         "augment": ["boolean"],
@@ -539,6 +590,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         "channel_axis": [None, Options(Integral, {-1})],
         "tile_size": [None, Interval(Integral, DOWNSAMPLING, None, closed="left")],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "test_time_augmentation": ["boolean"],
         "channels_last": ["boolean"],
         "precision": [StrOptions(set(PRECISIONS))],
         "num_threads": [None, Interval(Integral, 1, None, closed="left")],
@@ -547,13 +599,13 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
     def __init__(self, module=BabyUnet, *, criterion=torch.nn.MSELoss,
                  optimizer=torch.optim.Adam, lr=3e-3, max_epochs=10, max_steps="auto",
-                 batch_size=32, patch_size="auto", augment=True,
+                 batch_size="auto", patch_size="auto", augment=True,
                  masking="grid", stride=4, density=1 / 16, fill="interpolate",
                  blind_spot="pixel", lr_schedule="cosine", output="ordinary",
                  noise_variance=None,
                  channel_axis=None, spatial_ndim=None, tile_size=None,
-                 inference_batch_size=64, channels_last=False, precision="auto",
-                 num_threads=None,
+                 test_time_augmentation=False, inference_batch_size=64,
+                 channels_last=False, precision="auto", num_threads=None,
                  random_state=None, train_split=None, iterator_train=ImageBatchLoader,
                  iterator_valid=ImageBatchLoader, verbose=0, device="cpu", **kwargs):
         super().__init__(
@@ -576,6 +628,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         self.lr_schedule = lr_schedule
         self.channel_axis = channel_axis
         self.tile_size = tile_size
+        self.test_time_augmentation = test_time_augmentation
         self.inference_batch_size = inference_batch_size
         self.channels_last = channels_last
         self.precision = precision
@@ -946,14 +999,15 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Returns
         -------
         plan : dict
-            ``patch_size`` (None: whole images), ``steps_per_epoch``, ``steps`` (the
+            ``patch_size`` (None: whole images), ``batch_size`` (images or patches
+            per batch, ``'auto'`` and -1 resolved), ``steps_per_epoch``, ``steps`` (the
             optimiser steps of the fit), ``epochs`` (``steps`` over
             ``steps_per_epoch``, rounded up: the last epoch may be shorter) and
             ``augment`` (flips and rotations of the patches: ``augment``, unless the
             blind spot is not symmetric under them).
         """
         patch = self._patch_size_for(tuple(spatial_shape))
-        batch_size = n_images if self.batch_size == -1 else self.batch_size
+        batch_size = self._train_batch_size(n_images, patches=patch is not None)
         if patch is None:
             per_epoch = len(batch_bounds(n_images, batch_size))
         else:
@@ -968,9 +1022,16 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
                 steps = max(steps, math.ceil(AUTO_PATCH_PIXELS / (pixels * batch_size)))
         shape = spatial_shape if patch is None else patch_shape(spatial_shape, patch)
         footprint = self._blind_spot_footprint(tuple(shape))
-        return {"patch_size": patch, "steps_per_epoch": per_epoch, "steps": steps,
+        return {"patch_size": patch, "batch_size": batch_size,
+                "steps_per_epoch": per_epoch, "steps": steps,
                 "epochs": math.ceil(steps / per_epoch),
                 "augment": bool(self.augment) and _rotation_safe(footprint)}
+
+    def _train_batch_size(self, n_images, *, patches):
+        """Images (or patches) per training batch: ``batch_size`` resolved."""
+        if self.batch_size == "auto":
+            return AUTO_BATCH_SIZE["patches" if patches else "images"]
+        return n_images if self.batch_size == -1 else int(self.batch_size)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """skorch's loop, run for the epochs of :meth:`training_plan`.
@@ -1016,10 +1077,12 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         prefix = "iterator_train" if training else "iterator_valid"
         iterator = self.iterator_train if training else self.iterator_valid
         kwargs = self.get_params_for(prefix)
-        kwargs.setdefault("batch_size", self.batch_size)
+        plan = getattr(self, "train_plan_", None) if training else None
+        if "batch_size" not in kwargs:
+            patches = bool(plan is not None and plan["patch_size"])
+            kwargs["batch_size"] = self._train_batch_size(len(dataset), patches=patches)
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
-        plan = getattr(self, "train_plan_", None) if training else None
         if iterator is ImageBatchLoader and plan is not None and plan["patch_size"]:
             return PatchBatchLoader(
                 dataset, batch_size=kwargs["batch_size"], patch_size=plan["patch_size"],
@@ -1239,16 +1302,29 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         return torch.cat(outputs)
 
     def _network_output(self, x, *, invariant):
-        """The module's output for a normalised tensor: J-invariant or one plain pass."""
+        """The module's output for a normalised tensor: J-invariant or one plain pass,
+        averaged over the grid maps with ``test_time_augmentation``."""
         module = self.inference_module()
         with self._threads(), _evaluating(module), torch.no_grad():
-            if invariant and not getattr(self, "blind_spot_module_", False):
-                return invariant_forward(
-                    lambda stack: self._forward_images(module, stack), x,
-                    stride=self.stride, fill=self.fill, generator=self._inference_generator(),
-                    images_per_pass=self.inference_batch_size,
-                    footprint=self._blind_spot_footprint(tuple(x.shape[2:])))
-            return self._forward_images(module, x)
+            if not self.test_time_augmentation:
+                return self._one_output(module, x, invariant)
+            footprint = self._blind_spot_footprint(tuple(x.shape[2:]))
+            maps = _grid_maps(x.ndim - 2, footprint)
+            total = None
+            for grid_map in maps:
+                mapped = _map_grid(x, grid_map, torch.rot90, torch.flip).contiguous()
+                out = _unmap_grid(self._one_output(module, mapped, invariant), grid_map)
+                total = out if total is None else total.add_(out)
+            return total.div_(len(maps))
+
+    def _one_output(self, module, x, invariant):
+        if invariant and not getattr(self, "blind_spot_module_", False):
+            return invariant_forward(
+                lambda stack: self._forward_images(module, stack), x,
+                stride=self.stride, fill=self.fill, generator=self._inference_generator(),
+                images_per_pass=self.inference_batch_size,
+                footprint=self._blind_spot_footprint(tuple(x.shape[2:])))
+        return self._forward_images(module, x)
 
     def _predict(self, X, *, invariant, head=False):
         """``(mean, Xf, single, prior)``: the one-pass or J-invariant mean output in X's

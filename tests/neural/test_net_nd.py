@@ -203,13 +203,23 @@ def test_max_steps_is_an_exact_budget_for_one_image():
 def test_auto_budget_trains_enough_on_one_large_image():
     net = N2SNet(max_epochs=3)
     plan = net.training_plan(1, (512, 512))
-    assert plan["patch_size"] == 64 and plan["steps"] * 32 * 64**2 >= 2**25
+    # batch_size='auto': 8 patches per batch, 32 whole images
+    assert plan["patch_size"] == 64 and plan["steps"] * 8 * 64**2 >= 2**25
     small = net.training_plan(4000, (28, 28))  # digits: epochs of whole images
     assert small["patch_size"] is None and small["steps"] == 3 * 125
-    assert N2SNet(max_steps=None, max_epochs=2).training_plan(1, (512, 512))["steps"] == 2 * 2
+    assert N2SNet(max_steps=None, max_epochs=2).training_plan(1, (512, 512))["steps"] == 2 * 8
     assert net.training_plan(1, (64, 64, 64))["patch_size"] == 32
     # the same number of pixels whatever the batch size
-    assert N2SNet(batch_size=8).training_plan(1, (512, 512))["steps"] == 4 * plan["steps"]
+    assert N2SNet(batch_size=32).training_plan(1, (512, 512))["steps"] * 4 == plan["steps"]
+
+
+def test_auto_batch_size_is_8_patches_or_32_images():
+    net = N2SNet(module__width=2, max_steps=2, random_state=0, patch_size=16)
+    net.fit(smooth_stack(2, n=2, side=32)[1])
+    assert net.history[-1, "batches", 0, "train_batch_size"] == 8
+    whole = N2SNet(module__width=2, max_epochs=1, max_steps=None, random_state=0)
+    whole.fit(smooth_stack(2, n=40, side=8)[1])
+    assert [b["train_batch_size"] for b in whole.history[-1, "batches"]] == [32, 8]
 
 
 # ---------------------------------------------------------------------- outputs
