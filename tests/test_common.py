@@ -63,11 +63,8 @@ EXPECTED_FAILED_CHECKS = {
     "JInvariantDenoiser": _ANY_IMAGE_SIZE,
     "JInvariantTV": _ANY_IMAGE_SIZE,
     "JInvariantNLMeans": _TWO_D_ONLY,
-    # Whether a different size raises depends on the family picked (a kernel longer
-    # than the checks' few pixels refuses it; the median does not): like its families,
-    # it accepts images of any size.
-    "AutoDenoiser": {k: _ANY_IMAGE_SIZE[k] for k in ("check_n_features_in_after_fitting",
-                                                     "check_transformer_general")},
+    "AutoDenoiser": {"check_n_features_in_after_fitting":
+                     _ANY_IMAGE_SIZE["check_n_features_in_after_fitting"]},
     "JInvariantBilateral": _TWO_D_ONLY,
     "KNNSmoother": {
         "check_methods_subset_invariance": (

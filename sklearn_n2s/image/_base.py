@@ -325,7 +325,9 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         X, scale, unit, single = self._prepare(X)
         estimator = self._in_internal_units(unit)
         if self.output == "ordinary":
-            out = np.array(estimator._denoise_memoised(X, scale), copy=True)
+            out = estimator._denoise_memoised(X, scale)
+            if not out.flags.writeable:  # the cache's own array: the caller gets a copy
+                out = out.copy()
         elif self.output == "auto":
             outputs, risks = estimator._outputs_and_risks(X, scale, OUTPUTS)
             out = _lowest_risk_per_sample(outputs, risks)

@@ -146,14 +146,27 @@ def pool_tile_statistics(sigmas, levels, n_bins=8):
         return 0.0, 0
     exponent = int(np.frexp(np.max(sigmas))[1])
     variances = np.square(np.ldexp(sigmas, -exponent))
+    total = 0.0
+    for _, median, count in _intensity_bins(levels, variances, n_bins):
+        total += median * count
+    return float(total / len(variances)), 2 * exponent
+
+
+def _intensity_bins(levels, variances, n_bins):
+    """``[(median level, median variance, number of tiles)]`` per intensity bin.
+
+    Tiles are grouped into ``n_bins`` quantile bins of their mean intensity (fewer when
+    there are under 4 tiles per bin), in increasing intensity.
+    """
     n_bins = max(1, min(n_bins, len(variances) // 4))
     edges = np.quantile(levels, np.linspace(0, 1, n_bins + 1)[1:-1])
     bins = np.searchsorted(edges, levels, side="right")
-    total = 0.0
+    out = []
     for b in np.unique(bins):
         members = bins == b
-        total += np.median(variances[members]) * members.sum()
-    return float(total / len(variances)), 2 * exponent
+        out.append((np.median(levels[members]), np.median(variances[members]),
+                    members.sum()))
+    return out
 
 
 def image_noise_variance(image, n_bins=8):
@@ -254,14 +267,7 @@ def noise_variance_weights(image, guide, n_bins=8):
     if sigmas.size < 8 or not np.any(sigmas > 0):
         return ones
     variances = np.square(sigmas / np.max(sigmas))
-    n_bins = max(1, min(n_bins, len(variances) // 4))
-    edges = np.quantile(levels, np.linspace(0, 1, n_bins + 1)[1:-1])
-    bins = np.searchsorted(edges, levels, side="right")
-    centres, values = [], []
-    for b in np.unique(bins):
-        members = bins == b
-        centres.append(np.median(levels[members]))
-        values.append(np.median(variances[members]))
+    centres, values, _ = zip(*_intensity_bins(levels, variances, n_bins))
     order = np.argsort(centres)
     weights = np.interp(np.asarray(guide, dtype=np.float64), np.asarray(centres)[order],
                         np.asarray(values)[order])
