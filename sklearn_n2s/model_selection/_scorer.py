@@ -14,15 +14,20 @@ def _invariant_step(estimator, X):
     is J-invariant when the earlier steps act on each coordinate on its own (scaling,
     a variance-stabilising transform), which is what such a pipeline should hold.
     """
+    return _final_step(estimator, X, ("self_supervised_loss", "invariant_transform"),
+                       "invariant_transform: the self-supervised loss needs a J-invariant "
+                       "estimator (or a Pipeline ending in one).")
+
+
+def _final_step(estimator, X, methods, refusal):
+    """The estimator, or a Pipeline's last step fed by the earlier ones, if it has one of
+    ``methods``: ``(step, X it sees)``; else a TypeError, ``"<name> has no <refusal>"``."""
     if isinstance(estimator, Pipeline):
         Xt = estimator[:-1].transform(X) if len(estimator) > 1 else X
-        return _invariant_step(estimator[-1], Xt)
-    if hasattr(estimator, "self_supervised_loss") or hasattr(estimator, "invariant_transform"):
+        return _final_step(estimator[-1], Xt, methods, refusal)
+    if any(hasattr(estimator, m) for m in methods):
         return estimator, X
-    raise TypeError(
-        f"{type(estimator).__name__} has no invariant_transform: the self-supervised "
-        "loss needs a J-invariant estimator (or a Pipeline ending in one)."
-    )
+    raise TypeError(f"{type(estimator).__name__} has no {refusal}")
 
 
 def self_supervised_loss(estimator, X, loss="mse"):
@@ -155,15 +160,9 @@ class SelfSupervisedScorer:
 
 def _risk_step(estimator, X):
     """The step that estimates its risk, and the data it sees (a Pipeline's last step)."""
-    if isinstance(estimator, Pipeline):
-        Xt = estimator[:-1].transform(X) if len(estimator) > 1 else X
-        return _risk_step(estimator[-1], Xt)
-    if hasattr(estimator, "estimated_risk"):
-        return estimator, X
-    raise TypeError(
-        f"{type(estimator).__name__} has no estimated_risk: the risk scorer needs an image "
-        "denoiser of sklearn_n2s.image (or a Pipeline ending in one)."
-    )
+    return _final_step(estimator, X, ("estimated_risk",),
+                       "estimated_risk: the risk scorer needs an image denoiser of "
+                       "sklearn_n2s.image (or a Pipeline ending in one).")
 
 
 class EstimatedRiskScorer:
