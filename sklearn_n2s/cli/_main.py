@@ -631,7 +631,9 @@ def _print_auto(search, report, loss_scale=1.0, loss_unit=None):
 
 def _auto_score_name(search):
     """The column of an AutoDenoiser's results its scores are minus of."""
-    return "estimated_risk" if search.criterion == "risk" else "self_supervised_loss"
+    from ..model_selection._auto import SCORE_COLUMNS
+
+    return SCORE_COLUMNS[search.criterion]
 
 
 def _print_search(search, report, loss_scale=1.0, loss_unit=None):

@@ -104,6 +104,9 @@ DEFAULT_GRIDS = {
 #: per coset (16 TV or BM3D runs per value), where the ordinary filter alone is scored.
 _RISK_OUTPUTS = {"JInvariantTV": "ordinary", "JInvariantBM3D": "ordinary"}
 
+#: The ``cv_results_`` column that holds minus the mean test score, per ``criterion``.
+SCORE_COLUMNS = {"risk": "estimated_risk", "loss": "self_supervised_loss"}
+
 #: Families that need an optional package, and its import name.
 _OPTIONAL_PACKAGES = {"JInvariantBM3D": "bm3d"}
 
@@ -453,9 +456,7 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         if not self.searches_:
             raise ValueError("no default family could be calibrated on X: give candidates.")
         self.candidates_ = {name: s.best_estimator_ for name, s in self.searches_.items()}
-        self.cv_results_ = _merge_results(
-            self.searches_,
-            "estimated_risk" if self.criterion == "risk" else "self_supervised_loss")
+        self.cv_results_ = _merge_results(self.searches_, SCORE_COLUMNS[self.criterion])
         scores = self.cv_results_["mean_test_score"]
         self.best_index_ = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
         self.best_family_ = str(self.cv_results_["family"][self.best_index_])
