@@ -77,9 +77,9 @@ BLIND_SPOT_CONSTRAINT = [
 #: Largest image side (per axis) the ``'auto'`` estimate reads from a dask array.
 _AUTO_BLIND_SPOT_CROP = 512
 
-#: Step of the divergence probe, in noise standard deviations: small enough that a
-#: filter's decisions (a median's order, BM3D's block matches) rarely change, large
-#: enough to stay far above float32 rounding.
+#: Step of the divergence probe, in noise standard deviations, for filters that are
+#: continuous functions of the data: small enough to see the local slope, far above
+#: float32 rounding. A family whose output jumps overrides ``_divergence_step``.
 _DIVERGENCE_STEP = 0.01
 
 
@@ -402,7 +402,7 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         """
         ordinary = self._denoise_memoised(X, scale)
         shape = (-1,) + (1,) * (X.ndim - 1)
-        step = (_DIVERGENCE_STEP * np.sqrt(np.asarray(variance, dtype=np.float64)))
+        step = self._divergence_step * np.sqrt(np.asarray(variance, dtype=np.float64))
         if not np.any(step > 0):
             return ordinary, np.zeros(X.shape[0])
         step = np.where(step > 0, step, 1.0)
@@ -513,6 +513,9 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         return self._loss_in_input_units(value, X, unit, 0)
 
     # ------------------------------------------------------------- overridable steps
+    #: Divergence probe step in noise standard deviations (see _DIVERGENCE_STEP).
+    _divergence_step = _DIVERGENCE_STEP
+
     def _invariant_covered(self, X, scale):
         return self._invariant(X, scale), None
 
