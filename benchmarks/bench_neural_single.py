@@ -44,6 +44,7 @@ from sklearn.model_selection import GridSearchCV
 
 from sklearn_n2s import DonutMedian, FullSplit, JInvariantGaussian, SelfSupervisedScorer
 from sklearn_n2s.neural import N2SNet
+from sklearn_n2s.neural._net import SIGNAL_DEPENDENCE_LIMIT
 from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "neural_single.md"
@@ -147,7 +148,9 @@ def case_camera(args, lines):
         lines.append(f"| {name} {search.best_params_} | {value:.2f} | {seconds:.1f} |")
     plan = net.train_plan_
     fitted = net.output
-    outputs = [fitted] + [o for o in ("ordinary", "shrink", "invariant") if o != fitted]
+    others = ("ordinary", "posterior", "shrink", "invariant")
+    outputs = [fitted] + [o for o in others if o != fitted
+                          and (o != "posterior" or net.posterior_head_)]
     for output in outputs:
         value = psnr(net.set_params(output=output).transform(X)[0], clean, 255)
         label = f"N2SNet {net.module_.__class__.__name__} output={output}"
@@ -155,13 +158,25 @@ def case_camera(args, lines):
             label = f"**{label}** (fitted; {_described(args.params)})"
         lines.append(f"| {label} | {value:.2f} | "
                      f"{total_s if output == fitted else math.nan:.1f} |")
-    if not net.test_time_augmentation:
-        start = time.perf_counter()
-        value = psnr(net.set_params(output=fitted, test_time_augmentation=True)
-                     .transform(X)[0], clean, 255)
-        seconds = fit_s + time.perf_counter() - start
-        lines.append(f"| N2SNet {net.module_.__class__.__name__} output={fitted}, "
-                     f"test_time_augmentation=True (same fit) | {value:.2f} | {seconds:.1f} |")
+    # the other side of test-time augmentation, same fit
+    other = not net.augments_at_test_time()
+    start = time.perf_counter()
+    value = psnr(net.set_params(output=fitted, test_time_augmentation=other)
+                 .transform(X)[0], clean, 255)
+    seconds = fit_s + time.perf_counter() - start
+    lines.append(f"| N2SNet {net.module_.__class__.__name__} output={fitted}, "
+                 f"test_time_augmentation={other} (same fit) | {value:.2f} | {seconds:.1f} |")
+    if net.posterior_head_ and net.noise_dependence_ is not None:
+        lines.append(f"\nnoise_dependence_ {net.noise_dependence_:.2f} (one variance "
+                     f"below {SIGNAL_DEPENDENCE_LIMIT:g})")
+        try:
+            risks = net.set_params(output=fitted, test_time_augmentation=False
+                                   ).output_risks(X)
+            lines.append("estimated risk (self-supervised SURE) as PSNR: " + ", ".join(
+                f"{name} {10 * math.log10(1 / float(np.mean(r))):.2f} dB"
+                for name, r in risks.items() if float(np.mean(r)) > 0))
+        except ValueError as error:
+            lines.append(f"output_risks: {error}")
     lines.append(f"\nN2SNet: {plan['steps']} steps of {plan['batch_size']} patches "
                  f"{plan['patch_size']}; fit {fit_s:.1f} s, fit + transform {total_s:.1f} s "
                  f"(target >= 29.0 dB within 600 s on 2 cores); output dtype {out.dtype}.\n")
@@ -253,11 +268,24 @@ def case_cli(args, lines):
     if not args.quick:
         # The posterior output assumes Gaussian noise of one variance per image; photon
         # noise grows with the signal. Same net, same budget, Python API.
+        # The CLI's net (output='auto', the head trained) returns its one pass here:
+        from skimage.util import img_as_float
+
+        from sklearn_n2s.neural._net import noise_signal_dependence
+
+        dependence = noise_signal_dependence(img_as_float(noisy))
+        lines.append(f"- noise_signal_dependence of the stack: {dependence:.2f} (limit "
+                     f"{SIGNAL_DEPENDENCE_LIMIT:g}: above it output='auto' is the one pass)")
         params = {"random_state": 0, **module_params(args.module)}
-        for output in ("shrink", "posterior"):
-            out = N2SNet(**params, output=output).fit(noisy).transform(noisy)
-            lines.append(f"- N2SNet(output={output!r}) on the Poisson stack: "
-                         f"{psnr(out, clean, 255):.2f} dB ({out.dtype})")
+        if args.all_outputs:
+            net = N2SNet(**params).fit(noisy)
+            for output in ("auto", "ordinary", "posterior", "shrink"):
+                out = net.set_params(output=output).transform(noisy)
+                lines.append(f"- the CLI's net (posterior head), output={output!r}: "
+                             f"{psnr(out, clean, 255):.2f} dB ({out.dtype})")
+        plain = N2SNet(**params, output="ordinary").fit(noisy).transform(noisy)
+        lines.append(f"- N2SNet(output='ordinary') (no head, same budget): "
+                     f"{psnr(plain, clean, 255):.2f} dB ({plain.dtype})")
         lines.append("")
 
 
@@ -272,6 +300,8 @@ def main():
                         metavar="KEY=VALUE",
                         help="an N2SNet parameter for camera and volume (repeatable), "
                              "e.g. --param output=posterior")
+    parser.add_argument("--all-outputs", action="store_true",
+                        help="cli: also fit the CLI's net in Python and report each output")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")

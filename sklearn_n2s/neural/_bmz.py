@@ -144,8 +144,8 @@ def _check_net(net):
     if getattr(net, "posterior_head_", False):
         raise ValueError(
             "export_bmz exports the J-invariant mean of a net without the posterior head; "
-            "this net was fitted with output='posterior' (2 x C output channels). Refit "
-            "with another output.")
+            "this net was fitted with output='posterior' or 'auto' (the default: 2 x C "
+            "output channels). Refit with output='ordinary' or 'invariant'.")
     if getattr(net, "n_spatial_dims_", 2) not in (2, 3):
         raise ValueError(
             f"export_bmz exports 2-D and 3-D nets; this one was fitted on "

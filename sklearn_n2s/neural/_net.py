@@ -31,25 +31,38 @@ Inference:
   blind-spot module it is one pass. Under ``torch.no_grad`` in eval mode, in tiles for
   big images (a margin of the module's receptive radius: tiled equals whole). This is
   what :meth:`N2SNet.score` and :class:`~sklearn_n2s.SelfSupervisedScorer` rank.
-- :meth:`N2SNet.transform`: by ``output``: ``'ordinary'`` (the default, one unmasked
-  pass: measured best for nets, see the ``output`` parameter), ``'shrink'``
+- :meth:`N2SNet.transform`: by ``output``: ``'auto'`` (the default: the posterior
+  mean or the one pass, by estimated risk, see the ``output`` parameter),
+  ``'ordinary'`` (one unmasked pass), ``'shrink'``
   (``x + lam (f_inv(x) - x)`` with ``lam = sigma**2 / L`` per image,
   :func:`sklearn_n2s.base.shrink_towards_data`), ``'invariant'`` or ``'posterior'``.
 
 Posterior output (Laine, Karras, Lehtinen & Aila 2019, section 3). With
-``output='posterior'`` at fit time the module gets ``2 C`` output channels: a mean ``mu``
-and a prior variance ``s2 = softplus(raw) + 1e-6`` of the clean value given the other
-pixels. It is trained by the Gaussian negative log-likelihood of x under
-``N(mu, s2 + sigma2)``, with ``sigma2`` the noise variance (``noise_variance`` or the
-robust wavelet estimate of the training data, :attr:`N2SNet.noise_variance_`), on the
-masked pixels (or every pixel of a blind-spot module). The posterior mean of the clean
-value, which adds the centre pixel back, is ``(s2 x + sigma2 mu) / (s2 + sigma2)``
-(``sigma2`` estimated per image at inference). Limits: the noise model is Gaussian with
-one variance per image; Poisson (photon) noise, whose variance follows the signal, is
-modelled by its mean variance only, so bright pixels are under-smoothed and dark ones
-over-smoothed (``benchmarks/bench_neural_single.py`` measures it); with a variance
-estimate far off, the posterior mean is off too. Both heads see the same J-invariant
-input, so ``invariant``, ``shrink`` and ``score`` of such a net use ``mu``.
+``output='posterior'`` or ``'auto'`` (the default) at fit time the module gets ``2 C``
+output channels: a mean ``mu`` and a prior variance ``s2 = softplus(raw) + 1e-6`` of
+the clean value given the other pixels. It is trained by the Gaussian negative
+log-likelihood of x under ``N(mu, s2 + sigma2)``, with ``sigma2`` the noise variance
+(``noise_variance`` or the robust wavelet estimate of the training data,
+:attr:`N2SNet.noise_variance_`), on the masked pixels (or every pixel of a blind-spot
+module). The posterior mean of the clean value, which adds the centre pixel back, is
+``(s2 x + sigma2 mu) / (s2 + sigma2)`` (``sigma2`` estimated per image at inference).
+Limits: the noise model is Gaussian with one variance per image; Poisson (photon)
+noise, whose variance follows the signal, is modelled by its mean variance only, so
+bright pixels are under-smoothed and dark ones over-smoothed
+(``benchmarks/bench_neural_single.py`` measures it); with a variance estimate far off,
+the posterior mean is off too. Both heads see the same J-invariant input, so
+``invariant``, ``shrink`` and ``score`` of such a net use ``mu``.
+
+``output='auto'`` (the default) guards against both limits without clean data: ``fit``
+measures how far the noise variance follows the intensity
+(:func:`noise_signal_dependence`, :attr:`N2SNet.noise_dependence_`); above
+:data:`SIGNAL_DEPENDENCE_LIMIT` (photon counts) ``transform`` returns the one pass.
+Otherwise it returns whichever of the posterior mean and the one pass has the lower
+Stein's unbiased risk estimate over X (:meth:`N2SNet.output_risks`): for the posterior
+mean ``g x + (1 - g) mu`` with ``g = s2 / (s2 + sigma2)`` the divergence is ``g``
+exactly; for the one pass it is a finite difference along random signs (Ramani, Blu &
+Unser 2008), one more pass. A module class that takes no output channel count gets no
+head, and ``'auto'`` is the one pass.
 
 The steps are small methods in skorch's style, each overridable: :meth:`N2SNet.mask_batch`,
 :meth:`N2SNet.infer`, :meth:`N2SNet.get_loss`, :meth:`N2SNet.train_step_single`,
@@ -107,7 +120,12 @@ from torch.utils.data import DataLoader
 from ..base import OUTPUTS, SelfSupervisedScoreMixin, shrink_towards_data
 from ..utils._correlation import check_blind_spot, estimate_noise_correlation
 from ..utils._losses import get_loss
-from ..utils._noise import estimate_noise_variance
+from ..utils._noise import (
+    _intensity_bins,
+    estimate_noise_variance,
+    noise_tile_shape,
+    tile_statistics,
+)
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, intensity_scale
 from ._babyunet import DOWNSAMPLING, BabyUnet
 from ._callbacks import EpochProgressBar, NonFiniteGuard, WarmupCosineLR
@@ -126,14 +144,37 @@ from ._masking import mask_batch as _mask_batch
 
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "bfloat16")
-#: What ``transform`` returns: the classical outputs and the Gaussian posterior mean.
-NET_OUTPUTS = (*OUTPUTS, "posterior")
+#: What ``transform`` returns: the classical outputs, the Gaussian posterior mean, and
+#: ``'auto'`` (the posterior mean where one noise variance fits the data, else one pass).
+NET_OUTPUTS = (*OUTPUTS, "posterior", "auto")
+#: Outputs whose fit trains the posterior head (a mean and a prior variance).
+_HEAD_OUTPUTS = ("posterior", "auto")
+#: ``output='auto'``: the largest :func:`noise_signal_dependence` (noise variance at the
+#: brightest intensities over that at the darkest, or the reverse) at which the Gaussian
+#: posterior of one variance is used. Measured: the Gaussian camera image (clipped at 0,
+#: hence darker tiles less noisy) 1.48, MNIST digits 0.98; Poisson counts 5.9 (the
+#: uint16 stack of ``bench_neural_single.py --case cli``) and 18.9 (the camera at 60
+#: photons), where the posterior of one variance lost 1.5 dB to the one pass.
+SIGNAL_DEPENDENCE_LIMIT = 3.0
+#: Step of the finite difference of the one pass's divergence (normalised units, where
+#: the data spread is 1; the modules are piecewise linear, so a small step is exact
+#: within a linear piece and float32 keeps about 4 digits of the difference).
+_SURE_STEP = 1e-3
+#: Images read by :func:`noise_signal_dependence` (a fixed random subset of larger stacks).
+_DEPENDENCE_SAMPLE = 64
 #: Patch side of ``patch_size='auto'`` per number of spatial axes: images longer than it
 #: along some axis train on patches (64**2 = 4096 pixels, 32**3 = 32768).
 AUTO_PATCH_SIZE = {1: 256, 2: 64, 3: 32}
 #: Fewest pixels ``max_steps='auto'`` trains on when training on patches (2**25: 1024
 #: batches of 8 patches of 64**2, about 2.5 minutes of one CPU core for BabyUnet).
 AUTO_PATCH_PIXELS = 2**25
+#: ``max_steps='auto'`` on patches: up to this many passes over the data's pixels...
+AUTO_PATCH_PASSES = 512
+#: ... but no more patch pixels than this per number of spatial axes. 2-D: 2**27, 4096
+#: batches of 8 patches of 64**2 for the 512**2 camera image (about 5 minutes of 2 CPU
+#: cores; 1024 batches gave 28.5 dB, 3148-3600 batches 29.0 with the posterior output,
+#: ``benchmarks/results/neural_single.md``). 3-D steps cost 8 times as much: 2**25.
+AUTO_PATCH_PIXELS_MAX = {1: 2**27, 2: 2**27, 3: 2**25}
 #: ``batch_size='auto'``: images per batch on whole images, and patches per batch on
 #: patches. On the one 512**2 camera image, about 2 minutes of one core (posterior
 #: output), batches of 4, 16 and 32 patches gave 28.36, 28.24 and 27.96 dB, and 8 gave
@@ -157,6 +198,8 @@ _PERCENTILE_SPAN = 4.652695748081682
 #: Values read to estimate the normalisation of a larger X (a fixed random sample).
 _STATS_SAMPLE = 2**22
 _OFFSET_BUFFER, _SCALE_BUFFER = "n2s_input_offset", "n2s_input_scale"
+#: Buffers of the posterior head's noise statistics (NaN until fit), saved with the weights.
+_NOISE_BUFFER, _DEPENDENCE_BUFFER = "n2s_noise_variance", "n2s_noise_dependence"
 #: Constraint of ``blind_spot`` (the image families' ``BLIND_SPOT_CONSTRAINT``; the forms
 #: are checked by :func:`sklearn_n2s.utils._correlation.check_blind_spot` in ``fit``).
 _BLIND_SPOT_CONSTRAINT = [
@@ -303,6 +346,59 @@ def _check_range(Xf, offset, scale):
         )
 
 
+def noise_signal_dependence(Xf, *, channel_axis=None, n_bins=8):
+    """How far the noise variance of a stack follows its intensity: a ratio >= 1.
+
+    The robust noise level of small tiles (:func:`sklearn_n2s.utils._noise.tile_statistics`,
+    the tiles of :func:`~sklearn_n2s.utils._noise.noise_variance_weights`) is pooled
+    over the images into intensity bins (median variance per bin); a line fitted to the
+    bins' variances against their intensities (weighted by their tile counts) is read at
+    the darkest and the brightest bin, and the larger over the smaller is returned.
+    About 1 for noise of one variance (Gaussian, or photon counts far from zero), the
+    ratio of the intensities for pure photon (Poisson) noise. 1 when fewer than 8 tiles
+    or no noise are seen. Self-supervised: it reads the noisy data only.
+
+    Parameters
+    ----------
+    Xf : ndarray of shape (n_samples, *spatial[, n_channels])
+        Float images.
+    channel_axis : None or -1, default=None
+    n_bins : int, default=8
+
+    Returns
+    -------
+    ratio : float
+        In [1, inf]; infinite when the fitted variance reaches zero at one end.
+    """
+    if len(Xf) > _DEPENDENCE_SAMPLE:
+        rows = np.random.default_rng(0).choice(len(Xf), _DEPENDENCE_SAMPLE, replace=False)
+        Xf = Xf[np.sort(rows)]
+    sigmas, levels = [], []
+    for sample in np.asarray(Xf, dtype=np.float64):
+        for image in [sample] if channel_axis is None else np.moveaxis(sample, -1, 0):
+            # small tiles, as noise_variance_weights: a curve needs tens of tiles
+            tiles = tuple(max(4, min(t, n // 8)) if n >= 32 else t
+                          for t, n in zip(noise_tile_shape(image.shape), image.shape))
+            tile_sigmas, tile_levels = tile_statistics(image, tiles)
+            sigmas.append(tile_sigmas)
+            levels.append(tile_levels)
+    sigmas, levels = np.concatenate(sigmas), np.concatenate(levels)
+    if sigmas.size < 8 or not np.any(sigmas > 0):
+        return 1.0
+    bins = _intensity_bins(levels, np.square(sigmas / np.max(sigmas)), n_bins)
+    centres, variances, counts = (np.asarray(v, dtype=np.float64) for v in zip(*bins))
+    if len(centres) < 2 or np.ptp(centres) == 0:
+        return 1.0
+    weights = np.sqrt(counts)
+    design = np.stack([np.ones_like(centres), centres - centres.mean()], axis=1)
+    coef = np.linalg.lstsq(design * weights[:, None], variances * weights, rcond=None)[0]
+    ends = coef[0] + coef[1] * (np.array([centres.min(), centres.max()]) - centres.mean())
+    low, high = float(np.min(ends)), float(np.max(ends))
+    if high <= 0:
+        return 1.0
+    return high / low if low > 0 else math.inf
+
+
 @contextlib.contextmanager
 def _evaluating(module):
     """Eval mode for the duration of the block; every submodule's mode restored after."""
@@ -355,9 +451,11 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         The training budget in optimiser steps (batches) of each ``fit`` and
         ``partial_fit`` call, whatever the data size. None: ``max_epochs`` epochs.
         ``'auto'``: ``max_epochs`` epochs, and when training on patches (a few large
-        images) at least as many steps as it takes to see :data:`AUTO_PATCH_PIXELS`
-        patch pixels (1024 steps of 8 patches of 64**2), so that one image trains
-        enough.
+        images) at least as many steps as it takes to see :data:`AUTO_PATCH_PASSES`
+        (512) times the data's pixels in patches, within :data:`AUTO_PATCH_PIXELS`
+        (2**25) and :data:`AUTO_PATCH_PIXELS_MAX` (2**27, 2**25 in 3-D) patch pixels:
+        4096 steps of 8 patches of 64**2 for one 512**2 image, so that one image
+        trains enough.
     batch_size : int >= 1, -1 or 'auto', default='auto'
         Images (or patches) per training batch (-1: all images). ``'auto'``: 32
         whole images, or 8 patches when training on patches (:data:`AUTO_BATCH_SIZE`:
@@ -404,19 +502,24 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         then decays to 0 by its last batch (the ``lr_scheduler`` callback,
         :class:`~sklearn_n2s.neural._callbacks.WarmupCosineLR`); the base learning rate
         is restored at the end of the fit.
-    output : {'ordinary', 'shrink', 'invariant', 'posterior'}, default='ordinary'
+    output : {'auto', 'ordinary', 'shrink', 'invariant', 'posterior'}, default='auto'
         What :meth:`transform` returns (see the module notes): one unmasked pass of
         the network (the J-invariant output itself for a blind-spot module), the
-        optimal mix of the J-invariant output and the data, the J-invariant output, or
-        the Gaussian posterior mean (needs ``output='posterior'`` when fitting, which
-        builds the mean and variance head). ``'ordinary'`` by default, unlike the
-        classical filters: measured on the held-out MNIST digits at equal training
-        time (``benchmarks/bench_neural_modules.py``), the one pass of a masked-trained
-        BabyUnet beat its J-invariant output by 1.5 dB and the shrink mix by 1.8 dB, and
-        for the blind-spot nets the shrink mix lost 0.25 dB to their one pass. On one
-        image with Gaussian noise, ``'posterior'`` is best: on the camera
-        (``benchmarks/bench_neural_single.py``, 3,148 steps) 29.04 dB against 28.70
-        for the same net's one pass, 28.41 shrink, 27.85 invariant.
+        optimal mix of the J-invariant output and the data, the J-invariant output, the
+        Gaussian posterior mean (needs a fit with ``'posterior'`` or ``'auto'``, which
+        build the mean and prior-variance head), or ``'auto'``. ``'auto'`` trains the
+        head and returns, for the whole X, whichever of ``'posterior'`` and
+        ``'ordinary'`` has the lower estimated risk (:meth:`output_risks`, Stein's
+        unbiased risk estimate: self-supervised) when the noise of the training data
+        follows one variance (``noise_dependence_`` at most
+        :data:`SIGNAL_DEPENDENCE_LIMIT`), and ``'ordinary'`` when it follows the signal
+        (photon counts, where the posterior of one variance lost 1.5 dB). Measured
+        (``benchmarks/results/neural_single.md``, ``neural_modules.md``): on the one
+        camera image the posterior beat the one pass by 0.3-0.4 dB; on MNIST digits
+        the one pass of a masked-trained BabyUnet beat its posterior (and its
+        J-invariant output by 1.5 dB, its shrink mix by 1.8 dB), while a blind-spot
+        net's posterior beat its one pass by 1.4 dB; ``'auto'`` picked the better in
+        each case. Training the head did not cost the one pass quality.
     noise_variance : float >= 0 or None, default=None
         Noise variance in the input's units, for ``'shrink'`` and ``'posterior'``;
         None estimates it per image (:func:`sklearn_n2s.estimate_noise_variance`).
@@ -429,13 +532,16 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         Run inference on tiles of this side (a multiple of 4, rounded up to a multiple
         of the module's ``size_multiple``) with a margin of the module's receptive
         radius, for images too big for memory. None: whole images.
-    test_time_augmentation : bool, default=False
+    test_time_augmentation : bool or 'auto', default='auto'
         Average the network's outputs over the 8 quarter turns and flips of the image
         plane (a flip only in 1-D; with a structured ``blind_spot``, the maps that keep
         its footprint): every output, ``score`` included, costs 8 times as much, and
         stays J-invariant (each map moves pixels onto pixels). On the one camera image
         it added 0.08 to 0.16 dB to the posterior output
-        (``benchmarks/results/neural_single.md``).
+        (``benchmarks/results/neural_single.md``). ``'auto'``: on when the last
+        ``fit`` trained on patches (images larger than the patch: one image or a few,
+        where training costs far more than 8 inferences), off for whole images (many
+        small ones, where inference is a larger share).
     inference_batch_size : int, default=64
         Images per forward pass at inference (the masked copies count as images;
         larger batches of small images ran slower on CPU, out of cache).
@@ -509,10 +615,15 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         J-invariant output).
     posterior_head_ : bool
         Whether the module predicts a mean and a prior variance (``output='posterior'``
-        at fit time).
+        or ``'auto'`` at fit time).
     noise_variance_ : float or None
         The noise variance the posterior head was trained with, in the float units of
         the data (img_as_float units for integers); None without that head.
+    noise_dependence_ : float or None
+        With the posterior head: how far the noise variance of the training data
+        follows its intensity (:func:`noise_signal_dependence`; about 1 for one
+        variance); ``output='auto'`` uses the posterior only up to
+        :data:`SIGNAL_DEPENDENCE_LIMIT`. None without the head.
     train_plan_ : dict
         The last training budget: ``patch_size`` (None for whole images),
         ``batch_size``, ``steps_per_epoch``, ``steps``, ``epochs`` and ``augment``
@@ -590,7 +701,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         "channel_axis": [None, Options(Integral, {-1})],
         "tile_size": [None, Interval(Integral, DOWNSAMPLING, None, closed="left")],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "test_time_augmentation": ["boolean"],
+        "test_time_augmentation": ["boolean", StrOptions({"auto"})],
         "channels_last": ["boolean"],
         "precision": [StrOptions(set(PRECISIONS))],
         "num_threads": [None, Interval(Integral, 1, None, closed="left")],
@@ -601,10 +712,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
                  optimizer=torch.optim.Adam, lr=3e-3, max_epochs=10, max_steps="auto",
                  batch_size="auto", patch_size="auto", augment=True,
                  masking="grid", stride=4, density=1 / 16, fill="interpolate",
-                 blind_spot="pixel", lr_schedule="cosine", output="ordinary",
+                 blind_spot="pixel", lr_schedule="cosine", output="auto",
                  noise_variance=None,
                  channel_axis=None, spatial_ndim=None, tile_size=None,
-                 test_time_augmentation=False, inference_batch_size=64,
+                 test_time_augmentation="auto", inference_batch_size=64,
                  channels_last=False, precision="auto", num_threads=None,
                  random_state=None, train_split=None, iterator_train=ImageBatchLoader,
                  iterator_valid=ImageBatchLoader, verbose=0, device="cpu", **kwargs):
@@ -745,13 +856,36 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         """Check X's range, build the net and store X's normalisation in its module."""
         offset, scale = _robust_scaling(Xf)
         _check_range(Xf, offset, scale)
-        noise_variance = None
-        if self.output == "posterior":
+        noise_variance = dependence = None
+        if self._wants_head():
             noise_variance = float(np.mean(self._noise_variance(Xf, self._input_dtype_)))
+            dependence = noise_signal_dependence(Xf, channel_axis=self.channel_axis)
         self.initialize()
         self.module_.get_buffer(_OFFSET_BUFFER).fill_(offset)
         self.module_.get_buffer(_SCALE_BUFFER).fill_(scale)
-        self.noise_variance_ = noise_variance
+        if self.posterior_head_:
+            self.module_.get_buffer(_NOISE_BUFFER).fill_(noise_variance)
+            self.module_.get_buffer(_DEPENDENCE_BUFFER).fill_(dependence)
+
+    def _buffer_value(self, name):
+        """A float buffer of the module, None when it is NaN or absent."""
+        check_is_fitted(self, "module_")
+        try:
+            value = float(self.module_.get_buffer(name))
+        except AttributeError:
+            return None
+        return None if math.isnan(value) else value
+
+    @property
+    def noise_variance_(self):
+        """Noise variance the posterior head was trained with (float units); None
+        without the head."""
+        return self._buffer_value(_NOISE_BUFFER)
+
+    @property
+    def noise_dependence_(self):
+        """:func:`noise_signal_dependence` of the training data; None without the head."""
+        return self._buffer_value(_DEPENDENCE_BUFFER)
 
     def _noise_variance(self, Xf, dtype):
         """Per-image noise variance of a float stack, in its float units (``dtype``: the
@@ -805,7 +939,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         kwargs = self.get_params_for("module")
         n_channels = getattr(self, "n_channels_in_", 1)
         ndim = getattr(self, "n_spatial_dims_", 2)
-        head = self.output == "posterior"
+        head = self._wants_head()
         if not isinstance(self.module, torch.nn.Module):
             for names, value in ((("n_channels_in", "in_channels"), n_channels),
                                  (("n_channels_out", "out_channels"),
@@ -827,6 +961,9 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         # The input normalisation (identity until fit sets it), saved with the weights.
         module.register_buffer(_OFFSET_BUFFER, torch.zeros((), dtype=torch.float64))
         module.register_buffer(_SCALE_BUFFER, torch.ones((), dtype=torch.float64))
+        if head:  # the head's noise statistics, set by fit
+            for name in (_NOISE_BUFFER, _DEPENDENCE_BUFFER):
+                module.register_buffer(name, torch.full((), math.nan, dtype=torch.float64))
         if self.channels_last and ndim == 2:
             module = module.to(memory_format=torch.channels_last)
         if not hasattr(self, "n_channels_in_"):
@@ -835,6 +972,14 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         self.posterior_head_ = head
         self.module_ = module
         return self
+
+    def _wants_head(self):
+        """Whether the module gets the posterior head: ``output='posterior'``, or
+        ``'auto'`` with a module class that takes its output channel count."""
+        if self.output == "posterior":
+            return True
+        return self.output == "auto" and not isinstance(self.module, torch.nn.Module) and any(
+            _accepts(self.module, n) for n in ("n_channels_out", "out_channels"))
 
     def get_params_for_optimizer(self, prefix, named_parameters):
         """skorch's optimizer arguments, with Adam/AdamW fused by default.
@@ -1019,7 +1164,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         else:
             steps = self.max_epochs * per_epoch
             if self.max_steps == "auto" and patch is not None:
-                steps = max(steps, math.ceil(AUTO_PATCH_PIXELS / (pixels * batch_size)))
+                seen = AUTO_PATCH_PASSES * n_images * math.prod(spatial_shape)
+                seen = min(max(seen, AUTO_PATCH_PIXELS),
+                           AUTO_PATCH_PIXELS_MAX[len(spatial_shape)])
+                steps = max(steps, math.ceil(seen / (pixels * batch_size)))
         shape = spatial_shape if patch is None else patch_shape(spatial_shape, patch)
         footprint = self._blind_spot_footprint(tuple(shape))
         return {"patch_size": patch, "batch_size": batch_size,
@@ -1183,7 +1331,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         """Mean Gaussian negative log-likelihood (without the constant) of the head."""
         n_channels = y_true.shape[1]
         mu = y_pred[:, :n_channels]
-        noise = self.noise_variance_ / self.input_scale_**2
+        # no estimate before fit (a bare initialize()): a noise-free likelihood
+        noise = (self.noise_variance_ or 0.0) / self.input_scale_**2
         total = self._prior_variance(y_pred[:, n_channels:]) + noise
         nll = 0.5 * (torch.log(total) + (y_true - mu).square() / total)
         if mask is None:
@@ -1306,7 +1455,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         averaged over the grid maps with ``test_time_augmentation``."""
         module = self.inference_module()
         with self._threads(), _evaluating(module), torch.no_grad():
-            if not self.test_time_augmentation:
+            if not self.augments_at_test_time():
                 return self._one_output(module, x, invariant)
             footprint = self._blind_spot_footprint(tuple(x.shape[2:]))
             maps = _grid_maps(x.ndim - 2, footprint)
@@ -1316,6 +1465,20 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
                 out = _unmap_grid(self._one_output(module, mapped, invariant), grid_map)
                 total = out if total is None else total.add_(out)
             return total.div_(len(maps))
+
+    def augments_at_test_time(self):
+        """Whether outputs average over the quarter turns and flips of the plane:
+        ``test_time_augmentation``, with ``'auto'`` resolved by the last ``fit`` (on
+        when it trained on patches).
+
+        Returns
+        -------
+        augments : bool
+        """
+        if self.test_time_augmentation != "auto":
+            return bool(self.test_time_augmentation)
+        plan = getattr(self, "train_plan_", None)
+        return bool(plan and plan.get("patch_size") is not None)
 
     def _one_output(self, module, x, invariant):
         if invariant and not getattr(self, "blind_spot_module_", False):
@@ -1374,6 +1537,15 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             For ``output='posterior'`` on a net fitted without the posterior head.
         """
         output = self.output
+        if output == "auto":
+            if not self._auto_has_choice():
+                output = "ordinary"
+            else:
+                # one choice for the whole stack: per image, the estimates of small
+                # images are noisy (MNIST digits: 0.09 dB lost to choosing per digit)
+                outputs, risks, Xf, single = self._auto_candidates(X)
+                best = min(risks, key=lambda name: float(np.mean(risks[name])))
+                return self._as_output(outputs[best], X, single)
         if output == "posterior" and not getattr(self, "posterior_head_", False):
             check_is_fitted(self)
             raise ValueError(
@@ -1393,6 +1565,79 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             else:
                 out = mean
         return self._as_output(out, X, single)
+
+    def _auto_has_choice(self):
+        """Whether ``output='auto'`` chooses by risk: a posterior head, and noise of one
+        variance (``noise_dependence_`` at most :data:`SIGNAL_DEPENDENCE_LIMIT`)."""
+        check_is_fitted(self)
+        dependence = getattr(self, "noise_dependence_", None)
+        return bool(getattr(self, "posterior_head_", False) and dependence is not None
+                    and dependence <= SIGNAL_DEPENDENCE_LIMIT)
+
+    def _auto_candidates(self, X):
+        """``(outputs, risks, Xf, single)`` of the two outputs ``'auto'`` chooses from,
+        as float arrays in X's float units, with their estimated risks per image."""
+        mean, Xf, single, prior = self._predict(X, invariant=True, head=True)
+        noise = self._noise_variance(Xf, _input_dtype(X))
+        per_image = noise.reshape((-1,) + (1,) * (Xf.ndim - 1))
+        gain = prior / (prior + per_image)  # d posterior_j / d x_j, exactly
+        posterior = (gain * Xf + (1 - gain) * mean).astype(Xf.dtype)
+        axes = tuple(range(1, Xf.ndim))
+        ordinary, divergence = self._ordinary_divergence(Xf)
+        risks = {}
+        for name, out, div in (("ordinary", ordinary, divergence),
+                               ("posterior", posterior, np.mean(gain, axis=axes))):
+            residual = np.mean(np.square(out - Xf, dtype=np.float64), axis=axes)
+            risks[name] = residual - noise + 2 * noise * div
+        return {"ordinary": ordinary, "posterior": posterior}, risks, Xf, single
+
+    def _ordinary_divergence(self, Xf):
+        """The one-pass output of a float stack and its mean divergence per image, by a
+        Monte-Carlo finite difference along random signs (Ramani, Blu & Unser 2008)."""
+        x = self._scaled_tensor(Xf)
+        n_channels = x.shape[1]
+        generator = self._inference_generator()
+        signs = torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1
+        signs = signs.to(x.device)
+        plain = self._network_output(x, invariant=False)[:, :n_channels]
+        moved = self._network_output(x + _SURE_STEP * signs, invariant=False)[:, :n_channels]
+        change = ((moved - plain) * signs).double().flatten(1).mean(1) / _SURE_STEP
+        return self._unscaled(plain, Xf.dtype), change.cpu().numpy()
+
+    def output_risks(self, X):
+        """Estimated mean squared error to the clean images of the two outputs that
+        ``output='auto'`` chooses from, per image (Stein's unbiased risk estimate).
+
+        With Gaussian noise of variance ``sigma2`` (estimated per image), an output
+        ``f`` has the risk ``mean((f - x)**2) - sigma2 + 2 sigma2 mean(df_j/dx_j)``.
+        For the posterior mean ``g x + (1 - g) mu`` the derivative is ``g`` exactly
+        (``mu`` and ``g`` are J-invariant); for the one pass it is estimated by a finite
+        difference along random signs (one more pass). Self-supervised: no clean data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *spatial[, n_channels])
+
+        Returns
+        -------
+        risks : dict
+            ``{'ordinary': ndarray (n_samples,), 'posterior': ndarray (n_samples,)}``,
+            in X's float units squared (``img_as_float`` units for integers).
+
+        Raises
+        ------
+        ValueError
+            When the net has no posterior head (fitted with another output than
+            ``'auto'`` or ``'posterior'``) or its data's noise follows the signal.
+        """
+        if not self._auto_has_choice():
+            raise ValueError(
+                "output_risks needs a net fitted with output='auto' or 'posterior' (the "
+                "posterior head) on noise of one variance (noise_dependence_ <= "
+                f"{SIGNAL_DEPENDENCE_LIMIT:g}); this net has "
+                f"posterior_head_={getattr(self, 'posterior_head_', False)}, "
+                f"noise_dependence_={getattr(self, 'noise_dependence_', None)}.")
+        return self._auto_candidates(X)[1]
 
     def predict(self, X):
         """Same as :meth:`transform`.

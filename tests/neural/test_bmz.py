@@ -42,7 +42,7 @@ def net_2d():
     # uint16 Poisson counts, far from 0..1: the package must work in these units.
     X = np.random.default_rng(0).poisson(120, (2, 24, 24)).astype(np.uint16)
     net = N2SNet(BlindSpotUnet, module__width=2, module__depth=2, max_steps=1,
-                 random_state=0).fit(X)
+                 random_state=0, output="ordinary").fit(X)
     return net, X
 
 
@@ -84,7 +84,7 @@ def test_export_3d_folder(bmz, tmp_path):
     rng = np.random.default_rng(2)
     X = (rng.normal(5.0, 0.5, (1, 8, 12, 10)) + 300).astype(np.float32)
     net = N2SNet(DilatedBlindSpotNet, module__width=2, module__depth=1, max_steps=1,
-                 random_state=0).fit(X)
+                 random_state=0, output="ordinary").fit(X)
     path = net.export_bmz(tmp_path / "pkg", name="N2S dbsn 3D", test_input=X)
     assert (path / "rdf.yaml").is_file() and (path / "README.md").is_file()
     summary = bmz.test_model(path / "rdf.yaml", devices=["cpu"])

@@ -26,7 +26,10 @@ from sklearn_n2s.neural._masking import (
 )
 from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
-TINY = {"module__width": 4, "max_epochs": 1, "batch_size": 8, "random_state": 0}
+# output='ordinary': the mechanics of the net without the posterior head of the default
+# output='auto' (tested in test_net_auto_output.py and test_net_nd.py)
+TINY = {"module__width": 4, "max_epochs": 1, "batch_size": 8, "random_state": 0,
+        "output": "ordinary"}
 
 
 def noisy_blobs(n=24, size=16, channels=None, seed=0, sigma=0.3):
@@ -529,7 +532,8 @@ def test_grid_search_picks_the_lowest_self_supervised_loss():
     # lr=1e-6 leaves the network at its random initialisation: clearly the worst.
     X = noisy_blobs(n=18)
     bad, grid = 1e-6, {"lr": [1e-6, 3e-3, 3e-2]}
-    base = N2SNet(module__width=4, max_epochs=3, batch_size=6, random_state=0)
+    base = N2SNet(module__width=4, max_epochs=3, batch_size=6, random_state=0,
+                  output="ordinary")
     search = GridSearchCV(base, grid, scoring=SelfSupervisedScorer(), cv=KFold(3))
     search.fit(X)
     # The losses computed by hand, fold by fold, outside the search.

@@ -151,7 +151,7 @@ def test_blind_spot_trains_without_masking_and_infers_in_one_pass(monkeypatch):
 
 def test_blind_spot_loss_is_on_every_pixel():
     _, X = smooth_stack(2, n=4)
-    net = tiny_net("blind").fit(X)
+    net = tiny_net("blind", output="ordinary").fit(X)
     x = torch.from_numpy(X[:, None])
     net_input, mask = net._training_input(x)
     assert mask is None and net_input is x
@@ -226,7 +226,8 @@ def test_auto_batch_size_is_8_patches_or_32_images():
 @pytest.fixture(scope="module")
 def trained():
     clean, X = smooth_stack(2, n=6, side=32, sigma=0.5)
-    net = N2SNet(module__width=4, max_steps=60, batch_size=6, random_state=0).fit(X)
+    net = N2SNet(module__width=4, max_steps=60, batch_size=6, random_state=0,
+                 output="ordinary").fit(X)
     return net, X, clean
 
 

@@ -71,3 +71,24 @@ def test_uint8_in_uint8_out_and_repeatable():
     net = tiny("blind").fit(X)
     first = net.transform(X)
     assert first.dtype == np.uint8 and np.array_equal(first, net.transform(X))
+
+
+def test_auto_augments_when_trained_on_patches():
+    """'auto' (the default) turns test-time augmentation on for a net that trained on
+    patches (one large image) and off for one that trained on whole small images."""
+    large = noisy((1, 80, 80), seed=3)
+    net = N2SNet(BabyUnet, module__width=2, max_steps=2, batch_size=4, random_state=0,
+                 output="ordinary").fit(large)
+    assert net.test_time_augmentation == "auto"
+    assert net.train_plan_["patch_size"] is not None and net.augments_at_test_time()
+    auto = net.transform(large)
+    on = net.set_params(test_time_augmentation=True).transform(large)
+    off = net.set_params(test_time_augmentation=False).transform(large)
+    np.testing.assert_array_equal(auto, on)
+    assert not np.allclose(auto, off, atol=1e-4)
+    small = noisy((4, 12, 16), seed=4)
+    net = N2SNet(BabyUnet, module__width=2, max_steps=2, batch_size=4, random_state=0,
+                 output="ordinary").fit(small)
+    assert net.train_plan_["patch_size"] is None and not net.augments_at_test_time()
+    with pytest.raises(ValueError, match="test_time_augmentation"):
+        N2SNet(BabyUnet, test_time_augmentation="always").fit(small)
