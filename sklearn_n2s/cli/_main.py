@@ -835,12 +835,10 @@ def resolve_method(args, path):
         raise CommandLineError(f"--method auto does not apply to {path}: a .zarr store is "
                                "calibrated blockwise for one family; use --method median, "
                                "gaussian or wavelet")
-    if getattr(args, "output", None) == "auto" and (
-            args.method == "net" or is_chunked_path(path)):
-        where = "--method net" if args.method == "net" else f"a .zarr store ({path})"
-        raise CommandLineError(f"--output auto does not apply to {where}: it chooses each "
-                               "image's output from whole-image estimates of the "
-                               "classical filters; use shrink, ordinary or invariant")
+    if getattr(args, "output", None) == "auto" and is_chunked_path(path):
+        raise CommandLineError(f"--output auto does not apply to a .zarr store ({path}): "
+                               "it chooses each image's output from whole-image "
+                               "estimates; use shrink, ordinary or invariant")
     allowed = TABLE_METHODS if table else IMAGE_METHODS
     if args.method not in allowed:
         kind = ".h5ad count tables" if table else "images"
@@ -1045,7 +1043,8 @@ def build_parser():
                           "auto: per image, the one of the three with the lowest "
                           "estimated error (default: the family's own, shrink for median, "
                           "gaussian and wavelet, ordinary for NL-means, TV and BM3D; "
-                          "--method auto: auto, ordinary for TV and BM3D)")
+                          "--method auto: auto, ordinary for TV and BM3D; --method net: "
+                          "auto, the posterior mean or the one pass)")
     den.set_defaults(run=cmd_denoise)
     return parser
 
