@@ -85,9 +85,7 @@ class JInvariantTV(MaskedFilterDenoiser):
 
     Examples
     --------
-    >>> from numbers import Real
-
-import numpy as np
+    >>> import numpy as np
     >>> from sklearn_n2s.image import JInvariantTV
     >>> rng = np.random.default_rng(0)
     >>> clean = np.kron(rng.integers(0, 2, (4, 4)), np.ones((8, 8))) * 200
