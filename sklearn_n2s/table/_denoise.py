@@ -79,6 +79,12 @@ _STOP_AFTER_RISES = 2
 # the other family's best by more than this share (the best loss of one fold was within
 # 0.5 % of the three folds' mean on pbmc68k's 700 cells, within 0.1 % at 20,000).
 _SCREEN_MARGIN = 0.02
+# Sparse normalised values are made dense up to this many entries (16 MB in float32)
+# when at least this share is non-zero: the products of the PCAs and of the low-rank
+# folds then run through BLAS (pbmc68k's 700 x 765 at 33 %: 1.3 ms a product against
+# 4 ms for the sparse one).
+_DENSE_FROM_ENTRIES = 1 << 22
+_DENSE_FROM_DENSITY = 0.1
 LOSS_DESCRIPTION = ("self-supervised mean squared error of the J-invariant prediction "
                     "(gene groups predicted from the other genes) on "
                     "log1p(counts / library size * target_sum)")
@@ -122,26 +128,38 @@ def _check_grid(name, values, limit, what):
     return [int(v) for v in kept]
 
 
-def _lowrank_curve(Z, ranks, n_groups, cv, random_state, beat=np.inf):
+def _lowrank_curve(Z, ranks, n_groups, cv, random_state, beat=np.inf, pca=None,
+                   svd_solver="auto"):
     """The low-rank curve, cross-validated over ``cv`` row folds.
 
     The first fold is scored alone; when its lowest loss is above ``beat`` (another
     family's best loss) by more than ``_SCREEN_MARGIN``, the low rank cannot win and
     the other folds and the refit on all rows are skipped: returns ``(None, the first
     fold's losses, 1)``; else ``(the fitted LowRankDenoiserCV, mean losses, cv)``.
+    With ``pca`` (the diffusion's :class:`ComplementPCA` of Z, holding the Gram
+    matrix of all rows), the screening fold's loadings are the leading eigenvectors of
+    its training rows' covariance, the Gram matrix less the held-out rows' (one pass
+    over those rows instead of a randomized SVD's ten over the others; on pbmc68k
+    28 ms against 45 ms, the losses within 3e-4 of the estimator's own); a curve
+    that is not screened out is the estimator's, every fold refitted by its solver.
     """
     folds = KFold(cv, shuffle=True, random_state=random_state)
-    model = LowRankDenoiserCV(ranks, cv=folds, n_groups=n_groups,
+    model = LowRankDenoiserCV(ranks, cv=folds, n_groups=n_groups, svd_solver=svd_solver,
                               random_state=random_state)
     model._validate_params()
     X = model._validate_table(Z, reset=True)
     check_n_groups(n_groups, X.shape[1])
     splits = list(folds.split(X))
-    first = model._fold_losses(X, *splits[0], ranks)
+
+    train, test = splits[0]
+    covariance = None if pca is None else pca.covariance_without(np.sort(test))
+    first = model._fold_losses(X, train, test, ranks, covariance)
     if first.min() > beat * (1 + _SCREEN_MARGIN):
         return None, np.asarray(first, dtype=np.float64), 1
-    losses = np.column_stack([first] + [model._fold_losses(X, train, test, ranks)
-                                        for train, test in splits[1:]])
+    # not screened out: the CV estimator's own curve, every fold by its own solver
+    losses = np.column_stack(
+        [first if covariance is None else model._fold_losses(X, train, test, ranks)]
+        + [model._fold_losses(X, train, test, ranks) for train, test in splits[1:]])
     model._finish_fit(X, ranks, losses)
     return model, np.asarray(model.mean_losses_, dtype=np.float64), cv
 
@@ -238,7 +256,9 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
         Neighbour search of the diffusion and kNN curves. ``'auto'``: for the
         diffusion, the clustered (inverted-file) search from 5,000 cells (99 % of the
         exact neighbours at 20,000 cells, a quarter of the brute force's time; one
-        search per gene group and one for the output), else exact; for the kNN curve
+        search per gene group and one for the output), else exact (up to 1,000
+        cells a NumPy brute force, without scikit-learn's 20 ms of set-up on its first
+        call in a process); for the kNN curve
         pynndescent from 20,000 cells when installed (at 100,000 cells its per-group
         search matched the exact loss at a quarter of the time:
         ``benchmarks/results/knn.md``), else exact. ``'clustered'`` is for the
@@ -327,6 +347,13 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
     Z = normalizer.transform(counts)
     if transform == "sqrt":
         Z = Z.sqrt() if sp.issparse(Z) else np.sqrt(Z)
+    # the low rank's SVD solver: 'auto' as LowRankDenoiserCV's, also once Z is made
+    # dense below (the exact SVD of 'auto' on small dense data took 60 ms on pbmc68k's
+    # 700 x 765)
+    svd_solver = "randomized" if sp.issparse(Z) else "auto"
+    if sp.issparse(Z) and Z.shape[0] * Z.shape[1] <= _DENSE_FROM_ENTRIES and \
+            Z.nnz >= _DENSE_FROM_DENSITY * Z.shape[0] * Z.shape[1]:
+        Z = Z.toarray()  # small and dense enough: every product through BLAS
     record = {"loss": LOSS_DESCRIPTION.replace("log1p", transform), "layer": layer,
               "target_sum": float(target_sum), "transform": transform,
               "output": output, "n_groups": int(n_groups)}
@@ -365,8 +392,10 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
         # last: with another family's best loss known, one fold may show it cannot win
         ranks = grids["lowrank"]
         beat = min((loss for loss, _, _ in candidates.values()), default=np.inf)
-        lowrank, losses, n_folds = _lowrank_curve(Z, ranks, n_groups, cv, random_state,
-                                                  beat)
+        lowrank, losses, n_folds = _lowrank_curve(
+            Z, ranks, n_groups, cv, random_state, beat,
+            pca if "diffusion" in grids and pca.n_components is not None else None,
+            svd_solver)
         record["lowrank"] = {"values": np.asarray(ranks), "loss": losses,
                              "folds": int(n_folds)}
         if lowrank is not None:

@@ -60,7 +60,7 @@ from ..utils._table_validation import (
     complement,
     to_dense,
 )
-from ._clustered_search import clustered_neighbours
+from ._clustered_search import clustered_neighbours, exact_neighbours
 from ._column_masking import N_GROUPS_CONSTRAINT, ColumnInvariantMixin
 from ._knn import _pynndescent
 
@@ -78,6 +78,11 @@ _DENSE_BLOCK_ENTRIES = 1 << 21
 # Subspace iteration of top_eigenvectors: extra directions and products with the matrix.
 _OVERSAMPLES = 20
 _POWER_ITERATIONS = 4
+# Exact searches up to this many rows are a NumPy brute force (``exact_neighbours``):
+# scikit-learn's spends about 20 ms of set-up on its first call in a process (its
+# thread-pool scan), most of the search at pbmc68k's 700 cells; above, its chunked
+# heap selection is the faster (twice at 2,000 rows).
+_NUMPY_SEARCH_MAX_ROWS = 1000
 #: Most columns whose covariance matrix ComplementPCA forms (8,192: 0.5 GB in float64).
 MAX_PCA_FEATURES = 8192
 
@@ -86,13 +91,15 @@ def _gram(X):
     """``X^T X`` as a dense float64 array. Sparse X above ``_DENSE_GRAM_DENSITY`` goes
     through dense row blocks (BLAS): pbmc68k's 33 % non-zero took a third of the
     sparse product's time; at 9 % the two are even."""
-    if not sp.issparse(X) or X.nnz <= _DENSE_GRAM_DENSITY * X.shape[0] * X.shape[1]:
+    if X.dtype == np.float64 and not sp.issparse(X) or \
+            sp.issparse(X) and X.nnz <= _DENSE_GRAM_DENSITY * X.shape[0] * X.shape[1]:
         gram = X.T @ X
         return np.asarray(gram.toarray() if sp.issparse(gram) else gram, dtype=np.float64)
     gram = np.zeros((X.shape[1], X.shape[1]))
     step = max(1, _DENSE_BLOCK_ENTRIES // max(X.shape[1], 1))
     for start in range(0, X.shape[0], step):
-        block = X[start:start + step].toarray().astype(np.float64, copy=False)
+        block = X[start:start + step]
+        block = (block.toarray() if sp.issparse(block) else block).astype(np.float64)
         gram += block.T @ block
     return gram
 
@@ -115,15 +122,46 @@ class ComplementPCA:
                 f"matrix of the {X.shape[1]} columns, more than {MAX_PCA_FEATURES}: "
                 "select the variable genes first (a few thousand), or pass "
                 "n_components=None (distances on the columns themselves).")
-        self.X = X.tocsr() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        # float32 kept (the coordinates' products in float32; the Gram matrix and the
+        # means accumulate in float64)
+        self.X = X.tocsr() if sp.issparse(X) else (
+            X if X.dtype == np.float32 else np.asarray(X, dtype=np.float64))
         self.n_components = n_components
         n = X.shape[0]
-        self.mean = np.asarray(self.X.mean(axis=0), dtype=np.float64).ravel()
+        self.mean = np.asarray(self.X.sum(axis=0, dtype=np.float64)).ravel() / n
         if n_components is None:
             return
-        gram = _gram(self.X)
-        self.covariance = np.asarray(gram, dtype=np.float64) / n - np.outer(self.mean,
-                                                                            self.mean)
+        if sp.issparse(self.X):
+            self.gram = _gram(self.X)  # uncentred: X stays sparse
+            self.covariance = self.gram / n - np.outer(self.mean, self.mean)
+        else:
+            # centred first, then in X's precision (float32: half the time of float64
+            # at 700 x 765; no cancellation left to lose digits to)
+            centred = self.X - self.mean.astype(self.X.dtype)
+            self.gram = np.asarray(centred.T @ centred, dtype=np.float64)
+            del centred
+            self.covariance = self.gram / n
+
+    def covariance_without(self, rows):
+        """``(covariance, mean, n)`` of the rows *not* in ``rows`` (a training fold),
+        from the stored Gram matrix minus that of ``rows``: one pass over ``rows``
+        instead of a randomized SVD's passes over the fold (``denoise``'s low-rank
+        curve)."""
+        held = self.X[rows]
+        n = self.X.shape[0] - len(rows)
+        mean = (self.mean * self.X.shape[0]
+                - np.asarray(held.sum(axis=0, dtype=np.float64)).ravel()) / n
+        # in place: a few n_features^2 arrays fewer (each a fresh allocation)
+        if sp.issparse(held):
+            covariance = np.subtract(self.gram, _gram(held))
+            shift = mean
+        else:  # the Gram matrix is of the centred rows
+            held = held - self.mean.astype(held.dtype)
+            covariance = np.subtract(self.gram, held.T @ held, dtype=np.float64)
+            shift = mean - self.mean
+        covariance /= n
+        covariance -= shift[:, np.newaxis] * shift[np.newaxis, :]
+        return covariance, mean, n
 
     def coordinates(self, keep):
         """The rows' coordinates on the leading components of the columns ``keep``."""
@@ -134,12 +172,14 @@ class ComplementPCA:
         n_keep = min(self.n_components, len(keep), X.shape[0])
         loadings = np.zeros((X.shape[1], n_keep))
         loadings[keep] = top_eigenvectors(self.covariance[np.ix_(keep, keep)], n_keep)
-        return np.asarray(X @ loadings) - self.mean @ loadings
+        product = X @ loadings.astype(X.dtype, copy=False)  # float32 X: in float32
+        return np.asarray(product, dtype=np.float64) - self.mean @ loadings
 
 
-def top_eigenvectors(matrix, n_vectors):
+def top_eigenvectors(matrix, n_vectors, *, return_values=False):
     """The ``n_vectors`` leading eigenvectors of a symmetric positive semi-definite
-    matrix, as columns, by decreasing eigenvalue.
+    matrix, as columns, by decreasing eigenvalue (and the eigenvalues, with
+    ``return_values``).
 
     Small matrices (or most of the spectrum): LAPACK's ``eigh``. Otherwise a subspace
     iteration from a fixed random start (``_POWER_ITERATIONS`` products with the
@@ -149,19 +189,34 @@ def top_eigenvectors(matrix, n_vectors):
     """
     size = len(matrix)
     if size <= 2 * n_vectors + _OVERSAMPLES:
-        _, vectors = scipy.linalg.eigh(matrix, subset_by_index=[size - n_vectors,
-                                                                 size - 1])
-        return vectors[:, ::-1]
-    basis = np.random.default_rng(0).standard_normal((size, n_vectors + _OVERSAMPLES))
+        values, vectors = scipy.linalg.eigh(matrix, subset_by_index=[size - n_vectors,
+                                                                      size - 1])
+        return (vectors[:, ::-1], values[::-1]) if return_values else vectors[:, ::-1]
+    # The iterations' products in float32 (the matrix scaled to a unit largest diagonal
+    # entry: no overflow), LU normalisation between them (as scikit-learn's randomized
+    # SVD), then one QR and the Rayleigh-Ritz step in float64: 17 ms against 30 ms
+    # (float64, QR at every step) at 765 x 765, the vectors within 1e-7 of those. The
+    # start stays the float64 draw (a float32 draw is another start: the trailing
+    # vectors of an unconverged iteration move, and pbmc68k's losses by 2e-3).
+    scale = float(np.max(np.abs(np.diag(matrix)), initial=0.0))
+    reduced = (matrix / scale if scale > 0 else matrix).astype(np.float32)
+    basis = np.random.default_rng(0).standard_normal(
+        (size, n_vectors + _OVERSAMPLES)).astype(np.float32)
     for _ in range(_POWER_ITERATIONS):
-        basis, _ = scipy.linalg.qr(matrix @ basis, mode="economic")
-    _, vectors = scipy.linalg.eigh(basis.T @ matrix @ basis)
-    return basis @ vectors[:, ::-1][:, :n_vectors]
+        basis = scipy.linalg.lu(reduced @ basis, permute_l=True, overwrite_a=True,
+                                check_finite=False)[0]
+    basis = scipy.linalg.qr(basis.astype(np.float64), mode="economic", overwrite_a=True,
+                            check_finite=False)[0]
+    values, vectors = scipy.linalg.eigh(basis.T @ (matrix @ basis))
+    vectors = basis @ vectors[:, ::-1][:, :n_vectors]
+    return (vectors, values[::-1][:n_vectors]) if return_values else vectors
 
 
 def _neighbours(features, width, algorithm, random_state):
     """Distances and indices ``(n, width)`` of each row's nearest *other* rows."""
     if algorithm == "exact":
+        if len(features) <= _NUMPY_SEARCH_MAX_ROWS:
+            return exact_neighbours(features, width)
         search = NearestNeighbors(n_neighbors=width, algorithm="brute").fit(features)
         return search.kneighbors()  # X=None: each row left out of its own list
     seed = random_state if isinstance(random_state, (Integral, type(None))) else \
@@ -237,14 +292,16 @@ def fold_predictions(operator, values, folds, times):
     """
     n, w = values.shape
     n_folds = int(folds.max()) + 1
-    blocks, fallbacks = [], []
-    for f in range(n_folds):
-        outside = (folds != f).astype(np.float64)[:, np.newaxis]
-        blocks += [values * outside, outside]
-        fallbacks.append(values[folds != f].mean(axis=0) if np.any(folds != f)
-                         else np.zeros(w))
     # per fold: [outside values, outside mass], in the operator's precision
-    state = np.hstack(blocks).astype(operator.dtype, copy=False)
+    state = np.empty((n, n_folds * (w + 1)), dtype=operator.dtype)
+    fallbacks = np.zeros((n_folds, w))
+    for f in range(n_folds):
+        outside = folds != f
+        block = state[:, f * (w + 1):(f + 1) * (w + 1)]
+        np.multiply(values, outside[:, np.newaxis], out=block[:, :w], casting="unsafe")
+        block[:, w] = outside
+        if outside.any():
+            fallbacks[f] = values[outside].mean(axis=0)
     step, wanted = 0, list(times)
     while wanted:
         state = operator @ state
@@ -252,15 +309,14 @@ def fold_predictions(operator, values, folds, times):
         if step != wanted[0]:
             continue
         wanted.pop(0)
+        # each row's own fold's block, [values, mass], in one gather
+        own = np.take_along_axis(state.reshape(n, n_folds, w + 1),
+                                 folds[:, np.newaxis, np.newaxis], axis=1)[:, 0]
+        mass = own[:, w].astype(np.float64)
+        reached = mass > 0
         prediction = np.empty((n, w))
-        for f in range(n_folds):
-            rows = folds == f
-            offset = f * (w + 1)
-            mass = state[rows, offset + w]
-            reached = mass > 0
-            part = np.broadcast_to(fallbacks[f], (int(rows.sum()), w)).copy()
-            part[reached] = state[rows, offset:offset + w][reached] / mass[reached, None]
-            prediction[rows] = part
+        prediction[reached] = own[reached, :w] / mass[reached, np.newaxis]
+        prediction[~reached] = fallbacks[folds[~reached]]
         yield step, prediction
 
 
@@ -306,7 +362,8 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         one step of t later than the molecular cross-validation's, with 5 at the same
         t.
     algorithm : {'exact', 'nndescent', 'clustered'}, default='exact'
-        Exact neighbours (scikit-learn, brute force); pynndescent's approximate ones
+        Exact neighbours (brute force: NumPy up to 1,000 rows, else
+        scikit-learn's); pynndescent's approximate ones
         (optional dependency; its first call in a process compiles for about a
         minute); or the clustered search (an inverted file over a k-means of the rows,
         in NumPy: at 20,000 rows x 100 components 99 % of the exact neighbours in a
@@ -584,9 +641,11 @@ def _path_losses(smoother, X, t, n_neighbors=None, max_columns=None, pca=None,
             curve = []
             for v in order:
                 for values, path in paths:
-                    _, prediction = next(path)
-                    diff = prediction - values
-                    totals[k, v] += float(np.sum(diff * diff / n_entries))
+                    _, diff = next(path)
+                    diff -= values  # the prediction, a fresh array: in place
+                    diff *= diff
+                    diff /= n_entries
+                    totals[k, v] += float(np.sum(diff))
                 curve.append(totals[k, v])
                 if _has_risen(curve, stop_after_rises):
                     break

@@ -60,6 +60,7 @@ from ._column_masking import (
     N_GROUPS_CONSTRAINT,
     ColumnInvariantMixin,
 )
+from ._diffusion import top_eigenvectors
 from ._gram import (
     centred_times,
     centred_transposed_times,
@@ -316,6 +317,18 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         _, self.components_ = svd_flip(None, Vt, u_based_decision=False)
         self.singular_values_ = s
         self.explained_variance_ = s**2 / max(n_rows - 1, 1)
+        return self
+
+    def _fit_covariance(self, covariance, mean, n_rows, n_components):
+        """Set what ``_fit_decomposition`` sets from the rows' covariance matrix and
+        mean (their ``n_rows``): the leading eigenvectors, by the subspace iteration
+        of :func:`~sklearn_n2s.table._diffusion.top_eigenvectors`."""
+        vectors, variance = top_eigenvectors(covariance, n_components, return_values=True)
+        variance = np.maximum(variance, 0.0)
+        self.mean_ = mean
+        _, self.components_ = svd_flip(None, vectors.T, u_based_decision=False)
+        self.singular_values_ = np.sqrt(variance * n_rows)
+        self.explained_variance_ = variance * n_rows / max(n_rows - 1, 1)
         return self
 
     def transform(self, X):
@@ -652,11 +665,13 @@ class LowRankDenoiserCV(LowRankDenoiser):
         self._set_partition(X.shape[1])
         return self._fit_decomposition(X, self.n_components_)
 
-    def _fold_losses(self, X, train, test, ranks):
+    def _fold_losses(self, X, train, test, ranks, covariance=None):
         """Held-out loss of every rank, from one fit at the largest rank on ``train``.
 
         The fold's rows are read in place (sorted: neither the fit nor a loss summed
-        over rows depends on their order), never copied.
+        over rows depends on their order), never copied. ``covariance``: the training
+        rows' ``(covariance, mean, n)`` when known (``denoise`` derives it from the
+        diffusion's Gram matrix): the loadings are then its leading eigenvectors.
         """
         fold_model = LowRankDenoiser(
             max(ranks), n_groups=self.n_groups, svd_solver=self.svd_solver,
@@ -666,7 +681,10 @@ class LowRankDenoiserCV(LowRankDenoiser):
         # What fit(X[train]) would set, without the copy of the training rows.
         fold_model.n_features_in_ = X.shape[1]
         fold_model._set_partition(X.shape[1])
-        fold_model._fit_decomposition(X, max(ranks), rows=np.sort(train))
+        if covariance is not None:  # the training rows' (covariance, mean, n)
+            fold_model._fit_covariance(*covariance, max(ranks))
+        else:
+            fold_model._fit_decomposition(X, max(ranks), rows=np.sort(train))
         loss = _fast_loss_name(self.scoring)
         if loss is not None:
             return fold_model._truncation_losses(X, ranks, loss, rows=np.sort(test))

@@ -1,6 +1,7 @@
-"""The fast paths of ``denoise``'s diffusion curve: the clustered neighbour search, the
-subspace-iteration PCA, the early stop of the t sweep and the one-fold screening of the
-low-rank curve."""
+"""The fast paths of ``denoise``'s diffusion curve: the clustered and the exact (NumPy)
+neighbour searches, the subspace-iteration PCA, the early stop of the t sweep, the
+one-fold screening of the low-rank curve (from the Gram matrix) and the expected-root
+table."""
 
 import numpy as np
 import pytest
@@ -18,8 +19,13 @@ from sklearn_n2s.table import (
     expected_sqrt,
     mean_from_expected_sqrt,
 )
-from sklearn_n2s.table._clustered_search import clustered_neighbours
-from sklearn_n2s.table._diffusion import _has_risen, _path_losses, top_eigenvectors
+from sklearn_n2s.table._clustered_search import clustered_neighbours, exact_neighbours
+from sklearn_n2s.table._diffusion import (
+    ComplementPCA,
+    _has_risen,
+    _path_losses,
+    top_eigenvectors,
+)
 from sklearn_n2s.utils.estimator_checks import check_j_invariance
 
 anndata = pytest.importorskip("anndata")
@@ -57,6 +63,58 @@ def test_clustered_search_finds_the_exact_neighbours():
     assert distances[:, -1].mean() < exact_d[:, -1].mean() * 1.01
     again = clustered_neighbours(F, width, random_state=0)
     np.testing.assert_array_equal(again[1], indices)  # seeded
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_search_is_scikit_learns(dtype):
+    """The NumPy brute force returns scikit-learn's neighbours and distances; duplicated
+    rows are at exactly 0 (the kernel's zero bandwidth relies on it), never itself."""
+    F = blobs(n=600, d=10).astype(dtype) * 100.0 + 1e4  # far from 0..1
+    F[7] = F[3]
+    F[11] = F[3]
+    distances, indices = exact_neighbours(F, 20)
+    exact_d, exact_i = NearestNeighbors(n_neighbors=20).fit(
+        F.astype(np.float64)).kneighbors()
+    np.testing.assert_allclose(distances, exact_d, rtol=1e-6, atol=1e-6)
+    # the same rows (the three equal rows are tied for every other row: any order)
+    overlap = np.mean([len(np.intersect1d(a, b)) for a, b in zip(indices, exact_i)])
+    assert overlap >= 20 - 1e-2
+    assert not np.any(indices == np.arange(len(F))[:, np.newaxis])
+    assert distances[3, 0] == 0.0 and distances[3, 1] == 0.0
+    assert set(indices[3, :2]) == {7, 11}
+    with pytest.raises(ValueError, match="width must be in"):
+        exact_neighbours(F, 600)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_covariance_without_rows_is_the_other_rows_covariance(sparse):
+    """The screening fold's covariance, from the Gram matrix of all rows less the held
+    rows', equals the covariance of the training rows (dense: the Gram matrix of the
+    centred rows; sparse: of the rows themselves)."""
+    rng = np.random.default_rng(0)
+    X = rng.poisson(rng.gamma(1.0, 30.0, (1, 40)), (90, 40)).astype(np.float32)
+    X[:, 0] += 1e3  # a large mean: the centred form must not lose its variance
+    held = np.sort(rng.choice(90, 30, replace=False))
+    pca = ComplementPCA(sp.csr_matrix(X) if sparse else X, 10)
+    covariance, mean, n = pca.covariance_without(held)
+    train = np.delete(X, held, axis=0).astype(np.float64)
+    assert n == 60
+    np.testing.assert_allclose(mean, train.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(covariance, np.cov(train.T, bias=True), rtol=1e-5,
+                               atol=1e-6 * np.abs(covariance).max())
+
+
+def test_expected_sqrt_table_matches_the_poisson_sum():
+    """The table (steps of 0.01 to a mean of 10, 0.1 to 100) against the sum over the
+    Poisson distribution, and the series above."""
+    from scipy.stats import poisson
+
+    means = np.r_[0.0, np.random.default_rng(0).uniform(0, 120, 300), 1e-3, 9.995, 10.05]
+    k = np.arange(0, 700)
+    exact = np.array([poisson.pmf(k, m) @ np.sqrt(k) for m in means])
+    np.testing.assert_allclose(expected_sqrt(means), exact, rtol=1e-3, atol=2e-5)
+    large = means > 5
+    np.testing.assert_allclose(expected_sqrt(means[large]), exact[large], rtol=1e-5)
 
 
 def test_clustered_search_on_few_rows_widens_the_probe():
