@@ -118,6 +118,7 @@ from skorch.utils import to_tensor
 from torch.utils.data import DataLoader
 
 from ..base import OUTPUTS, SelfSupervisedScoreMixin, shrink_towards_data
+from ..base import output_risks as _stein_risks  # N2SNet has its own output_risks
 from ..utils._correlation import check_blind_spot, estimate_noise_correlation
 from ..utils._losses import get_loss
 from ..utils._noise import (
@@ -1587,8 +1588,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         risks = {}
         for name, out, div in (("ordinary", ordinary, divergence),
                                ("posterior", posterior, np.mean(gain, axis=axes))):
+            # Stein's estimate for a filter that looks at its pixel, as for the classics
             residual = np.mean(np.square(out - Xf, dtype=np.float64), axis=axes)
-            risks[name] = residual - noise + 2 * noise * div
+            risks[name] = _stein_risks(None, noise, ordinary_residual=residual,
+                                        divergence=div)["ordinary"]
         return {"ordinary": ordinary, "posterior": posterior}, risks, Xf, single
 
     def _ordinary_divergence(self, Xf):
