@@ -119,6 +119,16 @@ def test_held_out_squared_error_ignores_the_scored_entry(counts, sparse):
         np.testing.assert_allclose(second_difference, 2 * d**2 / X.size, rtol=1e-8)
 
 
+def _traced_peak_of_fit(model, X):
+    """Peak of the Python allocations (bytes) while ``model.fit(X)`` runs."""
+    tracemalloc.start()
+    try:
+        model.fit(X)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_no_copy_of_the_folds(monkeypatch):
     """The fit's extra memory stays well below the matrix: no fold copies, no float64
     copy of float32 data (the code before copied 2/3 of the matrix per fold, in float64)."""
@@ -128,13 +138,7 @@ def test_no_copy_of_the_folds(monkeypatch):
     X = sp.random(n, g, density=0.3, format="csr", dtype=np.float32, random_state=rng)
     X.data = rng.poisson(3.0, X.nnz).astype(np.float32) + 1
     matrix_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
-    model = LowRankDenoiserCV([2, 4], n_groups=5, random_state=0)
-    tracemalloc.start()
-    try:
-        model.fit(X)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = _traced_peak_of_fit(LowRankDenoiserCV([2, 4], n_groups=5, random_state=0), X)
     # What remains: the thin n_train x (rank + oversampling) products and their QR.
     assert peak < 0.5 * matrix_bytes, (peak, matrix_bytes)
 
@@ -153,12 +157,7 @@ def test_one_tall_product_at_a_time(monkeypatch):
     X.data = rng.poisson(3.0, X.nnz).astype(np.float32) + 1
     tall_bytes = (2 * n // 3) * (30 + 10) * 8  # training rows x (max rank + 10), float64
     model = LowRankDenoiserCV([2, 30], n_groups=5, random_state=0, n_jobs=2)
-    tracemalloc.start()
-    try:
-        model.fit(X)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = _traced_peak_of_fit(model, X)
     assert peak < 1.5 * tall_bytes, peak / tall_bytes  # 1.21x measured
 
 
