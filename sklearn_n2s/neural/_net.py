@@ -123,8 +123,8 @@ from ..utils._correlation import check_blind_spot, estimate_noise_correlation
 from ..utils._losses import get_loss
 from ..utils._noise import (
     _intensity_bins,
+    curve_tile_shape,
     estimate_noise_variance,
-    noise_tile_shape,
     tile_statistics,
 )
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, intensity_scale
@@ -377,10 +377,7 @@ def noise_signal_dependence(Xf, *, channel_axis=None, n_bins=8):
     sigmas, levels = [], []
     for sample in np.asarray(Xf, dtype=np.float64):
         for image in [sample] if channel_axis is None else np.moveaxis(sample, -1, 0):
-            # small tiles, as noise_variance_weights: a curve needs tens of tiles
-            tiles = tuple(max(4, min(t, n // 8)) if n >= 32 else t
-                          for t, n in zip(noise_tile_shape(image.shape), image.shape))
-            tile_sigmas, tile_levels = tile_statistics(image, tiles)
+            tile_sigmas, tile_levels = tile_statistics(image, curve_tile_shape(image.shape))
             sigmas.append(tile_sigmas)
             levels.append(tile_levels)
     sigmas, levels = np.concatenate(sigmas), np.concatenate(levels)

@@ -53,6 +53,24 @@ def noise_tile_shape(spatial_shape):
     return tuple(int(n) if n < 2 * side else side for n in spatial_shape)
 
 
+def curve_tile_shape(spatial_shape):
+    """Tile shape for a curve of the noise variance over intensity on an image of
+    ``spatial_shape``: smaller tiles than :func:`noise_tile_shape`'s where the image
+    is small, since a curve needs some tens of tiles (a 128 x 128 image: 64 tiles of
+    16 x 16).
+
+    Parameters
+    ----------
+    spatial_shape : tuple of int
+
+    Returns
+    -------
+    tile_shape : tuple of int
+    """
+    return tuple(max(4, min(t, n // 8)) if n >= 32 else t
+                 for t, n in zip(noise_tile_shape(spatial_shape), spatial_shape))
+
+
 def _tiles(image, tile_shape):
     """The complete tiles of an image, as an array of shape ``(n_tiles, *tile_shape)``."""
     counts = [n // t for n, t in zip(image.shape, tile_shape)]
@@ -258,11 +276,7 @@ def noise_variance_weights(image, guide, n_bins=8):
         Non-negative, mean 1 (all ones when no tile or no noise is seen).
     """
     image = np.asarray(image, dtype=np.float64)
-    # smaller tiles than the mean estimate's where the image is small: a curve over
-    # intensity needs some tens of tiles (a 128 x 128 image: 64 tiles of 16 x 16)
-    tile_shape = tuple(max(4, min(t, n // 8)) if n >= 32 else t
-                       for t, n in zip(noise_tile_shape(image.shape), image.shape))
-    sigmas, levels = tile_statistics(image, tile_shape)
+    sigmas, levels = tile_statistics(image, curve_tile_shape(image.shape))
     ones = np.ones(image.shape)
     if sigmas.size < 8 or not np.any(sigmas > 0):
         return ones
