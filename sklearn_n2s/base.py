@@ -105,7 +105,7 @@ def output_risks(loss, noise_variance, *, ordinary_residual=None, divergence=Non
       ``s2 >= L``, ``L - s2``; it orders parameters as ``L`` does;
     - the ordinary filter f, which looks at the pixel it predicts: Stein's unbiased risk
       estimate ``mean((f(x) - x)**2) - s2 + 2 s2 div f / n`` (Stein 1981), the
-      divergence ``div f`` estimated by one random probe (Ramani, Blu & Unser 2008).
+      divergence ``div f`` estimated by random probes (Ramani, Blu & Unser 2008).
 
     Parameters
     ----------

@@ -396,7 +396,8 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         eps), ``w`` each pixel's noise variance relative to the mean (read from the
         data's intensity, :func:`~sklearn_n2s.utils._noise.noise_variance_weights`: 1
         under homogeneous noise), which is what Stein's estimate needs under photon
-        noise. Every sample gets the same signs (from a fixed seed), so a sample's
+        noise. With ``_divergence_probes`` above one, the mean over that many probes.
+        Every sample gets the same signs (from fixed seeds), so a sample's
         estimate, and the output ``'auto'`` picks for it, depends neither on the other
         samples nor on their order nor on the input's dtype.
         """
@@ -405,14 +406,17 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
         step = self._divergence_step * np.sqrt(np.asarray(variance, dtype=np.float64))
         if not np.any(step > 0):
             return ordinary, np.zeros(X.shape[0])
-        step = np.where(step > 0, step, 1.0)
-        signs = np.random.default_rng(0).integers(0, 2, size=X.shape[1:], dtype=np.int8)
-        probe = np.broadcast_to((2 * signs - 1).astype(X.dtype), X.shape)
-        weighted = probe * self._variance_weights(X, ordinary).astype(X.dtype)
-        moved = self._denoise(X + step.reshape(shape).astype(X.dtype) * weighted, scale)
-        moved -= ordinary
-        divergence = _mean_per_sample(probe * moved) / step
-        return ordinary, divergence
+        step = np.where(step > 0, step, 1.0).reshape(shape)
+        weights = self._variance_weights(X, ordinary).astype(X.dtype)
+        divergence = np.zeros(X.shape[0])
+        for seed in range(self._divergence_probes):
+            signs = np.random.default_rng(seed).integers(0, 2, size=X.shape[1:],
+                                                         dtype=np.int8)
+            probe = np.broadcast_to((2 * signs - 1).astype(X.dtype), X.shape)
+            moved = self._denoise(X + step.astype(X.dtype) * (probe * weights), scale)
+            moved -= ordinary
+            divergence += _mean_per_sample(probe * moved) / step.ravel()
+        return ordinary, divergence / self._divergence_probes
 
     def _variance_weights(self, X, guide):
         """Each pixel's noise variance relative to its image's (and channel's) mean."""
@@ -515,6 +519,9 @@ class JInvariantDenoiserMixin(SelfSupervisedScoreMixin):
     # ------------------------------------------------------------- overridable steps
     #: Divergence probe step in noise standard deviations (see _DIVERGENCE_STEP).
     _divergence_step = _DIVERGENCE_STEP
+    #: Random probes averaged for the divergence: one filtering each. One suffices for
+    #: a smooth filter; a family whose output jumps raises it.
+    _divergence_probes = 1
 
     def _invariant_covered(self, X, scale):
         return self._invariant(X, scale), None

@@ -174,7 +174,7 @@ class EstimatedRiskScorer:
     unknown clean data (the estimator's ``estimated_risk``): ``L - s2`` for the
     invariant output, ``s2 (L - s2) / L`` for the shrunk one (both ordered as the
     self-supervised loss ``L`` orders them), and Stein's unbiased risk estimate with a
-    one-probe divergence for the ordinary filter, ``s2`` the noise variance (given or
+    random-probe divergence for the ordinary filter, ``s2`` the noise variance (given or
     estimated). Put ``output`` in the grid (or set ``output='auto'``) and a
     ``GridSearchCV`` with this scorer picks the parameter *and* the output a user gets.
 

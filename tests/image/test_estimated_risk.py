@@ -254,3 +254,32 @@ def test_auto_output_of_a_sample_does_not_depend_on_the_others():
     np.testing.assert_array_equal(est.transform(X[1:3]), whole[1:3])
     assert est.estimated_risk(X[2:3]) == pytest.approx(
         JInvariantGaussian(sigma=1.0, output="auto").fit(X[2:3]).estimated_risk(X[2:3]))
+
+
+def _mean_divergence_from_risk(estimator, X):
+    """The mean divergence inside ``estimated_risk`` of an ordinary output:
+    risk = residual - s2 + 2 s2 div."""
+    residual = float(np.mean((estimator.transform(X) - X) ** 2))
+    return (estimator.estimated_risk(X) - residual + SIGMA**2) / (2 * SIGMA**2)
+
+
+def test_more_divergence_probes_approach_the_exact_divergence(data):
+    """A linear filter's divergence is the mean of its kernel's diagonal, read exactly
+    here from impulses spaced beyond the kernel's reach; the mean over sixteen random
+    probes must land nearer to it than one probe does (a loop that reused one probe's
+    signs would not)."""
+    _, X = data
+    est = JInvariantGaussian(sigma=1.0, output="ordinary", noise_variance=SIGMA**2).fit(X)
+    spacing, diagonal = 11, np.zeros(X.shape[1:])
+    for dy in range(spacing):
+        for dx in range(spacing):
+            impulses = np.zeros(X.shape)
+            impulses[0, dy::spacing, dx::spacing] = 1.0
+            response = est.transform(impulses)[0]
+            diagonal[dy::spacing, dx::spacing] = response[dy::spacing, dx::spacing]
+    exact = diagonal.mean()
+    one = _mean_divergence_from_risk(est, X)
+    est._divergence_probes = 16
+    sixteen = _mean_divergence_from_risk(est, X)
+    assert abs(sixteen - exact) < 0.5 * abs(one - exact)
+    assert sixteen == pytest.approx(exact, rel=0.05)

@@ -1,6 +1,8 @@
 """AutoDenoiser: the family whose output has the lowest estimated error (or, with
 criterion='loss', the lowest self-supervised loss), in the data's units."""
 
+import warnings
+
 import numpy as np
 import pytest
 from skimage import data
@@ -230,6 +232,23 @@ def test_noise_free_data_leaves_out_noise_scaled_grids():
     with pytest.warns(UserWarning, match="no noise found"):
         auto = AutoDenoiser(families=["JInvariantGaussian", "JInvariantWavelet"]).fit(X)
     assert list(auto.candidates_) == ["JInvariantGaussian"]
+
+
+def test_clipped_data_warn_that_the_risk_can_misrank(noisy):
+    """A fifth of the values at the ends of the range: Stein's estimate assumes noise
+    that is not cut there, so the risk criterion says so; the loss needs no warning, and
+    neither do the same data unclipped."""
+    clean, X = noisy
+    clipped = np.clip(X + 0.35 * np.sign(X - 0.5), 0, 1)  # push the tails past 0 and 1
+    assert 0.15 < _auto.clipped_fraction(clipped) < 0.5
+    small = [(JInvariantGaussian(), {"sigma": [1.0]})]
+    with pytest.warns(UserWarning, match="sit at its minimum or maximum"):
+        AutoDenoiser(small).fit(clipped)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AutoDenoiser(small, criterion="loss").fit(clipped)
+        AutoDenoiser(small).fit(X)
+    assert _auto.clipped_fraction(np.full((4, 4), 3.0)) == 0.0
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
