@@ -111,8 +111,9 @@ SCORE_COLUMNS = {"risk": "estimated_risk", "loss": "self_supervised_loss"}
 #: ``criterion='risk'`` warns. Clipped noise is not Gaussian and Stein's estimate then
 #: misranks: camera with Gaussian noise 0.2 (21 % of a 256**2 crop clipped) got TV
 #: chosen 1.9 dB below BM3D, even with each pixel's true variance; the loss, which
-#: needs only independent noise, chose BM3D. The offline cases at 8-15 % were ranked
-#: right (``benchmarks/results/auto.md``).
+#: needs only independent noise, chose BM3D. Of the offline cases, astronaut at 15 %
+#: was ranked right; under 10 % the worst miss was 0.53 dB, a near tie on moon
+#: (``benchmarks/results/auto.md``).
 CLIPPED_WARNING_FRACTION = 0.1
 
 #: Families that need an optional package, and its import name.
