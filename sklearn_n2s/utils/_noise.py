@@ -29,6 +29,12 @@ MAD_TO_SIGMA = norm.ppf(0.75)
 #: 48 in 2-D measured best of 24..64 on six offline images with Gaussian and Poisson
 #: noise (mean relative error of the variance 5.5%, 6.1% for the previous estimate).
 TILE_SIDE = {1: 512, 2: 48, 3: 16}
+#: Smallest tile side an axis of fewer than four full tiles shrinks its tiles to (2-D
+#: only, where it was measured): on 128 x 128 crops of the seven images above (Gaussian
+#: 0.05-0.2 and Poisson) tiles of 48 covered 96 x 96 (four tiles, one intensity bin) and
+#: the variance was off by 10 % on average, by -54 % on astronaut with photon noise;
+#: tiles of 32 (sixteen tiles, four bins) 7.4 % and +40 % (``benchmarks/RESULTS.md``).
+SMALL_TILE_SIDE = {2: 32}
 # High-pass filters of the finest level: Daubechies-2 where the tile is long enough,
 # Haar on axes of 2 or 3 pixels; an axis of one pixel is not filtered.
 _DB2 = np.asarray(pywt.Wavelet("db2").dec_hi, dtype=np.float64)
@@ -39,6 +45,9 @@ def noise_tile_shape(spatial_shape):
     """Tile shape of the noise estimate for an image of ``spatial_shape``.
 
     The fixed :data:`TILE_SIDE`, or the whole axis when it is shorter than two tiles.
+    In 2-D an axis shorter than four tiles takes a quarter of its length, down to
+    :data:`SMALL_TILE_SIDE` (a 128-pixel axis: four tiles of 32, not two of 48 that
+    leave a quarter of it out).
 
     Parameters
     ----------
@@ -49,8 +58,11 @@ def noise_tile_shape(spatial_shape):
     -------
     tile_shape : tuple of int
     """
-    side = TILE_SIDE.get(len(spatial_shape), TILE_SIDE[3])
-    return tuple(int(n) if n < 2 * side else side for n in spatial_shape)
+    ndim = len(spatial_shape)
+    side = TILE_SIDE.get(ndim, TILE_SIDE[3])
+    smallest = SMALL_TILE_SIDE.get(ndim, side)
+    return tuple(int(n) if n < 2 * side and n < 3 * smallest
+                 else min(side, max(smallest, int(n) // 4)) for n in spatial_shape)
 
 
 def curve_tile_shape(spatial_shape):
