@@ -10,6 +10,11 @@ Cases (``--case``, all by default):
   64x64 patches, flips and rotations), fit plus transform timed. Target: >= 29.0 dB
   within 10 minutes on 2 cores. ``--minutes M`` sets the training budget to M minutes
   (``max_steps`` from a measured step time) instead of the defaults.
+- ``camera-modules`` (not in ``all``): the same image, the modules of ``--modules``
+  (default BabyUnet and ShuffledBlindSpotUnet) each trained for ``--minutes`` (default
+  2) by its own measured step time, with N2SNet's other defaults, in one run: PSNR of
+  the one pass, the posterior and the default output; fit and J-invariant inference
+  times.
 - ``volume``: a 64**3 volume (``binary_blobs(n_dim=3)`` smoothed, Gaussian noise 0.15),
   N2SNet against the best calibrated classical filter (target: +0.5 dB), and a
   J-invariance probe in 3-D.
@@ -26,6 +31,7 @@ Usage::
 
     python benchmarks/bench_neural_single.py                  # all cases, defaults
     python benchmarks/bench_neural_single.py --case camera --minutes 8
+    python benchmarks/bench_neural_single.py --case camera-modules --minutes 2 --threads 1
     python benchmarks/bench_neural_single.py --quick          # a smoke run (a minute)
 """
 
@@ -55,14 +61,24 @@ def psnr(estimate, clean, data_range):
     return 10 * math.log10(data_range**2 / mse)
 
 
+#: ``--module`` names and the classes of sklearn_n2s.neural they stand for (a name
+#: with a width suffix: that ``module__width``).
+MODULES = {"babyunet": "BabyUnet", "blindspot": "BlindSpotUnet",
+           "dbsn": "DilatedBlindSpotNet", "shuffled": "ShuffledBlindSpotUnet",
+           "shuffled-w8": "ShuffledBlindSpotUnet"}
+_WIDTHS = {"shuffled-w8": 8}
+
+
 def module_params(name):
     import sklearn_n2s.neural as neural
 
-    attribute = {"babyunet": "BabyUnet", "blindspot": "BlindSpotUnet",
-                 "dbsn": "DilatedBlindSpotNet"}[name]
+    attribute = MODULES[name]
     if not hasattr(neural, attribute):
         raise SystemExit(f"--module {name}: sklearn_n2s.neural has no {attribute} yet")
-    return {"module": getattr(neural, attribute)}
+    params = {"module": getattr(neural, attribute)}
+    if name in _WIDTHS:
+        params["module__width"] = _WIDTHS[name]
+    return params
 
 
 def best_classical(X, spatial_ndim, quick):
@@ -95,6 +111,19 @@ def budget_params(X, minutes, base):
         seconds[steps] = time.perf_counter() - start
     per_step = max(seconds[12] - seconds[4], 1e-3) / 8
     return {"max_steps": max(1, int(0.95 * minutes * 60 / per_step))}
+
+
+def calibrated_steps(X, seconds, base):
+    """``max_steps`` for ``seconds`` of training, from two whole fits (10 and 40 steps):
+    their difference is the time of 30 steps with every per-step cost of a fit (the
+    partial-fit probe of :func:`budget_params` overestimated it up to 1.6x)."""
+    timing = {}
+    for steps in (10, 40):
+        start = time.perf_counter()
+        N2SNet(**{**base, "max_steps": steps, "random_state": 0}).fit(X)
+        timing[steps] = time.perf_counter() - start
+    per_step = max(timing[40] - timing[10], 1e-3) / 30
+    return max(1, int(seconds / per_step))
 
 
 def _described(params):
@@ -180,6 +209,45 @@ def case_camera(args, lines):
     lines.append(f"\nN2SNet: {plan['steps']} steps of {plan['batch_size']} patches "
                  f"{plan['patch_size']}; fit {fit_s:.1f} s, fit + transform {total_s:.1f} s "
                  f"(target >= 29.0 dB within 600 s on 2 cores); output dtype {out.dtype}.\n")
+
+
+def case_camera_modules(args, lines):
+    """Modules at equal training time on the camera image, in one run: each trains for
+    ``--minutes`` (default 2) by its own step time (:func:`calibrated_steps`), with
+    N2SNet's other defaults; the one pass, posterior and default outputs, the fit and
+    the J-invariant inference times."""
+    from skimage import data
+    from skimage.util import img_as_ubyte, random_noise
+
+    clean = data.camera()
+    np.random.seed(3)  # noqa: NPY002
+    noisy = img_as_ubyte(random_noise(clean, mode="gaussian", var=0.01, rng=3))
+    X = noisy[np.newaxis]
+    minutes = args.minutes or 2.0
+    lines.append(f"## camera, modules at equal training time ({minutes:g} min each by "
+                 f"measured step time; the fit column is the real time; "
+                 f"{_described(args.params)})\n")
+    lines.append("| module | steps | fit s | one pass dB | posterior dB | default output dB "
+                 "| J-invariant inference s |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    for name in args.modules:
+        base = {**module_params(name), **args.params}
+        steps = calibrated_steps(X, minutes * 60, base)
+        net, out, fit_s, _ = fit_net(X, {**base, "max_steps": steps})
+        default = psnr(out[0], clean, 255)
+        fitted = net.output
+        ordinary = psnr(net.set_params(output="ordinary").transform(X)[0], clean, 255)
+        posterior = (f"{psnr(net.set_params(output='posterior').transform(X)[0], clean, 255):.2f}"
+                     if net.posterior_head_ else "")
+        net.set_params(output=fitted)
+        start = time.perf_counter()
+        net.invariant_transform(X)
+        t_inv = time.perf_counter() - start
+        lines.append(f"| {MODULES[name]}{' width 8' if name in _WIDTHS else ''} | "
+                     f"{net.train_plan_['steps']} | {fit_s:.1f} | "
+                     f"{ordinary:.2f} | {posterior} | {default:.2f} ({fitted}) | {t_inv:.2f} |")
+        print(lines[-1], flush=True)
+    lines.append("")
 
 
 def smooth_blobs(size, seed=0):
@@ -291,11 +359,14 @@ def case_cli(args, lines):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["camera", "volume", "cli", "all"], default="all")
+    parser.add_argument("--case", choices=["camera", "camera-modules", "volume", "cli", "all"],
+                        default="all")
     parser.add_argument("--minutes", type=float, default=None,
                         help="camera: training budget in minutes (default: N2SNet's)")
-    parser.add_argument("--module", choices=["babyunet", "blindspot", "dbsn"],
-                        default="babyunet")
+    parser.add_argument("--module", choices=list(MODULES), default="babyunet")
+    parser.add_argument("--modules", nargs="+", choices=list(MODULES),
+                        default=["babyunet", "shuffled"],
+                        help="camera-modules: the modules compared at equal time")
     parser.add_argument("--param", action="append", default=[], type=_param,
                         metavar="KEY=VALUE",
                         help="an N2SNet parameter for camera and volume (repeatable), "
@@ -315,9 +386,10 @@ def main():
     lines = [f"# N2SNet on one image, one volume, one uint16 stack "
              f"(torch {torch.__version__}, {torch.get_num_threads()} threads"
              f"{', QUICK smoke sizes' if args.quick else ''})\n"]
-    cases = {"camera": case_camera, "volume": case_volume, "cli": case_cli}
+    cases = {"camera": case_camera, "camera-modules": case_camera_modules,
+             "volume": case_volume, "cli": case_cli}
     for name, case in cases.items():
-        if args.case in (name, "all"):
+        if args.case == name or (args.case == "all" and name != "camera-modules"):
             case(args, lines)
             print("\n".join(lines[-12:]), flush=True)
     lines.append(f"uptime at the end: `{os.popen('uptime').read().strip()}`\n")

@@ -137,12 +137,12 @@ try:  # the neural extra is optional
 except ImportError:
     N2SNet = None
 else:
-    from sklearn_n2s.neural import BlindSpotUnet, DilatedBlindSpotNet
+    from sklearn_n2s.neural import BlindSpotUnet, DilatedBlindSpotNet, ShuffledBlindSpotUnet
 
     ESTIMATORS.append(N2SNet(module__width=2, max_epochs=1, batch_size=8, random_state=0))
     ESTIMATORS += [N2SNet(module=m, module__width=2, module__depth=1, max_epochs=1,
                           batch_size=8, random_state=0)
-                   for m in (BlindSpotUnet, DilatedBlindSpotNet)]
+                   for m in (BlindSpotUnet, DilatedBlindSpotNet, ShuffledBlindSpotUnet)]
 
 
 def _expected(estimator):
@@ -244,6 +244,8 @@ if N2SNet is not None:
          _RNG.integers(0, 2**16, (2, 6, 7, 8), dtype=np.uint16), None),
         ("N2SNet-dbsn-1d", N2SNet(DilatedBlindSpotNet, **_TINY, spatial_ndim=1),
          _RNG.random((4, 30)), None),
+        ("N2SNet-shuffled-uint16-3d", N2SNet(ShuffledBlindSpotUnet, **_TINY, module__depth=0),
+         _RNG.integers(0, 2**16, (2, 6, 7, 8), dtype=np.uint16), None),
         ("N2SNet-posterior-tta-uint8", N2SNet(**_TINY, output="posterior",
                                               test_time_augmentation=True),
          _RNG.integers(0, 256, (4, 8, 8), dtype=np.uint8), None),

@@ -6,6 +6,8 @@ Modules, from the bottom up:
 - ``_babyunet``: :class:`BabyUnet`, the small U-Net of the reference code;
 - ``_blindspot``: :class:`BlindSpotUnet` and :class:`DilatedBlindSpotNet`, one-pass
   networks whose output at a pixel never sees that pixel (1-D, 2-D, 3-D);
+- ``_shuffled``: :class:`ShuffledBlindSpotUnet`, a one-pass blind-spot net with a wide
+  field (U-Nets on pixel-shuffled centre-masked features);
 - ``_masking``: masks and fills of (N, C, *spatial) batches, equal to :mod:`sklearn_n2s.masking`;
 - ``_data``: :class:`ImageBatchLoader`, :class:`PatchBatchLoader` (random patches, flips,
   rotations) and the array <-> tensor conversions;
@@ -25,6 +27,7 @@ from ._data import ImageBatchLoader, PatchBatchLoader
 from ._inference import TILE_MARGIN, invariant_forward
 from ._masking import fill_masked_torch, grid_batch_mask, mask_batch, random_batch_mask
 from ._net import N2SNet
+from ._shuffled import ShuffledBlindSpotUnet
 
 __all__ = [
     "TILE_MARGIN",
@@ -36,6 +39,7 @@ __all__ = [
     "N2SNet",
     "NonFiniteGuard",
     "PatchBatchLoader",
+    "ShuffledBlindSpotUnet",
     "WarmupCosineLR",
     "fill_masked_torch",
     "grid_batch_mask",

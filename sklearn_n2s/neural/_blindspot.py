@@ -16,6 +16,9 @@ pass instead of ``stride**ndim`` masked ones. Two families, for 1-D, 2-D and 3-D
   ``k``-kernel masked convolution, convolutions dilated by ``d > k // 2`` cannot come
   back to the centre) and 1x1 convolutions; one pass, no rotations.
 
+A third, :class:`~sklearn_n2s.neural.ShuffledBlindSpotUnet` (U-Nets on pixel-shuffled
+centre-masked features, a wide field), lives in ``_shuffled``.
+
 Both modules were written from the papers' text. Laine et al.'s own code is under a
 non-commercial licence and was not consulted.
 

@@ -24,7 +24,8 @@ module (BabyUnet) takes ``stride**ndim`` masked passes, which no zoo consumer ru
 Weights, two formats of the same parameters (both run offline):
 
 - ``pytorch_state_dict`` (the parent): the state dict of the module, with its architecture
-  given as ``sklearn_n2s.neural._blindspot.<class>`` and its keyword arguments. Exact on
+  given as ``sklearn_n2s.neural._blindspot.<class>`` (or ``._shuffled``) and its keyword
+  arguments. Exact on
   any size (the module pads internally), but the consumer needs ``sklearn_n2s``
   importable.
 - ``torchscript``: the module traced with :func:`torch.jit.trace` inside a wrapper whose
@@ -71,7 +72,7 @@ MIN_SIDE = 4
 #: Weight formats written by default (the first is the parent of the others).
 WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript")
 #: Where the architectures of the ``pytorch_state_dict`` weights are imported from.
-ARCHITECTURE_MODULE = "sklearn_n2s.neural._blindspot"
+ARCHITECTURE_MODULES = ("sklearn_n2s.neural._blindspot", "sklearn_n2s.neural._shuffled")
 _ARCHITECTURE_KWARGS = ("in_channels", "out_channels", "ndim", "width", "depth")
 _SPATIAL_AXES = "zyx"
 _CITATIONS = {
@@ -227,14 +228,14 @@ def _default_test_input(net, dtype):
 
 # -------------------------------------------------------------------------- weights
 def _architecture(module):
-    """``(callable_name, kwargs)`` that rebuild the module from
-    :data:`ARCHITECTURE_MODULE`, or None for a module defined elsewhere."""
+    """``(module_name, callable_name, kwargs)`` that rebuild the module from one of
+    :data:`ARCHITECTURE_MODULES`, or None for a module defined elsewhere."""
     cls = type(module)
-    library = importlib.import_module(ARCHITECTURE_MODULE)
-    if getattr(library, cls.__name__, None) is not cls:
-        return None
-    kwargs = {name: int(getattr(module, name)) for name in _ARCHITECTURE_KWARGS}
-    return cls.__name__, kwargs
+    for library in ARCHITECTURE_MODULES:
+        if getattr(importlib.import_module(library), cls.__name__, None) is cls:
+            kwargs = {name: int(getattr(module, name)) for name in _ARCHITECTURE_KWARGS}
+            return library, cls.__name__, kwargs
+    return None
 
 
 def _clean_module(module, architecture):
@@ -242,8 +243,8 @@ def _clean_module(module, architecture):
     normalisation buffers dropped: the package's pre/postprocessing does that job)."""
     if architecture is None:
         return copy.deepcopy(module).cpu().eval()
-    fresh = getattr(importlib.import_module(ARCHITECTURE_MODULE),
-                    architecture[0])(**architecture[1])
+    library, callable_name, kwargs = architecture
+    fresh = getattr(importlib.import_module(library), callable_name)(**kwargs)
     keep = fresh.state_dict().keys()
     state = {key: value.detach().cpu() for key, value in module.state_dict().items()
              if key in keep}
@@ -332,7 +333,7 @@ def _readme(net, module, dtype, *, name, description, architecture, formats, syn
     ndim = net.n_spatial_dims_
     axes = ", ".join(_SPATIAL_AXES[3 - ndim:])
     plan = getattr(net, "train_plan_", None) or {}
-    arch = (f"`{ARCHITECTURE_MODULE}.{architecture[0]}(**{architecture[1]})`"
+    arch = (f"`{architecture[0]}.{architecture[1]}(**{architecture[2]})`"
             if architecture else f"`{type(module).__module__}.{type(module).__name__}`")
     return textwrap.dedent(f"""\
         # {name}
@@ -439,8 +440,8 @@ def _weights(v, module, architecture, formats, folder, n_channels, ndim):
         entries["pytorch_state_dict"] = v.PytorchStateDictWeightsDescr(
             source=source, pytorch_version=torch_version,
             architecture=v.ArchitectureFromLibraryDescr(
-                callable=v.Identifier(architecture[0]), import_from=ARCHITECTURE_MODULE,
-                kwargs=architecture[1]))
+                callable=v.Identifier(architecture[1]), import_from=architecture[0],
+                kwargs=architecture[2]))
         parent = "pytorch_state_dict"
     if "torchscript" in formats:
         source = folder / "weights_torchscript.pt"
@@ -461,7 +462,7 @@ def _check_formats(weight_formats, architecture):
     if "pytorch_state_dict" in formats and architecture is None:
         raise ValueError(
             "pytorch_state_dict weights need the module's architecture importable from "
-            f"{ARCHITECTURE_MODULE}; export a custom module with "
+            f"{' or '.join(ARCHITECTURE_MODULES)}; export a custom module with "
             "weight_formats=('torchscript',).")
     return formats
 
