@@ -26,7 +26,8 @@ square-root counts for A; the losses are then those of
   ``lam`` (MSE) and against ``E[sqrt(Poisson(lam))]`` (MSE).
 
 Methods (each in its own process: wall time of the method, data loading and imports
-excluded (the imports' time is printed with each row);
+excluded (the imports' time is printed with each row), and its CPU time (all the
+process's threads: less moved than the wall time by other jobs on a shared machine);
 peak RSS of the process and the RSS it added over the loaded data):
 
 - ``n2s auto``: ``sklearn_n2s.table.denoise(adata, method='auto', output='counts')`` at
@@ -52,19 +53,39 @@ MAGIC lives in its own virtual environment, never in the package's dependencies:
 
     python3 -m venv /tmp/venv-magic && /tmp/venv-magic/bin/pip install magic-impute "numpy<2"
 
-(``--install-magic`` runs exactly that.) DCA and scVI are not run: DCA needs
-TensorFlow 2.x with keras 2 and scVI needs scvi-tools/jax-free torch training of
-hundreds of epochs; neither is installed and neither trains 100,000 cells on 2 CPU
-cores within this benchmark's minutes.
+(``--install-magic`` runs exactly that.)
 
-Both workers run on ``--threads`` BLAS/OpenMP threads (default 1, the protocol of
-``benchmarks/results/magic.md``; 0 leaves the environment's).
+- ``scVI`` (``--methods n2s,magic,scvi``): ``scvi.model.SCVI`` at its defaults
+  (zero-inflated negative binomial, 10 latent dimensions, one hidden layer of 128),
+  trained on CPU for scVI's default number of epochs (``min(round(20000 / n_cells *
+  400), 400)``: 400 up to 20,000 cells, 80 at 100,000; ``--scvi-max-epochs`` sets
+  another), then ``get_normalized_expression()`` (the decoder's mean frequencies at
+  the latent posterior mean) times each cell's library size in A: expected counts.
+  Its square roots are read as ours are: the Poisson expected roots of those counts.
+  In its own virtual environment too (``--install-scvi`` runs exactly this; torch
+  pinned first so that pip takes the CPU build, not several GB of CUDA wheels;
+  scvi-tools 1.4.2 is the last release for Python 3.11, 1.4.3 and later need 3.12)::
+
+    python3 -m venv /tmp/venv-scvi && /tmp/venv-scvi/bin/pip install torch==2.13.0
+    /tmp/venv-scvi/bin/pip install scvi-tools==1.4.2
+
+- DCA is not run: ``dca`` 0.3.4 (its last release, 2021) requires
+  ``tensorflow>=2.0,<2.5`` and ``keras>=2.4,<2.6``, for which PyPI has no wheels for
+  Python 3.11 (TensorFlow 2.0-2.4 were built for Python 3.5-3.8; the oldest for 3.11
+  is 2.12), and its code imports ``keras.engine.topology`` and ``keras.objectives``,
+  which the Keras of TensorFlow >= 2.12 no longer has: it installs only on a Python
+  3.8 interpreter, which this machine does not have.
+
+Every worker runs on ``--threads`` BLAS/OpenMP threads (default 1, the protocol of
+``benchmarks/results/magic.md``, also ``torch.set_num_threads`` for scVI; 0 leaves
+the environment's).
 
 Run::
 
     .venv/bin/python benchmarks/bench_magic.py                       # both data sets
     .venv/bin/python benchmarks/bench_magic.py --data pbmc68k         # seconds
     .venv/bin/python benchmarks/bench_magic.py --n-cells 10000        # smaller synthetic
+    .venv/bin/python benchmarks/bench_magic.py --methods n2s,magic,scvi --install-scvi
 """
 
 import argparse
@@ -81,6 +102,7 @@ import scipy.sparse as sp
 
 HERE = Path(__file__).resolve().parent
 MAGIC_PYTHON = "/tmp/venv-magic/bin/python"
+SCVI_PYTHON = "/tmp/venv-scvi/bin/python"
 P_SPLIT = 0.9
 
 
@@ -160,6 +182,35 @@ def run_magic(A, args):
     return roots**2, roots, {"params": "defaults"}
 
 
+def run_scvi(A, args):
+    """scVI at its defaults: ``SCVI(adata)`` (zero-inflated negative binomial, 10
+    latent dimensions, one hidden layer of 128), ``train()`` at its default epochs
+    (``min(round(20000 / n_cells * 400), 400)``: 400 up to 20,000 cells, 80 at
+    100,000; 90 % of the cells for training, no early stopping) on CPU, then
+    ``get_normalized_expression()`` (the decoder's mean frequencies at the posterior
+    mean of the latent, ``library_size=1``) times each cell's observed library size of
+    A: expected counts, read as ours are (roots: their Poisson expected roots, by the
+    driver)."""
+    import anndata
+    import scvi
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    scvi.settings.seed = 0
+    scvi.settings.dl_num_workers = 0
+    adata = anndata.AnnData(A.astype(np.float32))
+    scvi.model.SCVI.setup_anndata(adata)
+    model = scvi.model.SCVI(adata)
+    model.train(max_epochs=args.scvi_max_epochs, accelerator="cpu",
+                enable_progress_bar=False)
+    frequencies = np.asarray(model.get_normalized_expression(return_numpy=True))
+    counts = frequencies * np.asarray(A.sum(axis=1)).ravel()[:, None]
+    epochs = len(model.history["elbo_train"])
+    return counts, "driver", {"params": f"defaults, {epochs} epochs",
+                              "epochs": int(epochs)}
+
+
 def worker(args):
     A = sp.load_npz(args.input).tocsr().astype(np.float32)
     # Imports are timed apart (scikit-learn alone takes seconds on a busy machine).
@@ -167,6 +218,9 @@ def worker(args):
     if args.worker == "magic":
         import magic  # noqa: F401
         import scprep  # noqa: F401
+    elif args.worker == "scvi":
+        import anndata
+        import scvi  # noqa: F401
     else:
         import anndata  # noqa: F401
 
@@ -174,16 +228,22 @@ def worker(args):
     import_seconds = time.perf_counter() - t
     loaded = rss_gib()
     monitor = PeakRSS()
+    cpu = time.process_time()
     t = time.perf_counter()
-    counts, roots, info = (run_magic if args.worker == "magic" else run_n2s)(A, args)
+    run = {"magic": run_magic, "scvi": run_scvi, "n2s": run_n2s}[args.worker]
+    counts, roots, info = run(A, args)
     seconds = time.perf_counter() - t
+    cpu_seconds = time.process_time() - cpu  # all the process's threads
     peak = monitor.gib()
     if roots is None:
         roots = expected_roots(counts)
     np.save(Path(args.out) / "counts.npy", counts.astype(np.float32))
-    np.save(Path(args.out) / "roots.npy", roots.astype(np.float32))
-    info.update(seconds=seconds, import_seconds=import_seconds, peak_gib=peak,
-                loaded_gib=loaded)
+    if isinstance(roots, str):  # no sklearn_n2s in this venv: the driver reads them
+        (Path(args.out) / "roots.npy").unlink(missing_ok=True)
+    else:
+        np.save(Path(args.out) / "roots.npy", roots.astype(np.float32))
+    info.update(seconds=seconds, cpu_seconds=cpu_seconds, import_seconds=import_seconds,
+                peak_gib=peak, loaded_gib=loaded)
     (Path(args.out) / "info.json").write_text(json.dumps(info))
 
 
@@ -238,23 +298,27 @@ def mean_from_roots(roots):
 
 
 def run_worker(kind, path, folder, args):
-    python = args.magic_python if kind == "magic" else sys.executable
+    python = {"magic": args.magic_python, "scvi": args.scvi_python}.get(kind, sys.executable)
     folder.mkdir(parents=True, exist_ok=True)
     command = [python, str(Path(__file__).resolve()), "--worker", kind, "--input", str(path),
                "--out", str(folder), "--n2s-method", args.n2s_method,
-               "--n2s-transform", args.n2s_transform]
+               "--n2s-transform", args.n2s_transform, "--threads", str(args.threads)]
+    if args.scvi_max_epochs is not None:
+        command += ["--scvi-max-epochs", str(args.scvi_max_epochs)]
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
-    if args.threads:  # the protocol: both methods on the same number of BLAS threads
+    if args.threads:  # the protocol: every method on the same number of BLAS threads
         env.update({name: str(args.threads) for name in (
             "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-    if kind == "magic":
+    if kind != "n2s":
         env.pop("PYTHONPATH")
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{kind} worker failed:\n{done.stderr[-3000:]}")
     info = json.loads((folder / "info.json").read_text())
-    return (np.load(folder / "counts.npy", mmap_mode="r"),
-            np.load(folder / "roots.npy", mmap_mode="r"), info)
+    counts = np.load(folder / "counts.npy", mmap_mode="r")
+    roots = folder / "roots.npy"
+    return (counts, np.load(roots, mmap_mode="r") if roots.exists()
+            else expected_roots(np.asarray(counts)), info)
 
 
 def bench(name, args):
@@ -284,6 +348,10 @@ def bench(name, args):
     return name, X.shape, density, rows
 
 
+def seconds(value):
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
 def table(name, shape, density, rows):
     magic = next((r for r in rows if r["method"] == "magic"), None)
     keys = ["mcv_poisson", "mcv_sqrt"] + (["truth_rate", "truth_sqrt"]
@@ -293,15 +361,16 @@ def table(name, shape, density, rows):
     lines = [f"**{name}**: {shape[0]:,} cells x {shape[1]:,} genes, {density:.1%} non-zero; "
              f"split p={P_SPLIT}", "",
              "| method | " + " | ".join(heads[k] for k in keys)
-             + " | time (s) | peak RSS (GiB) | added over data (GiB) | pick |",
-             "|---|" + "---:|" * (len(keys) + 3) + "---|"]
+             + " | time (s) | CPU (s) | peak RSS (GiB) | added over data (GiB) | pick |",
+             "|---|" + "---:|" * (len(keys) + 4) + "---|"]
     for r in rows:
         ratio = ((lambda k, r=r: f" ({r[k] / magic[k]:.3f})") if magic
                  else (lambda k: ""))
         pick = (f"{r['method_chosen']} {r['params']}" if "method_chosen" in r
                 else str(r.get("params", "")))
         lines.append(f"| {r['method']} | " + " | ".join(f"{r[k]:.5f}{ratio(k)}" for k in keys)
-                     + f" | {r['seconds']:.1f}{ratio('seconds')} | {r['peak_gib']:.2f} | "
+                     + f" | {seconds(r['seconds'])}{ratio('seconds')} | "
+                     f"{seconds(r['cpu_seconds'])}{ratio('cpu_seconds')} | {r['peak_gib']:.2f} | "
                      f"{r['peak_gib'] - r['loaded_gib']:.2f} | {pick} |")
     curves = [f"- {r['method']} {fam} curve: " + ", ".join(f"{k}: {v:.5f}" for k, v in
                                                           r[fam].items())
@@ -323,9 +392,14 @@ def main(argv=None):
                              "several times slower and their times erratic)")
     parser.add_argument("--magic-python", default=MAGIC_PYTHON)
     parser.add_argument("--install-magic", action="store_true")
+    parser.add_argument("--scvi-python", default=SCVI_PYTHON)
+    parser.add_argument("--install-scvi", action="store_true")
+    parser.add_argument("--scvi-max-epochs", type=int, default=None,
+                        help="scVI's training epochs (default: scVI's own heuristic, "
+                             "400 up to 20,000 cells, 20000 / n_cells * 400 above)")
     parser.add_argument("--work", default="/tmp/n2s_bench_magic")
     parser.add_argument("--out", default=None, help="append the tables to this file")
-    parser.add_argument("--worker", choices=["magic", "n2s"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["magic", "n2s", "scvi"], help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -336,9 +410,21 @@ def main(argv=None):
         subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "magic-impute", "numpy<2"],
                        check=True)  # magic-impute 3.0 pins pandas 2.0, built for numpy 1
-    if "magic" in args.methods and not os.path.exists(args.magic_python):
+    if args.install_scvi and not os.path.exists(args.scvi_python):
+        venv = Path(args.scvi_python).parent.parent
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+        pip = str(venv / "bin" / "pip")
+        # torch pinned first: the CPU build (an unpinned torch pulls the CUDA wheels);
+        # scvi-tools 1.4.2 is the last release for Python 3.11 (1.4.3+ need 3.12)
+        subprocess.run([pip, "install", "torch==2.13.0"], check=True)
+        subprocess.run([pip, "install", "scvi-tools==1.4.2"], check=True)
+    methods = args.methods.split(",")
+    if "magic" in methods and not os.path.exists(args.magic_python):
         raise SystemExit(f"no MAGIC interpreter at {args.magic_python}: pass "
                          "--install-magic, or --methods n2s")
+    if "scvi" in methods and not os.path.exists(args.scvi_python):
+        raise SystemExit(f"no scVI interpreter at {args.scvi_python}: pass "
+                         "--install-scvi, or leave scvi out of --methods")
     results = [table(*bench(name, args)) for name in args.data.split(",")]
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     text = "\n\n".join(results) + f"\n\nuptime: {uptime}\n"

@@ -168,3 +168,22 @@ def test_huge_values_are_swept_in_float64():
     np.testing.assert_allclose(losses / 1e196,
                                diffusion_path_losses(smoother, X / 1e98, [1, 2]),
                                rtol=1e-5)
+
+
+def test_rows_not_reached_are_predicted_by_the_other_folds_means():
+    # An operator without edges: no row of another fold is reached, so each row is
+    # predicted by the column means of the rows outside its fold (and a row that is
+    # reached, by the diffusion).
+    rng = np.random.default_rng(0)
+    values = rng.poisson(50.0, (12, 3)).astype(np.float64)
+    folds = row_folds(12, 3, seed=0)
+    operator = sp.identity(12, format="csr", dtype=np.float32).tolil()
+    operator[0, 1] = operator[1, 0] = 1.0  # rows 0 and 1 see each other
+    operator = sp.csr_matrix(operator / operator.sum(axis=1))
+    (_, prediction), = fold_predictions(operator, values, folds, [1])
+    for i in range(12):
+        if i in (0, 1) and folds[0] != folds[1]:
+            np.testing.assert_allclose(prediction[i], values[1 - i], rtol=1e-6)
+        elif i > 1:
+            np.testing.assert_allclose(prediction[i],
+                                       values[folds != folds[i]].mean(axis=0))
