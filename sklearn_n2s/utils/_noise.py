@@ -61,8 +61,8 @@ def noise_tile_shape(spatial_shape):
     ndim = len(spatial_shape)
     side = TILE_SIDE.get(ndim, TILE_SIDE[3])
     smallest = SMALL_TILE_SIDE.get(ndim, side)
-    return tuple(int(n) if n < 2 * side and n < 3 * smallest
-                 else min(side, max(smallest, int(n) // 4)) for n in spatial_shape)
+    return tuple(int(n) if n < 2 * side else min(side, max(smallest, int(n) // 4))
+                 for n in spatial_shape)
 
 
 def curve_tile_shape(spatial_shape):
