@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from sklearn_n2s.neural import BlindSpotUnet, DilatedBlindSpotNet
+from sklearn_n2s.neural import BlindSpotUnet, DilatedBlindSpotNet, ShuffledBlindSpotUnet
 
 MODULES = [BlindSpotUnet, DilatedBlindSpotNet]
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
@@ -187,7 +187,7 @@ def test_copies_and_pickles_compute_the_same(cls):
             assert other.receptive_radius == net.receptive_radius
 
 
-@pytest.mark.parametrize("cls", MODULES)
+@pytest.mark.parametrize("cls", [*MODULES, ShuffledBlindSpotUnet])
 def test_trains(cls):
     # Gradients reach every parameter (but the masked centre weight) and a few Adam
     # steps lower the blind-spot loss on a smooth signal.

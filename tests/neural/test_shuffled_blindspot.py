@@ -185,25 +185,6 @@ def test_n2snet_tiled_equals_whole(ndim, depth):
     np.testing.assert_allclose(tiled, expected, atol=1e-4 * float(np.abs(expected).max()))
 
 
-def test_trains_and_every_parameter_gets_a_gradient():
-    torch.manual_seed(0)
-    net = ShuffledBlindSpotUnet(ndim=2, width=4, depth=1)
-    t = torch.linspace(0, 3, 24)
-    clean = torch.sin(t)[:, None] * torch.cos(t)[None, :]
-    x = (clean + 0.3 * torch.randn(4, 1, 24, 24)).float()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(25):
-        opt.zero_grad()
-        loss = (net(x) - x).square().mean()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.8 * losses[0]
-    for name, param in net.named_parameters():
-        assert param.grad is not None and param.grad.abs().sum() > 0, name
-
-
 def test_interface():
     assert ShuffledBlindSpotUnet.blind_spot is True
     net = ShuffledBlindSpotUnet()
