@@ -7,7 +7,8 @@ intensity) is below the mean variance that the shrinkage weight needs; on the ca
 image with Poisson noise it underestimates the variance by a third. Here the same robust
 estimate is taken per *tile*: the image is cut into tiles of a fixed size anchored at its
 origin (48 x 48 pixels in 2-D, 512 in 1-D, 16**3 in 3-D; an axis shorter than two tiles
-is one tile; the incomplete tiles at the far end are left out), and each tile gets the
+is one tile, and in 2-D an axis shorter than four tiles takes tiles of a quarter of it,
+down to 32; the incomplete tiles at the far end are left out), and each tile gets the
 robust level of its own finest diagonal Daubechies-2 coefficients, computed inside the
 tile (no padding). Tiles of similar intensity are pooled by their median (robust to
 edges and texture) and the intensity levels are averaged, which gives the mean noise
