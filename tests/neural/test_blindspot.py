@@ -131,9 +131,12 @@ def test_receptive_radius_bounds_the_field(cls, ndim, depth, seed, data):
         assert change <= 1e-9 * max(1.0, float(base.abs().max())), (p, float(change))
 
 
-@pytest.mark.parametrize("cls, depth", [(BlindSpotUnet, 1), (BlindSpotUnet, 2),
-                                        (DilatedBlindSpotNet, 2)])
-@pytest.mark.parametrize("ndim", [1, 2])
+@pytest.mark.parametrize("cls, depth, ndim", [
+    *[(cls, depth, ndim) for cls, depth in [(BlindSpotUnet, 1), (BlindSpotUnet, 2),
+                                            (DilatedBlindSpotNet, 2)] for ndim in (1, 2)],
+    *[(ShuffledBlindSpotUnet, depth, ndim)
+      for ndim, depth in [(1, 1), (1, 2), (2, 0), (2, 1), (3, 0)]],
+])
 def test_a_tile_with_a_margin_gives_the_untiled_core(cls, depth, ndim):
     # What tiled inference relies on: a crop starting at a multiple of size_multiple,
     # with receptive_radius of context on each side, reproduces the whole image's output.

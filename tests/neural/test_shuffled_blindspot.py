@@ -124,24 +124,6 @@ def test_field_misses_exactly_the_multiples_of_six(ndim):
         assert seen == (not all(o % 6 == 0 for o in offset)), offset
 
 
-@pytest.mark.parametrize("ndim, depth", [(1, 1), (1, 2), (2, 0), (2, 1), (3, 0)])
-def test_an_aligned_crop_with_the_radius_as_margin_gives_the_whole_output(ndim, depth):
-    net = _make(0, in_channels=2, ndim=ndim, width=2, depth=depth).eval()
-    r, m = net.receptive_radius, net.size_multiple
-    start = m * (r // m + 1)
-    core = 5
-    side = 2 * start + core + 7
-    x = torch.randn((1, 2) + (side,) * ndim, dtype=torch.float64)
-    a, b = start - (r + 1), start + core + r + 1
-    a -= a % m
-    crop = (slice(None), slice(None)) + (slice(a, b),) * ndim
-    inner = (slice(None), slice(None)) + (slice(start, start + core),) * ndim
-    inner_crop = (slice(None), slice(None)) + (slice(start - a, start - a + core),) * ndim
-    with torch.no_grad():
-        whole, tile = net(x), net(x[crop])
-    torch.testing.assert_close(tile[inner_crop], whole[inner], rtol=0, atol=1e-10)
-
-
 def _stack(shape, dtype=np.float32, seed=0):
     rng = np.random.default_rng(seed)
     if np.dtype(dtype).kind == "u":
