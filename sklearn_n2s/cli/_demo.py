@@ -7,8 +7,8 @@ the newer ones (NL-means, TV, bilateral, BM3D) where this installation has them 
 calibrated by a plain :class:`~sklearn.model_selection.GridSearchCV` with the
 :class:`~sklearn_n2s.SelfSupervisedScorer` on the noisy image alone. The losses are
 comparable across families, so the lowest of all names the family
-``AutoDenoiser(criterion='loss')`` would pick (its default, ``criterion='risk'``, ranks
-the families' outputs by their estimated error instead, see
+``AutoDenoiser(criterion='loss')`` would pick (its default ranks the families' outputs
+by their estimated error instead, unless the data are clipped, see
 :class:`~sklearn_n2s.AutoDenoiser`). Because the demo
 knows the clean image it can also show what the search could not see: the PSNR of the
 J-invariant output and of ``transform``'s output at every parameter.

@@ -602,8 +602,10 @@ def _auto_search(estimator, X, report):
     """The fitted :class:`~sklearn_n2s.AutoDenoiser`: every family calibrated on its grid."""
     from ..model_selection._auto import available_families
 
-    wins = ("the lowest estimated error of its output wins"
-            if estimator.criterion == "risk" else "the lowest self-supervised loss wins")
+    wins = {"risk": "the lowest estimated error of its output wins",
+            "loss": "the lowest self-supervised loss wins",
+            "auto": "the lowest estimated error of its output wins (on clipped data, the "
+                    "lowest self-supervised loss)"}[estimator.criterion]
     report.note(f"calibrating every family ({', '.join(available_families())}) on its "
                 f"default grid; {wins}")
     try:
@@ -633,7 +635,7 @@ def _auto_score_name(search):
     """The column of an AutoDenoiser's results its scores are minus of."""
     from ..model_selection._auto import SCORE_COLUMNS
 
-    return SCORE_COLUMNS[search.criterion]
+    return SCORE_COLUMNS[search.criterion_]
 
 
 def _print_search(search, report, loss_scale=1.0, loss_unit=None):

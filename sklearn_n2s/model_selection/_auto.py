@@ -10,13 +10,15 @@ parameters wins (``criterion='loss'``). No clean data is used at any step.
 The loss ranks J-invariant predictions, but the best output of a family is often its
 ordinary filter (NL-means, TV, BM3D), whose gain over the invariant prediction differs
 by family: ranked by the invariant loss, NL-means beat BM3D where BM3D's ordinary output
-was up to 3 dB better. The default ``criterion='risk'`` ranks what each family's
+was up to 3 dB better. ``criterion='risk'`` ranks what each family's
 ``transform`` returns by its estimated error against the clean image
 (``estimated_risk``: the self-supervised loss minus the noise variance for J-invariant
 outputs, which orders them as the loss does, and Stein's unbiased risk estimate for the
 ordinary filter), every family set to return the lowest-risk output (``output='auto'``)
 except where the invariant prediction is too costly to compute (TV and BM3D return their
-ordinary filter).
+ordinary filter). Stein's estimate needs Gaussian noise, and noise clipped at the
+data's range is not: the default ``criterion='auto'`` ranks by the risk, or by the loss
+(which needs only noise independent between pixels) where X is clipped.
 
 The default grids live in one dict, :data:`DEFAULT_GRIDS`, keyed by the estimator's name
 in :mod:`sklearn_n2s.image`; a family is a default candidate only when that module has
@@ -107,14 +109,16 @@ _RISK_OUTPUTS = {"JInvariantTV": "ordinary", "JInvariantBM3D": "ordinary"}
 #: The ``cv_results_`` column that holds minus the mean test score, per ``criterion``.
 SCORE_COLUMNS = {"risk": "estimated_risk", "loss": "self_supervised_loss"}
 
-#: Share of X's values sitting at its minimum or maximum above which ``fit`` with
-#: ``criterion='risk'`` warns. Clipped noise is not Gaussian and Stein's estimate then
-#: misranks: camera with Gaussian noise 0.2 (21 % of a 256**2 crop clipped) got TV
-#: chosen 1.9 dB below BM3D, even with each pixel's true variance; the loss, which
-#: needs only independent noise, chose BM3D. Of the offline cases, astronaut at 15 %
-#: was ranked right; under 10 % the worst miss was 0.53 dB, a near tie on moon
+#: Share of X's values sitting at its minimum or maximum above which
+#: ``criterion='auto'`` ranks by the loss, and ``criterion='risk'`` warns. Clipped noise
+#: is not Gaussian and Stein's estimate then misranks: camera with Gaussian noise 0.2
+#: (21 % of a 256**2 crop clipped) got TV chosen 1.9 dB below BM3D, even with each
+#: pixel's true variance; the loss, which needs only independent noise, chose BM3D, and
+#: it chose the best family on all five offline cases clipped 7.5-21 % (as the risk
+#: did on the four others). Under 10 % the risk's worst miss was 0.53 dB, a near tie on
+#: moon, where the loss missed by up to 3.8 dB on unclipped cases
 #: (``benchmarks/results/auto.md``).
-CLIPPED_WARNING_FRACTION = 0.1
+CLIPPED_FRACTION = 0.1
 
 #: Families that need an optional package, and its import name.
 _OPTIONAL_PACKAGES = {"JInvariantBM3D": "bm3d"}
@@ -181,12 +185,13 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
 
     ``fit`` calibrates every candidate family on its grid with
     :class:`~sklearn.model_selection.GridSearchCV` and keeps the family whose best
-    parameters score best. With ``criterion='risk'`` (the default) the score is the
-    estimated error against the clean image of what the family's ``transform`` returns
+    parameters score best. With ``criterion='risk'`` the score is the estimated error
+    against the clean image of what the family's ``transform`` returns
     (:class:`~sklearn_n2s.EstimatedRiskScorer`); with ``criterion='loss'`` it is the
     :class:`~sklearn_n2s.SelfSupervisedScorer`'s loss of the J-invariant prediction,
     comparable across families because it is the loss against the clean image plus the
-    noise variance, the same constant for all. ``transform`` and
+    noise variance, the same constant for all. The default, ``'auto'``, takes the risk
+    unless X is clipped (``criterion_`` says which it took). ``transform`` and
     ``invariant_transform`` are those of the chosen family's calibrated estimator.
 
     Parameters
@@ -208,16 +213,19 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         Number of spatial axes (see the image estimators); set on every candidate.
     output : {'shrink', 'ordinary', 'invariant', 'auto'} or None, default=None
         What ``transform`` returns, set on every candidate. None: given candidates
-        keep their own; the default families, with ``criterion='risk'``, return
-        ``'auto'`` (the output with the lowest estimated risk) where the J-invariant
-        prediction is cheap and the ordinary filter for TV and BM3D, and with
-        ``criterion='loss'`` their own default.
-    criterion : {'risk', 'loss'}, default='risk'
+        keep their own; the default families, ranked by the risk, return ``'auto'``
+        (the output with the lowest estimated risk) where the J-invariant prediction is
+        cheap and the ordinary filter for TV and BM3D, and ranked by the loss their own
+        default.
+    criterion : {'auto', 'risk', 'loss'}, default='auto'
         What ranks parameters and families: ``'risk'``, the estimated error of the
-        output ``transform`` returns (needs the noise to be independent between pixels;
-        its variance is estimated unless ``noise_variance`` is given, and not clipped:
-        ``fit`` warns when over 10 % of X sits at its minimum or maximum); ``'loss'``,
-        the self-supervised loss of the J-invariant prediction (no noise model at all).
+        output ``transform`` returns (needs the noise to be independent between pixels
+        and Gaussian; its variance is estimated unless ``noise_variance`` is given;
+        ``fit`` warns when over 10 % of X sits at its minimum or maximum, where clipping
+        makes the noise non-Gaussian); ``'loss'``, the self-supervised loss of the
+        J-invariant prediction (no noise model at all); ``'auto'``, the risk unless over
+        10 % of X sits at its minimum or maximum (:data:`CLIPPED_FRACTION`) or a given
+        candidate has no ``estimated_risk``, then the loss.
     noise_variance : float or None, default=None
         Noise variance in the input's units, for the shrinkage output; None lets each
         family estimate it.
@@ -237,7 +245,9 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
     best_params_ : dict
         Its best parameters.
     best_score_ : float
-        Minus its estimated risk (``criterion='risk'``) or self-supervised loss.
+        Minus its estimated risk (``criterion_='risk'``) or self-supervised loss.
+    criterion_ : {'risk', 'loss'}
+        What ranked the families: ``criterion``, or what ``'auto'`` resolved to.
     best_index_ : int
         Its row in ``cv_results_``.
     candidates_ : dict of str to estimator
@@ -249,7 +259,7 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         One row per family and parameter setting: ``family``, ``params`` (the family's
         own), ``param_<name>`` (masked where a family has no such parameter),
         ``mean_test_score``, ``std_test_score``, ``estimated_risk`` or
-        ``self_supervised_loss`` (minus the mean test score, after ``criterion``),
+        ``self_supervised_loss`` (minus the mean test score, after ``criterion_``),
         ``rank_test_score`` (over all rows), ``rank_in_family``, ``mean_fit_time``,
         ``mean_score_time``.
     noise_level_ : float or None
@@ -303,14 +313,14 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         "channel_axis": [None, Options(Integral, {-1})],
         "spatial_ndim": [None, Interval(Integral, 1, MAX_SPATIAL_DIMS, closed="both")],
         "output": [None, StrOptions(set(IMAGE_OUTPUTS))],
-        "criterion": [StrOptions({"risk", "loss"})],
+        "criterion": [StrOptions({"auto", "risk", "loss"})],
         "noise_variance": [None, Interval(Real, 0, None, closed="left")],
         "cv": [None, "cv_object"],
         "verbose": ["verbose"],
     }
 
     def __init__(self, candidates=None, *, families=None, channel_axis=None,
-                 spatial_ndim=None, output=None, criterion="risk", noise_variance=None,
+                 spatial_ndim=None, output=None, criterion="auto", noise_variance=None,
                  cv=None, verbose=0):
         self.candidates = candidates
         self.families = families
@@ -347,7 +357,7 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
             if not hasattr(estimator, "get_params") or not hasattr(estimator, "fit"):
                 raise TypeError(f"candidates[{k}][0] must be an estimator, got "
                                 f"{type(estimator).__name__}.")
-            final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+            final = _final_step(estimator)
             if self.criterion == "risk" and not hasattr(final, "estimated_risk"):
                 raise TypeError(f"candidates[{k}][0] ({type(final).__name__}) has no "
                                 "estimated_risk, which criterion='risk' ranks by: use "
@@ -366,8 +376,19 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
             out.append((name, estimator, grid))
         return out
 
-    def _default_candidates(self, X):
-        """``[(name, estimator, grid)]`` of the default families, grids in X's units."""
+    def _resolved_criterion(self, X, given):
+        """``criterion``, or what ``'auto'`` takes for X: the loss where X is clipped or a
+        given candidate has no ``estimated_risk``, the risk otherwise."""
+        if self.criterion != "auto":
+            return self.criterion
+        if given is not None and not all(hasattr(_final_step(estimator), "estimated_risk")
+                                         for _, estimator, _ in given):
+            return "loss"
+        return "loss" if clipped_fraction(X) > CLIPPED_FRACTION else "risk"
+
+    def _default_candidates(self, X, criterion):
+        """``[(name, estimator, grid)]`` of the default families, grids in X's units,
+        each set to return the output that ``criterion`` ('risk' or 'loss') ranks."""
         names = available_families()
         if self.families is not None:
             unknown = [f for f in self.families if f not in DEFAULT_GRIDS]
@@ -395,7 +416,7 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         probe = X[:1]
         for name in names:
             estimator = _default_estimator(name)
-            if self.criterion == "risk" and self.output is None:
+            if criterion == "risk" and self.output is None:
                 estimator.set_params(output=_RISK_OUTPUTS.get(name, "auto"))
             estimator.set_params(**self._shared_params(estimator))
             grid = {k: (v.resolve(self.noise_level_) if isinstance(v, NoiseMultiples)
@@ -439,6 +460,7 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         X = np.asarray(X)
         if stack[1]:  # one image: the search splits samples, so give it a stack of one
             X = X[np.newaxis]
+        self.criterion_ = self._resolved_criterion(X, given)
         if self.criterion == "risk":
             _warn_if_clipped(X)
         if given is not None:
@@ -449,9 +471,9 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
                 estimator.set_params(**self._shared_params(estimator))
                 candidates.append((name, estimator, grid))
         else:
-            candidates = self._default_candidates(X)
+            candidates = self._default_candidates(X, self.criterion_)
         cv = FullSplit() if self.cv is None else self.cv
-        scoring = EstimatedRiskScorer() if self.criterion == "risk" else None
+        scoring = EstimatedRiskScorer() if self.criterion_ == "risk" else None
         self.searches_ = {}
         for name, estimator, grid in candidates:
             try:
@@ -468,7 +490,7 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         if not self.searches_:
             raise ValueError("no default family could be calibrated on X: give candidates.")
         self.candidates_ = {name: s.best_estimator_ for name, s in self.searches_.items()}
-        self.cv_results_ = _merge_results(self.searches_, SCORE_COLUMNS[self.criterion])
+        self.cv_results_ = _merge_results(self.searches_, SCORE_COLUMNS[self.criterion_])
         scores = self.cv_results_["mean_test_score"]
         self.best_index_ = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
         self.best_family_ = str(self.cv_results_["family"][self.best_index_])
@@ -540,8 +562,8 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         return self.best_estimator_.estimated_risk(X)
 
     def score(self, X, y=None):
-        """Minus what ``criterion`` ranks by: the chosen estimator's estimated risk
-        (``'risk'``) or self-supervised loss (``'loss'``) on X.
+        """Minus what ranked the families (``criterion_``): the chosen estimator's
+        estimated risk (``'risk'``) or self-supervised loss (``'loss'``) on X.
 
         Parameters
         ----------
@@ -553,7 +575,8 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        if self.criterion == "risk":
+        check_is_fitted(self)
+        if self.criterion_ == "risk":
             return -self.estimated_risk(X)
         return -self.self_supervised_loss(X)
 
@@ -598,11 +621,16 @@ def clipped_fraction(X):
 
 def _warn_if_clipped(X):
     fraction = clipped_fraction(X)
-    if fraction > CLIPPED_WARNING_FRACTION:
+    if fraction > CLIPPED_FRACTION:
         warnings.warn(f"{fraction:.0%} of X's values sit at its minimum or maximum: clipped "
                       "noise is not Gaussian and criterion='risk' (Stein's estimate) can "
-                      "misrank families on it; criterion='loss' needs only noise "
-                      "independent between pixels.", UserWarning, stacklevel=3)
+                      "misrank families on it; criterion='loss' (which 'auto', the "
+                      "default, takes here) needs only noise independent between "
+                      "pixels.", UserWarning, stacklevel=3)
+
+
+def _final_step(estimator):
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
 
 
 def _settings_that_fit(estimator, grid, probe):

@@ -60,7 +60,7 @@ def test_risk_keeps_the_family_whose_output_has_the_lowest_estimated_error(fitte
                                                                           noisy):
     auto = fitted_by_risk
     _, X = noisy
-    assert auto.criterion == "risk"
+    assert auto.criterion_ == "risk"
     risks = {name: est.estimated_risk(X) for name, est in auto.candidates_.items()}
     assert auto.best_family_ == min(risks, key=risks.get)
     assert auto.best_score_ == pytest.approx(-risks[auto.best_family_])
@@ -84,13 +84,12 @@ def test_risk_picks_within_a_small_margin_of_the_best_output_on_clean(fitted_by_
 def test_default_families_return_their_lowest_risk_output(noisy):
     _, X = noisy
     auto = AutoDenoiser(families=["JInvariantGaussian", "JInvariantTV"])
-    outputs = {name: est.output for name, est, _ in auto._default_candidates(X)}
+    outputs = {name: est.output for name, est, _ in auto._default_candidates(X, "risk")}
     assert outputs == {"JInvariantGaussian": "auto", "JInvariantTV": "ordinary"}
-    by_loss = AutoDenoiser(families=["JInvariantGaussian", "JInvariantTV"], criterion="loss")
-    outputs = {name: est.output for name, est, _ in by_loss._default_candidates(X)}
+    outputs = {name: est.output for name, est, _ in auto._default_candidates(X, "loss")}
     assert outputs == {"JInvariantGaussian": "shrink", "JInvariantTV": "ordinary"}
     given = AutoDenoiser(families=["JInvariantGaussian"], output="invariant")
-    assert [est.output for _, est, _ in given._default_candidates(X)] == ["invariant"]
+    assert [est.output for _, est, _ in given._default_candidates(X, "risk")] == ["invariant"]
 
 
 def test_keeps_the_family_with_the_lowest_loss(fitted, noisy):
@@ -234,21 +233,45 @@ def test_noise_free_data_leaves_out_noise_scaled_grids():
     assert list(auto.candidates_) == ["JInvariantGaussian"]
 
 
-def test_clipped_data_warn_that_the_risk_can_misrank(noisy):
+def test_clipped_data_are_ranked_by_the_loss(noisy):
     """A fifth of the values at the ends of the range: Stein's estimate assumes noise
-    that is not cut there, so the risk criterion says so; the loss needs no warning, and
-    neither do the same data unclipped."""
+    that is not cut there, so the default ranks by the loss (which needs only
+    independent noise) and an explicit criterion='risk' warns; the same data unclipped
+    are ranked by the risk, with no warning."""
     clean, X = noisy
     clipped = np.clip(X + 0.35 * np.sign(X - 0.5), 0, 1)  # push the tails past 0 and 1
     assert 0.15 < _auto.clipped_fraction(clipped) < 0.5
-    small = [(JInvariantGaussian(), {"sigma": [1.0]})]
     with pytest.warns(UserWarning, match="sit at its minimum or maximum"):
-        AutoDenoiser(small).fit(clipped)
+        by_risk = AutoDenoiser(CANDIDATES, criterion="risk").fit(clipped)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        AutoDenoiser(small, criterion="loss").fit(clipped)
-        AutoDenoiser(small).fit(X)
+        auto = AutoDenoiser(CANDIDATES).fit(clipped)
+        by_loss = AutoDenoiser(CANDIDATES, criterion="loss").fit(clipped)
+        unclipped = AutoDenoiser(CANDIDATES).fit(X)
+    assert (by_risk.criterion_, auto.criterion_, unclipped.criterion_) == ("risk", "loss",
+                                                                           "risk")
+    assert auto.best_family_ == by_loss.best_family_
+    np.testing.assert_array_equal(auto.cv_results_["self_supervised_loss"],
+                                  by_loss.cv_results_["self_supervised_loss"])
+    assert auto.score(clipped) == pytest.approx(-auto.self_supervised_loss(clipped))
     assert _auto.clipped_fraction(np.full((4, 4), 3.0)) == 0.0
+
+
+class _NoRisk(JInvariantGaussian):
+    """A J-invariant family that cannot estimate the error of its output."""
+
+    @property
+    def estimated_risk(self):
+        raise AttributeError("no risk estimate")
+
+
+def test_a_candidate_without_a_risk_estimate_is_ranked_by_the_loss(noisy):
+    auto = AutoDenoiser([(_NoRisk(), {"sigma": [1.0, 2.0]}),
+                         (DonutMedian(), {"radius": [1]})]).fit(noisy[1])
+    assert auto.criterion_ == "loss"
+    assert "self_supervised_loss" in auto.cv_results_
+    with pytest.raises(TypeError, match="has no estimated_risk"):
+        AutoDenoiser([(_NoRisk(), {})], criterion="risk").fit(noisy[1])
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -262,7 +285,8 @@ def test_clipped_data_warn_that_the_risk_can_misrank(noisy):
     ({"output": "best"}, InvalidParameterError, "output"),
     ({"cv": "three"}, InvalidParameterError, "cv"),
     ({"criterion": "psnr"}, InvalidParameterError, "criterion"),
-    ({"candidates": [(FunctionTransformer(), {})]}, TypeError, "has no estimated_risk"),
+    ({"candidates": [(FunctionTransformer(), {})], "criterion": "risk"}, TypeError,
+     "has no estimated_risk"),
 ])
 def test_bad_parameters_refused_before_any_work(kwargs, error, match, monkeypatch, noisy):
     def no_work(*args, **kw):
