@@ -149,7 +149,8 @@ def run_n2s(A, args):
     counts = np.asarray(adata.layers["denoised"])
     record = adata.uns["n2s"]
     info = {"method_chosen": record["method"],
-            "params": {k: int(v) for k, v in record["params"].items()}}
+            "params": {k: (int(v) if float(v).is_integer() else round(float(v), 3))
+                       for k, v in record["params"].items()}}
     for family in ("lowrank", "diffusion", "knn"):
         if family in adata.uns["n2s"]:
             curve = adata.uns["n2s"][family]

@@ -61,19 +61,24 @@ def _sorted_exact(features, queries, chosen):
                                                                         axis=1)
 
 
-def _smallest(values, width):
+def _smallest(values, width, nonnegative=False):
     """Column indices of the ``width`` smallest values of each row (unsorted).
 
     The k-th smallest value of every row by a partition of a float32 copy (no index
     array: half the time of ``argpartition``), then the entries at or below it; rows
     with ties at the k-th value (more entries than ``width``) take ``argpartition``.
+    ``nonnegative`` values (no NaN) are partitioned as the integers of their float32
+    bits, which order as the values do (a quarter faster than the float partition).
     """
-    reduced = values.astype(np.float32)
+    reduced = values.astype(np.float32, copy=False)
+    if nonnegative:
+        reduced = reduced.view(np.int32)
     kth = np.partition(reduced, width - 1, axis=1)[:, width - 1]
     below = reduced <= kth[:, np.newaxis]
-    counts = below.sum(axis=1)
-    if np.all(counts == width):
-        return np.nonzero(below)[1].reshape(len(values), width)
+    if np.all(np.count_nonzero(below, axis=1) == width):
+        # the column of each entry below, row by row (what nonzero(below)[1] gives,
+        # without the row indices)
+        return (np.flatnonzero(below) % values.shape[1]).reshape(len(values), width)
     return np.argpartition(values, width - 1, axis=1)[:, :width]
 
 
@@ -100,16 +105,16 @@ def exact_neighbours(features, width):
     step = max(1, (_BLOCK_ENTRIES // 2) // n)  # float64 blocks
     for start in range(0, n, step):
         queries = np.arange(start, min(start + step, n))
-        # |b|^2 - 2 a.b ranks the rows b as the squared distances to a do (|a|^2 is
-        # added to the chosen only)
+        # |a|^2 + |b|^2 - 2 a.b, clipped at 0 (rounding): non-negative, so the
+        # selection partitions their float32 bits as integers
         d2 = features[queries] @ features.T
         d2 *= -2
         d2 += norms[np.newaxis, :]
-        d2[np.arange(len(queries)), queries] = np.inf  # not itself
-        chosen = _smallest(d2, width)
-        d2 = np.take_along_axis(d2, chosen, axis=1)
         d2 += norms[queries][:, np.newaxis]
         np.maximum(d2, 0.0, out=d2)
+        d2[np.arange(len(queries)), queries] = np.inf  # not itself
+        chosen = _smallest(d2, width, nonnegative=True)
+        d2 = np.take_along_axis(d2, chosen, axis=1)
         near = d2 <= 1e-6 * (norms[queries][:, np.newaxis] + norms[chosen])
         if near.any():
             rows, cols = np.nonzero(near)

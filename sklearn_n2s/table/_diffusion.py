@@ -23,6 +23,11 @@ would let it in, and each is removed exactly:
   the numerator and the normaliser advance by one sparse product per step: the loss of
   every t up to the largest is read off one sweep (:func:`diffusion_path_losses`).
 
+A time between two steps, ``t = s + f``, is the mixture ``(1 - f) P^s X + f P^(s+1) X``
+(its J-invariant prediction the same mixture of the two steps' predictions, so it is
+J-invariant too, and its loss is quadratic in f: :func:`_path_losses` reads the best f
+between two scored steps off the sweep).
+
 The prediction thus sees the diffusion from ``1 - 1 / n_folds`` of the rows (a little
 noisier than the output at the same t; with two halves the calibrated t was one step
 longer than molecular cross-validation's on pbmc68k, with five folds the same) and a
@@ -47,6 +52,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from scipy.sparse import _sparsetools
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state
@@ -139,9 +145,12 @@ class ComplementPCA:
             # centred first, then in X's precision (float32: half the time of float64
             # at 700 x 765; no cancellation left to lose digits to)
             centred = self.X - self.mean.astype(self.X.dtype)
-            self.gram = np.asarray(centred.T @ centred, dtype=np.float64)
+            # the covariance only (the Gram matrix of the centred rows is n times it):
+            # one float64 n_features^2 array fewer
+            self.covariance = np.empty((X.shape[1], X.shape[1]))
+            np.divide(centred.T @ centred, n, out=self.covariance)
+            self.gram = None
             del centred
-            self.covariance = self.gram / n
 
     def covariance_without(self, rows):
         """``(covariance, mean, n)`` of the rows *not* in ``rows`` (a training fold),
@@ -156,13 +165,28 @@ class ComplementPCA:
         if sp.issparse(held):
             covariance = np.subtract(self.gram, _gram(held))
             shift = mean
-        else:  # the Gram matrix is of the centred rows
+        else:  # the covariance is of the centred rows
             held = held - self.mean.astype(held.dtype)
-            covariance = np.subtract(self.gram, held.T @ held, dtype=np.float64)
+            covariance = np.multiply(self.covariance, self.X.shape[0])
+            covariance -= held.T @ held
             shift = mean - self.mean
         covariance /= n
-        covariance -= shift[:, np.newaxis] * shift[np.newaxis, :]
+        # less the outer product of the shift, a few rows at a time (no n_features^2
+        # temporary)
+        step = max(1, (1 << 13) // max(len(shift), 1))
+        for start in range(0, len(shift), step):
+            covariance[start:start + step] -= np.multiply.outer(shift[start:start + step],
+                                                                shift)
         return covariance, mean, n
+
+    def all_loadings(self):
+        """The leading eigenvectors of the covariance of all columns (``transform``'s
+        graph), computed once: ``denoise`` also starts its low-rank screening fold
+        from them."""
+        if getattr(self, "_all_loadings", None) is None:
+            n_keep = min(self.n_components, self.X.shape[1], self.X.shape[0])
+            self._all_loadings = top_eigenvectors(self.covariance, n_keep)
+        return self._all_loadings
 
     def coordinates(self, keep):
         """The rows' coordinates on the leading components of the columns ``keep``."""
@@ -172,15 +196,20 @@ class ComplementPCA:
             return to_dense(block) if sp.issparse(block) else np.asarray(block, np.float64)
         n_keep = min(self.n_components, len(keep), X.shape[0])
         if len(keep) == X.shape[1]:  # all columns (transform's graph): no block copy
-            loadings = top_eigenvectors(self.covariance, n_keep)
+            loadings = self.all_loadings()
         else:
             loadings = np.zeros((X.shape[1], n_keep))
             loadings[keep] = top_eigenvectors(self.covariance[np.ix_(keep, keep)], n_keep)
-        product = X @ loadings.astype(X.dtype, copy=False)  # float32 X: in float32
-        return np.asarray(product, dtype=np.float64) - self.mean @ loadings
+        product = np.asarray(X @ loadings.astype(X.dtype, copy=False))  # float32 X: in
+        # float32, centred in place (the search reads float32 coordinates)
+        if product.dtype not in (np.float32, np.float64):
+            product = product.astype(np.float64)
+        product -= (self.mean @ loadings).astype(product.dtype)
+        return product
 
 
-def top_eigenvectors(matrix, n_vectors, *, return_values=False):
+def top_eigenvectors(matrix, n_vectors, *, return_values=False, start=None,
+                     iterations=_POWER_ITERATIONS):
     """The ``n_vectors`` leading eigenvectors of a symmetric positive semi-definite
     matrix, as columns, by decreasing eigenvalue (and the eigenvalues, with
     ``return_values``).
@@ -189,7 +218,8 @@ def top_eigenvectors(matrix, n_vectors, *, return_values=False):
     iteration from a fixed random start (``_POWER_ITERATIONS`` products with the
     matrix, then Rayleigh-Ritz), as randomized PCA does: a tenth of ``eigh``'s time on
     765 genes, and a deterministic function of ``matrix`` alone (the graph of a gene
-    group still never depends on that group's values).
+    group still never depends on that group's values). ``start``: another first basis
+    (columns; at least ``n_vectors``), with ``iterations`` products from it.
     """
     size = len(matrix)
     if size <= 2 * n_vectors + _OVERSAMPLES:
@@ -198,21 +228,35 @@ def top_eigenvectors(matrix, n_vectors, *, return_values=False):
         return (vectors[:, ::-1], values[::-1]) if return_values else vectors[:, ::-1]
     # The iterations' products in float32 (the matrix scaled to a unit largest diagonal
     # entry: no overflow), LU normalisation between them (as scikit-learn's randomized
-    # SVD), then one QR and the Rayleigh-Ritz step in float64: 17 ms against 30 ms
-    # (float64, QR at every step) at 765 x 765, the vectors within 1e-7 of those. The
+    # SVD), then one QR and the Rayleigh-Ritz step: 17 ms against 30 ms (float64, QR
+    # at every step) at 765 x 765, the vectors within 1e-7 of those. The
     # start stays the float64 draw (a float32 draw is another start: the trailing
     # vectors of an unconverged iteration move, and pbmc68k's losses by 2e-3).
     scale = float(np.max(np.abs(np.diag(matrix)), initial=0.0))
-    reduced = (matrix / scale if scale > 0 else matrix).astype(np.float32)
-    basis = _start(size, n_vectors + _OVERSAMPLES)
-    for _ in range(_POWER_ITERATIONS):
+    reduced = matrix.astype(np.float32)  # scaled in place: no float64 temporary
+    if scale > 0:
+        reduced *= np.float32(1 / scale)
+    basis = _start(size, n_vectors + _OVERSAMPLES) if start is None else \
+        np.asarray(start, dtype=np.float32)
+    for _ in range(iterations):
         basis = scipy.linalg.lu(reduced @ basis, permute_l=True, overwrite_a=True,
                                 check_finite=False)[0]
-    basis = scipy.linalg.qr(basis.astype(np.float64), mode="economic", overwrite_a=True,
-                            check_finite=False)[0]
-    values, vectors = scipy.linalg.eigh(basis.T @ (matrix @ basis))
+    # The QR in float32, made orthonormal to float64's precision by one Cholesky step
+    # (B R^-1, R^T R = B^T B: a small product and a triangular solve), and the
+    # Rayleigh-Ritz product in float32: the rotation within the basis is then
+    # float32-accurate (the coordinates it gives are float32 anyway), the vectors
+    # orthonormal to 1e-15; 4 -> 1.7 ms (QR) and 4 -> 1.5 ms (product) at 765 x 120.
+    basis = scipy.linalg.qr(basis, mode="economic", overwrite_a=True,
+                            check_finite=False)[0].astype(np.float64)
+    cholesky = np.linalg.cholesky(basis.T @ basis)  # lower: L L^T = B^T B
+    # B L^-T: L is within 1e-7 of the identity (B is float32-orthonormal), so its
+    # explicit inverse is as good as a triangular solve, and one product is faster
+    basis = basis @ np.linalg.inv(cholesky).T
+    single = basis.astype(np.float32)
+    values, vectors = np.linalg.eigh((single.T @ (reduced @ single)).astype(np.float64))
     vectors = basis @ vectors[:, ::-1][:, :n_vectors]
-    return (vectors, values[::-1][:n_vectors]) if return_values else vectors
+    values = values[::-1][:n_vectors] * (scale if scale > 0 else 1.0)
+    return (vectors, values) if return_values else vectors
 
 
 @lru_cache(maxsize=8)
@@ -253,13 +297,14 @@ def neighbour_lists(features, width, *, algorithm="exact", random_state=None):
     return distances.astype(np.float64), indices
 
 
-def kernel_operator(distances, indices, n_neighbors, decay=1.0):
+def kernel_operator(distances, indices, n_neighbors, decay=1.0, dtype=np.float64):
     """MAGIC's Markov operator from sorted neighbour lists (CSR, rows sum to 1).
 
     Affinity of row i to its ``3 * n_neighbors`` nearest other rows j (the first
     columns of the lists): ``exp(-(d_ij / b_i)^decay)``, with ``b_i`` the distance to
     i's ``n_neighbors``-th nearest other row; below 1e-4 dropped; 1 to itself.
-    Symmetrised (``(K + K^T) / 2``) and divided by the row sums.
+    Symmetrised (``(K + K^T) / 2``) and divided by the row sums; its values in
+    ``dtype`` (cast in place: ``astype`` of a CSR matrix sorts its indices first).
     """
     n = len(indices)
     width = min(_SUPPORT_FACTOR * n_neighbors, indices.shape[1])
@@ -277,16 +322,24 @@ def kernel_operator(distances, indices, n_neighbors, decay=1.0):
     # without a sparse product)
     kernel.data *= np.repeat(1.0 / np.asarray(kernel.sum(axis=1)).ravel(),
                              np.diff(kernel.indptr))
+    if kernel.dtype != dtype:
+        kernel.data = kernel.data.astype(dtype)
     return kernel
 
 
 def diffusion_operator(features, n_neighbors, decay=1.0, *, algorithm="exact",
-                       random_state=None):
+                       random_state=None, dtype=np.float64):
     """MAGIC's Markov operator on the rows of ``features`` (see :func:`kernel_operator`)."""
     width = min(_SUPPORT_FACTOR * n_neighbors, features.shape[0] - 1)
     distances, indices = neighbour_lists(features, width, algorithm=algorithm,
                                          random_state=random_state)
-    return kernel_operator(distances, indices, n_neighbors, decay)
+    return kernel_operator(distances, indices, n_neighbors, decay, dtype)
+
+
+def _split_time(t):
+    """``(whole steps, fraction of the next step)`` of a diffusion time."""
+    steps = int(np.floor(t))
+    return steps, float(t - steps)
 
 
 def row_folds(n_samples, n_folds, seed):
@@ -314,8 +367,9 @@ def fold_predictions(operator, values, folds, times):
         block[:, w] = outside
     step, wanted = 0, list(times)
     rows = np.arange(n)
+    spare = np.empty_like(state)
     while wanted:
-        state = operator @ state
+        state, spare = _product_into(operator, state, spare), state
         step += 1
         if step != wanted[0]:
             continue
@@ -332,6 +386,25 @@ def fold_predictions(operator, values, folds, times):
             prediction[reached] = own[reached, :w] / mass[reached, np.newaxis]
             prediction[~reached] = _fold_means(values, folds)[folds[~reached]]
         yield step, prediction
+
+
+def _product_into(operator, dense, out):
+    """``operator @ dense`` (CSR times C-contiguous, one dtype) written into ``out``.
+
+    The sweep alternates two buffers instead of a fresh result per step: in a fresh
+    process every new array of a few MB is new pages to the kernel (the first call
+    of ``denoise`` on pbmc68k spent about 15 ms more than the next ones in such
+    faults, a tenth of its time). scipy's own kernel for ``@`` (``csr_matvecs``,
+    which adds to its output); the plain product where it is not there.
+    """
+    kernel = getattr(_sparsetools, "csr_matvecs", None)
+    if kernel is None or operator.format != "csr" or dense.dtype != operator.dtype \
+            or out.dtype != dense.dtype or not dense.flags.c_contiguous:
+        return operator @ dense  # pragma: no cover - another scipy
+    out.fill(0)
+    kernel(operator.shape[0], operator.shape[1], dense.shape[1], operator.indptr,
+           operator.indices, operator.data, dense.ravel(), out.ravel())
+    return out
 
 
 def _fold_means(values, folds):
@@ -363,8 +436,13 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    t : int, default=3
-        Diffusion time: the number of times the operator is applied.
+    t : float, default=3
+        Diffusion time: the number of times the operator is applied. A fraction
+        interpolates between the two whole times around it:
+        ``(1 - f) P^floor(t) X + f P^(floor(t) + 1) X`` with ``f = t - floor(t)`` (a
+        walk that takes its last step with probability f), so the diffusion can be
+        set between two steps; :func:`denoise` reads the best f between two scored
+        times off the sweep (:func:`diffusion_path_losses`, ``mixtures``).
     n_neighbors : int, default=5
         The kernel's bandwidth for a row is the distance to its ``n_neighbors``-th
         nearest other row; the kernel reaches ``3 * n_neighbors`` rows. Must be below
@@ -438,7 +516,7 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     _row_independent = False
 
     _parameter_constraints: dict = {
-        "t": [IntervalNotBool(Integral, 1, None, closed="left")],
+        "t": [IntervalNotBool(Real, 1, None, closed="left")],
         "n_neighbors": [IntervalNotBool(Integral, 1, None, closed="left")],
         "decay": [IntervalNotBool(Real, 0, None, closed="neither")],
         "n_groups": N_GROUPS_CONSTRAINT,
@@ -485,7 +563,13 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        X = check_table(self, X, reset=True)
+        return self._fit_table(check_table(self, X, reset=True))
+
+    def _fit_table(self, X):
+        """``fit`` of a table already validated (``denoise`` validates its normalised
+        values once: each of scikit-learn's validations re-reads the whole table, and
+        the first in a process scans the installed packages' entry points, 12-19 ms)."""
+        self.n_features_in_ = X.shape[1]
         self._check_n_neighbors(X.shape[0])
         if self.algorithm == "nndescent":
             _pynndescent()
@@ -499,10 +583,13 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         # scaled first (the kernel only sees ratios of distances), so values far beyond
         # float32's range keep their geometry.
         coordinates = pca.coordinates(keep)
-        scale = np.abs(coordinates).max() if coordinates.size else 0.0
+        scale = float(max(coordinates.max(initial=0.0), -coordinates.min(initial=0.0)))
+        if coordinates.dtype != np.float32:
+            coordinates = coordinates / scale if scale > 0 else coordinates
+            return coordinates.astype(np.float32)
         if scale > 0:
-            coordinates = coordinates / scale
-        return coordinates.astype(np.float32)
+            coordinates *= np.float32(1 / scale)
+        return coordinates
 
     def transform(self, X):
         """``P^t X``: each row diffused ``t`` steps over the graph of the rows of X.
@@ -527,17 +614,24 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         self._check_n_neighbors(X.shape[0])
         pca = ComplementPCA(X, self.n_components) if pca is None else pca
         features = self._features(pca, np.arange(X.shape[1]))
-        operator = diffusion_operator(features, self.n_neighbors, self.decay,
-                                      algorithm=self.algorithm,
-                                      random_state=self.random_state)
         # float32 data are diffused in float32 (the output's precision): half the
         # memory of the dense copies and of the products' traffic.
         dtype = np.float32 if X.dtype == np.float32 else np.float64
+        operator = diffusion_operator(features, self.n_neighbors, self.decay,
+                                      algorithm=self.algorithm,
+                                      random_state=self.random_state, dtype=dtype)
         out = X.toarray().astype(dtype, copy=False) if sp.issparse(X) else \
             np.array(X, dtype=dtype)
-        operator = operator.astype(dtype, copy=False)
-        for _ in range(self.t):
-            out = operator @ out
+        steps, fraction = _split_time(self.t)
+        spare = np.empty_like(out)
+        for _ in range(steps):
+            out, spare = _product_into(operator, out, spare), out
+        if fraction:
+            # (1 - f) P^s X + f P^(s+1) X, as the calibration's mixture of two times
+            later = _product_into(operator, out, spare)
+            out *= 1 - fraction
+            later *= fraction
+            out += later
         return as_output_dtype(out, X.dtype)
 
     def _row_folds(self, n_samples):
@@ -572,7 +666,7 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
     def _path(self, graph, k, folds, times):
         """``fold_predictions`` of one group's graph at k."""
         _, values, distances, indices, dtype = graph
-        operator = kernel_operator(distances, indices, k, self.decay).astype(dtype)
+        operator = kernel_operator(distances, indices, k, self.decay, dtype)
         return fold_predictions(operator, values, folds, times)
 
     def _group_paths(self, X, times, max_columns=None, n_neighbors=None, pca=None):
@@ -592,8 +686,12 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         check_dense_size(*X.shape, "the invariant prediction")
         prediction = np.empty(X.shape, dtype=np.float64)
         target = np.empty(X.shape, dtype=np.float64)
-        for group, values, _, path in self._group_paths(X, [self.t]):
-            (_, prediction[:, group]), = path
+        steps, fraction = _split_time(self.t)
+        times = [steps, steps + 1] if fraction else [steps]
+        for group, values, _, path in self._group_paths(X, times):
+            predictions = [step_prediction for _, step_prediction in path]
+            prediction[:, group] = predictions[0] if not fraction else \
+                (1 - fraction) * predictions[0] + fraction * predictions[1]
             target[:, group] = values
         yield slice(0, X.shape[0]), prediction, target
 
@@ -634,12 +732,29 @@ def diffusion_path_losses(smoother, X, t, *, n_neighbors=None, max_columns=None)
 
 
 def _path_losses(smoother, X, t, n_neighbors=None, max_columns=None, pca=None,
-                 stop_after_rises=None):
+                 stop_after_rises=None, significant_rise=None, mixtures=False):
     """:func:`diffusion_path_losses` of a validated X, with X's ComplementPCA when
-    already built. With ``stop_after_rises`` (an int), the sweep of a k stops once its
-    loss (over all groups) has risen at that many successive times of the sorted grid;
-    the times not reached are NaN (the curve of diffusion is unimodal in t on every
-    data set measured: once past its minimum, more steps only blur more)."""
+    already built.
+
+    With ``stop_after_rises`` (an int), the sweep of a k stops once its loss (over all
+    groups) has risen at that many successive times of the sorted grid, or, with
+    ``significant_rise`` (a number z), once it has risen by more than z standard
+    errors at one time; the times not reached are NaN (the curve of diffusion is
+    unimodal in t on every data set measured: once past its minimum, more steps only
+    blur more). The standard error of a rise is that of the mean of the paired
+    per-row changes of the squared errors (the cells as the units: a cell's genes
+    share its neighbours, so its entries are not independent).
+
+    With ``mixtures``, also returns ``(fractions, mixed)``, both shaped as the losses:
+    at ``[k, i]``, for times ``t[i]`` and ``t[i] + 1`` both scored, the share f of the
+    later one whose mixture ``(1 - f) prediction(t) + f prediction(t + 1)`` has the
+    lowest loss, and that loss (NaN elsewhere). The loss of a mixture is quadratic in
+    f, ``(1 - f)^2 S_aa + 2 f (1 - f) S_ab + f^2 S_bb``, with ``S_ab`` the mean product
+    of the two times' residuals (accumulated in the sweep): the minimiser is
+    ``(S_aa - S_ab) / (S_aa - 2 S_ab + S_bb)``, clipped to [0, 1]. A mixture of two
+    J-invariant predictions is J-invariant, so the fraction is calibrated by the same
+    self-supervised loss (``DiffusionSmoother(t=t + f)`` gives that loss).
+    """
     times = [int(v) for v in np.atleast_1d(t)]
     if not times or min(times) < 1:
         raise ValueError(f"t must hold diffusion times >= 1; got {times}.")
@@ -652,33 +767,77 @@ def _path_losses(smoother, X, t, n_neighbors=None, max_columns=None, pca=None,
     order = sorted(set(times))
     rows = [smoother.n_neighbors] if ks is None else ks
     totals = {(k, v): 0.0 for k in rows for v in order}
+    cross = {(k, v): 0.0 for k in rows for v in order}  # S_ab of times v - 1 and v
     n_entries = X.shape[0] * sum(min(len(group), max_columns or len(group))
                                  for group in smoother.groups_)
     if stop_after_rises is None:  # one group at a time: the memory of one sweep
         for _, values, k, path in smoother._group_paths(X, order, max_columns, ks, pca):
-            for step, prediction in path:
-                diff = prediction - values
-                totals[k, step] += float(np.sum(diff * diff / n_entries))
+            previous = None
+            for step, residual in path:
+                residual -= values  # the prediction, a fresh array: in place
+                totals[k, step] += float(np.vdot(residual, residual)) / n_entries
+                if mixtures and previous is not None and previous[0] == step - 1:
+                    cross[k, step] += float(np.vdot(previous[1], residual)) / n_entries
+                previous = (step, residual) if mixtures else None
     else:  # every group in step, to see the whole curve rise
         graphs = list(smoother._group_graphs(X, rows, max_columns, pca))
         folds = smoother._row_folds(X.shape[0])
         for k in rows:
             paths = [(graph[1], smoother._path(graph, k, folds, order)) for graph in graphs]
-            curve = []
-            for v in order:
-                for values, path in paths:
-                    _, diff = next(path)
-                    diff -= values  # the prediction, a fresh array: in place
-                    diff *= diff
-                    diff /= n_entries
-                    totals[k, v] += float(np.sum(diff))
+            previous = [None] * len(paths)
+            curve, squares = [], None
+            for i, v in enumerate(order):
+                row_squares = np.zeros(X.shape[0])  # per row: the sum of squared errors
+                for g, (values, path) in enumerate(paths):
+                    _, residual = next(path)
+                    residual -= values  # the prediction, a fresh array: in place
+                    row_squares += np.einsum("ij,ij->i", residual, residual)
+                    if mixtures and previous[g] is not None and order[i - 1] == v - 1:
+                        cross[k, v] += float(np.vdot(previous[g], residual)) / n_entries
+                    previous[g] = residual if mixtures else None
+                totals[k, v] = float(row_squares.sum()) / n_entries
+                change = None if squares is None else row_squares - squares
+                squares = row_squares
                 curve.append(totals[k, v])
-                if _has_risen(curve, stop_after_rises):
+                if _has_risen(curve, stop_after_rises) or significant_rise is not None \
+                        and change is not None and _rise_is_significant(
+                            change, n_entries, significant_rise):
                     break
             for v in order[len(curve):]:
-                totals[k, v] = np.nan
+                totals[k, v] = cross[k, v] = np.nan
     losses = np.array([[totals[k, v] for v in times] for k in rows])
-    return losses[0] if ks is None else losses
+    if not mixtures:
+        return losses[0] if ks is None else losses
+    fractions, mixed = np.full(losses.shape, np.nan), np.full(losses.shape, np.nan)
+    for r, k in enumerate(rows):
+        for i, v in enumerate(times):
+            if (k, v + 1) in totals and np.isfinite(totals[k, v + 1]):
+                fractions[r, i], mixed[r, i] = _best_mixture(
+                    totals[k, v], cross[k, v + 1], totals[k, v + 1])
+    if ks is None:
+        return losses[0], fractions[0], mixed[0]
+    return losses, fractions, mixed
+
+
+def _best_mixture(s_aa, s_ab, s_bb):
+    """``(f, loss)``: the f in [0, 1] minimising ``(1-f)^2 s_aa + 2 f (1-f) s_ab +
+    f^2 s_bb`` (the mean squared error of ``(1 - f) a + f b`` from the mean squared
+    errors of a and b and the mean product of their residuals) and its value."""
+    curvature = s_aa - 2 * s_ab + s_bb  # the mean squared difference of a and b: >= 0
+    fraction = float(np.clip((s_aa - s_ab) / curvature, 0.0, 1.0)) if curvature > 0 \
+        else 0.0
+    loss = ((1 - fraction) ** 2 * s_aa + 2 * fraction * (1 - fraction) * s_ab
+            + fraction ** 2 * s_bb)
+    return fraction, float(loss)
+
+
+def _rise_is_significant(change, n_entries, z):
+    """Whether the mean change of the squared errors, ``sum(change) / n_entries``, is
+    above z of its standard errors (the rows' changes as independent draws)."""
+    n = len(change)
+    rise = change.sum() / n_entries
+    spread = np.sqrt(n * change.var()) / n_entries if n > 1 else np.inf
+    return bool(rise > z * spread)
 
 
 def _has_risen(curve, rises):

@@ -319,11 +319,14 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         self.explained_variance_ = s**2 / max(n_rows - 1, 1)
         return self
 
-    def _fit_covariance(self, covariance, mean, n_rows, n_components):
+    def _fit_covariance(self, covariance, mean, n_rows, n_components, start=None):
         """Set what ``_fit_decomposition`` sets from the rows' covariance matrix and
         mean (their ``n_rows``): the leading eigenvectors, by the subspace iteration
-        of :func:`~sklearn_n2s.table._diffusion.top_eigenvectors`."""
-        vectors, variance = top_eigenvectors(covariance, n_components, return_values=True)
+        of :func:`~sklearn_n2s.table._diffusion.top_eigenvectors` (from ``start``, one
+        product, when given)."""
+        vectors, variance = top_eigenvectors(
+            covariance, n_components, return_values=True, start=start,
+            **({} if start is None else {"iterations": 1}))
         variance = np.maximum(variance, 0.0)
         self.mean_ = mean
         _, self.components_ = svd_flip(None, vectors.T, u_based_decision=False)
@@ -420,6 +423,18 @@ class LowRankDenoiser(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         return model
 
 
+def _pinvh(matrix):
+    """scipy's ``pinvh`` (eigenvalues at most ``max(n) * eps * max|eigenvalue|`` cut),
+    through NumPy's ``eigh``: the same values without scipy's wrappers, which cost
+    more than the decomposition on the small matrices here (a third of the time at
+    64 x 64, ``denoise`` computing a dozen of them)."""
+    values, vectors = np.linalg.eigh(matrix)
+    cutoff = np.max(np.abs(values), initial=0.0) * len(matrix) * np.finfo(values.dtype).eps
+    kept = np.abs(values) > cutoff
+    vectors = vectors[:, kept]
+    return (vectors / values[kept]) @ vectors.T
+
+
 class GroupProjection:
     """The J-invariant least-squares prediction of one column group, at several ranks.
 
@@ -444,7 +459,7 @@ class GroupProjection:
         gram = self.loadings_rest.T @ self.loadings_rest
         # Least-squares coefficients mapped straight to the group's columns, per rank.
         self.weights = [
-            scipy.linalg.pinvh(gram[:k, :k]) @ components[:k, group] for k in ranks
+            _pinvh(gram[:k, :k]) @ components[:k, group] for k in ranks
         ]
         self.ranks = list(ranks)
 
@@ -665,13 +680,14 @@ class LowRankDenoiserCV(LowRankDenoiser):
         self._set_partition(X.shape[1])
         return self._fit_decomposition(X, self.n_components_)
 
-    def _fold_losses(self, X, train, test, ranks, covariance=None):
+    def _fold_losses(self, X, train, test, ranks, covariance=None, start=None):
         """Held-out loss of every rank, from one fit at the largest rank on ``train``.
 
         The fold's rows are read in place (sorted: neither the fit nor a loss summed
         over rows depends on their order), never copied. ``covariance``: the training
         rows' ``(covariance, mean, n)`` when known (``denoise`` derives it from the
-        diffusion's Gram matrix): the loadings are then its leading eigenvectors.
+        diffusion's Gram matrix): the loadings are then its leading eigenvectors
+        (one product from ``start`` when given: ``denoise``'s screening fold).
         """
         fold_model = LowRankDenoiser(
             max(ranks), n_groups=self.n_groups, svd_solver=self.svd_solver,
@@ -682,7 +698,7 @@ class LowRankDenoiserCV(LowRankDenoiser):
         fold_model.n_features_in_ = X.shape[1]
         fold_model._set_partition(X.shape[1])
         if covariance is not None:  # the training rows' (covariance, mean, n)
-            fold_model._fit_covariance(*covariance, max(ranks))
+            fold_model._fit_covariance(*covariance, max(ranks), start)
         else:
             fold_model._fit_decomposition(X, max(ranks), rows=np.sort(train))
         loss = _fast_loss_name(self.scoring)

@@ -50,7 +50,22 @@ _NORMALIZER_CONSTRAINTS = {
 def scale_rows(X, factors):
     """X with row i multiplied by ``factors[i]`` (a new array; sparse stays sparse)."""
     if sp.issparse(X):
-        return (sp.diags(factors) @ X).tocsr()
+        # CSR: the stored values scaled in a copy (the product with a diagonal matrix
+        # gave the same in unsorted order, at twice the time); duplicates summed first
+        X = X.tocsr()
+        out = sp.csr_matrix((X.data.astype(np.float64), X.indices.copy(),
+                             X.indptr.copy()), shape=X.shape)
+        out.sum_duplicates()  # a check only, for canonical input
+        factors = np.asarray(factors, dtype=np.float64)
+        # rows a block of about 2^20 entries: the per-entry factors stay a small
+        # temporary (at 100,000 cells one array of them was 70 MB)
+        step = max(1, int((1 << 20) * X.shape[0] / max(out.nnz, 1)))
+        for start in range(0, X.shape[0], step):
+            rows = slice(start, min(start + step, X.shape[0]))
+            lo, hi = out.indptr[rows.start], out.indptr[rows.stop]
+            out.data[lo:hi] *= np.repeat(factors[rows], np.diff(out.indptr[rows.start:
+                                                                          rows.stop + 1]))
+        return out
     return np.asarray(X, dtype=np.float64) * factors[:, np.newaxis]
 
 

@@ -212,7 +212,10 @@ def test_lowrank_curve_screened_by_one_fold():
     model = LowRankDenoiserCV([1, 2, 3], cv=KFold(3, shuffle=True, random_state=0),
                               n_groups=2, random_state=0).fit(Z)
     assert record["lowrank"]["folds"] == 1 and record["method"] == "diffusion"
-    np.testing.assert_allclose(record["lowrank"]["loss"], model.losses_[:, 0], rtol=1e-5)
+    # the screening fold's iteration starts from all rows' components (one product):
+    # within a few tenths of a percent of the fold's own curve, not above its best
+    np.testing.assert_allclose(record["lowrank"]["loss"], model.losses_[:, 0], rtol=5e-3)
+    assert record["lowrank"]["loss"].min() <= model.losses_[:, 0].min() * (1 + 1e-6)
     assert record["lowrank"]["loss"].min() > 1.02 * np.nanmin(record["diffusion"]["loss"])
 
     # rank-3 rates: the two families within 2 %
