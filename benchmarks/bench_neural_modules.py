@@ -1,8 +1,10 @@
 """N2SNet's networks at equal training time, on MNIST digits (issue 11).
 
-Each configuration trains for the same wall-clock budget (epochs of 4000 noisy digits,
-sigma 0.4, one ``partial_fit`` epoch at a time until the budget is spent), then the 1000
-held-out digits are denoised: PSNR of the one-pass (ordinary), J-invariant, posterior
+Each configuration trains for the same budget of CPU time of the process (one ``fit`` on
+4000 noisy digits, sigma 0.4, with ``N2SNet(max_time=budget, clock='process')``: the
+fit stops after the batch that spends it, and the cosine learning-rate schedule runs
+over it; ``--clock wall`` for elapsed time), then the 1000 held-out digits are
+denoised: PSNR of the one-pass (ordinary), J-invariant, posterior
 and default (``output='auto'``: posterior or one pass by estimated risk) outputs, and the
 time of the J-invariant inference (BabyUnet: 16 masked passes; the blind-spot nets: one
 pass), and its speed-up over the reference code's ``infer_full_image`` (16 + 1 passes of
@@ -12,12 +14,15 @@ issue 11: >= 10x). ``output='auto'`` (the default) trains the posterior head;
 head costs.
 
 Run: ``python benchmarks/bench_neural_modules.py [--budget 150] [--threads 2]
-[--only babyunet shuffled ...]``; ``--speed-only [--rounds 2]`` times the J-invariant
-inference alone (nets after one training step: the time does not depend on the
-weights), the reference and the configurations in interleaved rounds, best of each.
+[--only babyunet shuffled ...]``; a configuration may carry N2SNet parameters in
+brackets, e.g. ``--only babyunet "dbsn[module__width=24,lr=0.005]"``; ``--speed-only
+[--rounds 2]`` times the J-invariant inference alone (nets after one training step:
+the time does not depend on the weights), the reference and the configurations in
+interleaved rounds, best of each.
 """
 
 import argparse
+import ast
 import functools
 import subprocess
 import time
@@ -44,23 +49,43 @@ CONFIGS = {
 }
 
 
-def train_for(module, noisy_train, budget, params):
-    net = N2SNet(module, max_epochs=1, batch_size=32, random_state=0, lr=3e-3,
-                 max_steps=None, **params)
-    start, epochs = time.perf_counter(), 0
-    while time.perf_counter() - start < budget:
-        net.partial_fit(noisy_train)
-        epochs += 1
-    return net, epochs, time.perf_counter() - start
+def configuration(text):
+    """``(name, module, params)`` of ``key`` or ``key[param=value,...]`` (values read as
+    Python literals when they are)."""
+    key, _, extra = text.partition("[")
+    if key not in CONFIGS:
+        raise argparse.ArgumentTypeError(f"{key!r} is not one of {sorted(CONFIGS)}")
+    name, module, params = CONFIGS[key]
+    added = {}
+    for item in filter(None, extra.rstrip("]").split(",")):
+        param, _, value = item.partition("=")
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        added[param.strip()] = value
+    if added:
+        name += " [" + ", ".join(f"{k}={v!r}" for k, v in added.items()) + "]"
+    return name, module, {**params, **added}
+
+
+def train_for(module, noisy_train, budget, params, clock):
+    """One fit for ``budget`` seconds of ``clock``; ``(net, epochs, steps, clock s, wall s)``."""
+    net = N2SNet(module, **{"batch_size": 32, "random_state": 0, "lr": 3e-3,
+                            "max_time": budget, "clock": clock, **params})
+    start = time.perf_counter()
+    net.fit(noisy_train)
+    wall = time.perf_counter() - start
+    spent = dict(net.callbacks_)["time_budget"]
+    return net, len(net.history_), spent.steps_, spent.elapsed_, wall
 
 
 def speed_only(noisy_train, noisy_test, keys, rounds):
     """Best-of-``rounds`` seconds of each J-invariant inference, interleaved."""
     runs = {"reference infer_full_image (16 + 1 passes)":
             lambda: reference_invariant(BabyUnet(), noisy_test)}
-    for key in keys:
-        name, module, params = CONFIGS[key]
-        net = N2SNet(module, max_steps=1, batch_size=32, random_state=0, **params)
+    for name, module, params in keys:
+        net = N2SNet(module, **{"batch_size": 32, "random_state": 0, **params, "max_steps": 1})
         runs[name] = functools.partial(net.fit(noisy_train[:64]).invariant_transform,
                                        noisy_test)
     best = dict.fromkeys(runs, float("inf"))
@@ -79,9 +104,14 @@ def speed_only(noisy_train, noisy_test, keys, rounds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=150.0, help="seconds per module")
+    parser.add_argument("--budget", type=float, default=150.0,
+                        help="seconds of --clock per configuration")
+    parser.add_argument("--clock", choices=["process", "wall"], default="process",
+                        help="process: CPU time of this process (all threads); wall")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--only", nargs="+", type=configuration,
+                        default=[configuration(key) for key in CONFIGS],
+                        help="configurations: a key, or key[param=value,...]")
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -94,16 +124,18 @@ def main():
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         print(f"\n`uptime`: {load}")
         return
-    print(f"# N2SNet modules at equal training time ({args.budget:.0f} s each), MNIST "
-          f"4000/1000, sigma 0.4, torch {torch.__version__}, {args.threads} threads\n")
+    print(f"# N2SNet modules at equal training time ({args.budget:.0f} s of the {args.clock} "
+          f"clock each, max_time), MNIST 4000/1000, sigma 0.4, torch {torch.__version__}, "
+          f"{args.threads} threads\n")
     print(f"noisy PSNR {psnr(noisy_test, clean_test):.2f} dB\n")
-    print("| module | epochs in budget | ordinary dB | J-invariant dB | posterior dB "
-          "| transform (default output) dB | J-invariant inference of 1000 digits (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| module | steps (epochs) | trained s (clock / wall) | ordinary dB "
+          "| J-invariant dB | posterior dB | transform (default output) dB "
+          "| J-invariant inference of 1000 digits (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     inference = {}
-    for key in args.only:
-        name, module, params = CONFIGS[key]
-        net, epochs, _ = train_for(module, noisy_train, args.budget, params)
+    for name, module, params in args.only:
+        net, epochs, steps, spent, wall = train_for(module, noisy_train, args.budget, params,
+                                                    args.clock)
         default = psnr(net.transform(noisy_test), clean_test)
         fitted = net.output
         ordinary = psnr(net.set_params(output="ordinary").transform(noisy_test), clean_test)
@@ -116,7 +148,8 @@ def main():
         invariant = net.invariant_transform(noisy_test)
         t_inv = time.perf_counter() - start
         inference[name] = t_inv
-        print(f"| {name} | {epochs} | {ordinary:.2f} | {psnr(invariant, clean_test):.2f} "
+        print(f"| {name} | {steps} ({epochs}) | {spent:.1f} / {wall:.1f} | {ordinary:.2f} "
+              f"| {psnr(invariant, clean_test):.2f} "
               f"| {posterior} | {default:.2f} ({fitted}) | {t_inv:.2f} |", flush=True)
     # The reference's inference time does not depend on its weights: an untrained net.
     torch.manual_seed(0)

@@ -11,10 +11,12 @@ Cases (``--case``, all by default):
   within 10 minutes on 2 cores. ``--minutes M`` sets the training budget to M minutes
   (``max_steps`` from a measured step time) instead of the defaults.
 - ``camera-modules`` (not in ``all``): the same image, the modules of ``--modules``
-  (default BabyUnet and ShuffledBlindSpotUnet) each trained for ``--minutes`` (default
-  2) by its own measured step time, with N2SNet's other defaults, in one run: PSNR of
-  the one pass, the posterior and the default output; fit and J-invariant inference
-  times.
+  (default BabyUnet and ShuffledBlindSpotUnet; ``name[param=value,...]`` adds N2SNet
+  parameters to one) each trained for exactly ``--minutes`` (default 2) of the
+  process's CPU time (``N2SNet(max_time=..., clock='process')``, all threads
+  together; the cosine schedule runs over it), with N2SNet's other defaults, in one
+  run: PSNR of the one pass, the posterior and the default output; fit and J-invariant
+  inference times.
 - ``volume``: a 64**3 volume (``binary_blobs(n_dim=3)`` smoothed, Gaussian noise 0.15),
   N2SNet against the best calibrated classical filter (target: +0.5 dB), and a
   J-invariance probe in 3-D.
@@ -32,6 +34,8 @@ Usage::
     python benchmarks/bench_neural_single.py                  # all cases, defaults
     python benchmarks/bench_neural_single.py --case camera --minutes 8
     python benchmarks/bench_neural_single.py --case camera-modules --minutes 2 --threads 1
+    python benchmarks/bench_neural_single.py --case camera-modules --threads 1 \
+        --modules babyunet "dbsn[module__width=8]"
     python benchmarks/bench_neural_single.py --quick          # a smoke run (a minute)
 """
 
@@ -72,13 +76,33 @@ _WIDTHS = {"shuffled-w8": 8}
 def module_params(name):
     import sklearn_n2s.neural as neural
 
+    name, extra = _module_spec(name)
     attribute = MODULES[name]
     if not hasattr(neural, attribute):
         raise SystemExit(f"--module {name}: sklearn_n2s.neural has no {attribute} yet")
     params = {"module": getattr(neural, attribute)}
     if name in _WIDTHS:
         params["module__width"] = _WIDTHS[name]
-    return params
+    return {**params, **extra}
+
+
+def _module_spec(text):
+    """``(name, params)`` of ``name`` or ``name[param=value,...]``."""
+    name, _, extra = text.partition("[")
+    return name, dict(_param(item) for item in extra.rstrip("]").split(",") if item)
+
+
+def _module_arg(text):
+    name, _ = _module_spec(text)
+    if name not in MODULES:
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {sorted(MODULES)}")
+    return text
+
+
+def _module_label(text):
+    name, extra = _module_spec(text)
+    label = MODULES[name] + (f" width {_WIDTHS[name]}" if name in _WIDTHS else "")
+    return label + (f" [{_described(extra)}]" if extra else "")
 
 
 def best_classical(X, spatial_ndim, quick):
@@ -111,19 +135,6 @@ def budget_params(X, minutes, base):
         seconds[steps] = time.perf_counter() - start
     per_step = max(seconds[12] - seconds[4], 1e-3) / 8
     return {"max_steps": max(1, int(0.95 * minutes * 60 / per_step))}
-
-
-def calibrated_steps(X, seconds, base):
-    """``max_steps`` for ``seconds`` of training, from two whole fits (10 and 40 steps):
-    their difference is the time of 30 steps with every per-step cost of a fit (the
-    partial-fit probe of :func:`budget_params` overestimated it up to 1.6x)."""
-    timing = {}
-    for steps in (10, 40):
-        start = time.perf_counter()
-        N2SNet(**{**base, "max_steps": steps, "random_state": 0}).fit(X)
-        timing[steps] = time.perf_counter() - start
-    per_step = max(timing[40] - timing[10], 1e-3) / 30
-    return max(1, int(seconds / per_step))
 
 
 def _described(params):
@@ -213,9 +224,9 @@ def case_camera(args, lines):
 
 def case_camera_modules(args, lines):
     """Modules at equal training time on the camera image, in one run: each trains for
-    ``--minutes`` (default 2) by its own step time (:func:`calibrated_steps`), with
-    N2SNet's other defaults; the one pass, posterior and default outputs, the fit and
-    the J-invariant inference times."""
+    ``--minutes`` (default 2) of the process's CPU time (``max_time``, ``clock='process'``)
+    with N2SNet's other defaults; the one pass, posterior and default outputs, the
+    steps, the fit and the J-invariant inference times."""
     from skimage import data
     from skimage.util import img_as_ubyte, random_noise
 
@@ -224,16 +235,15 @@ def case_camera_modules(args, lines):
     noisy = img_as_ubyte(random_noise(clean, mode="gaussian", var=0.01, rng=3))
     X = noisy[np.newaxis]
     minutes = args.minutes or 2.0
-    lines.append(f"## camera, modules at equal training time ({minutes:g} min each by "
-                 f"measured step time; the fit column is the real time; "
-                 f"{_described(args.params)})\n")
-    lines.append("| module | steps | fit s | one pass dB | posterior dB | default output dB "
-                 "| J-invariant inference s |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    lines.append(f"## camera, modules at equal training time ({minutes:g} min each of the "
+                 f"process's CPU time, max_time; {_described(args.params)})\n")
+    lines.append("| module | steps | trained CPU s | fit wall s | one pass dB | posterior dB "
+                 "| default output dB | J-invariant inference s |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.modules:
         base = {**module_params(name), **args.params}
-        steps = calibrated_steps(X, minutes * 60, base)
-        net, out, fit_s, _ = fit_net(X, {**base, "max_steps": steps})
+        net, out, fit_s, _ = fit_net(X, {"max_time": minutes * 60, "clock": "process", **base})
+        spent = dict(net.callbacks_)["time_budget"]
         default = psnr(out[0], clean, 255)
         fitted = net.output
         ordinary = psnr(net.set_params(output="ordinary").transform(X)[0], clean, 255)
@@ -243,8 +253,8 @@ def case_camera_modules(args, lines):
         start = time.perf_counter()
         net.invariant_transform(X)
         t_inv = time.perf_counter() - start
-        lines.append(f"| {MODULES[name]}{' width 8' if name in _WIDTHS else ''} | "
-                     f"{net.train_plan_['steps']} | {fit_s:.1f} | "
+        lines.append(f"| {_module_label(name)} | {spent.steps_} | {spent.elapsed_:.1f} "
+                     f"| {fit_s:.1f} | "
                      f"{ordinary:.2f} | {posterior} | {default:.2f} ({fitted}) | {t_inv:.2f} |")
         print(lines[-1], flush=True)
     lines.append("")
@@ -364,7 +374,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=None,
                         help="camera: training budget in minutes (default: N2SNet's)")
     parser.add_argument("--module", choices=list(MODULES), default="babyunet")
-    parser.add_argument("--modules", nargs="+", choices=list(MODULES),
+    parser.add_argument("--modules", nargs="+", type=_module_arg,
                         default=["babyunet", "shuffled"],
                         help="camera-modules: the modules compared at equal time")
     parser.add_argument("--param", action="append", default=[], type=_param,

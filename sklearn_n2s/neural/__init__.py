@@ -22,7 +22,13 @@ Modules, from the bottom up:
 from ._babyunet import BabyUnet
 from ._blindspot import BlindSpotUnet, DilatedBlindSpotNet
 from ._bmz import export_bmz, load_bmz
-from ._callbacks import EpochProgressBar, NonFiniteGuard, WarmupCosineLR, warmup_cosine_factor
+from ._callbacks import (
+    EpochProgressBar,
+    NonFiniteGuard,
+    TimeBudget,
+    WarmupCosineLR,
+    warmup_cosine_factor,
+)
 from ._data import ImageBatchLoader, PatchBatchLoader
 from ._inference import TILE_MARGIN, invariant_forward
 from ._masking import fill_masked_torch, grid_batch_mask, mask_batch, random_batch_mask
@@ -40,6 +46,7 @@ __all__ = [
     "NonFiniteGuard",
     "PatchBatchLoader",
     "ShuffledBlindSpotUnet",
+    "TimeBudget",
     "WarmupCosineLR",
     "fill_masked_torch",
     "grid_batch_mask",

@@ -429,6 +429,17 @@ class DilatedBlindSpotNet(nn.Module):
     tail : torch.nn.Sequential
         The merging 1x1 convolutions.
 
+    Notes
+    -----
+    Train it with smaller batches and a larger learning rate than N2SNet's defaults
+    (tuned for BabyUnet): at equal CPU time (``N2SNet(max_time=...)``), with the
+    posterior head, ``N2SNet(DilatedBlindSpotNet, batch_size=8, lr=6e-3)`` on MNIST
+    digits gave 21.53 and 21.48 dB in two seeds (batch 32, lr 3e-3: 21.21) against
+    BabyUnet's best 21.43 and 21.08, and ``batch_size=4, lr=6e-3`` on the one camera
+    image 28.79 and 28.99 dB against BabyUnet's 28.61 and 28.69. On photon counts,
+    where ``output='auto'`` returns the one pass, it lost 0.6 dB to BabyUnet's one pass
+    (``benchmarks/results/neural_modules.md``, ``neural_single.md``, fifth pass).
+
     References
     ----------
     .. [1] X. Wu, M. Liu, Y. Cao, D. Ren and W. Zuo, "Unpaired Learning of Deep Image

@@ -11,9 +11,15 @@
 - :class:`NonFiniteGuard`: stops training with a :class:`FloatingPointError` that names
   the likely causes as soon as a batch loss, or a weight after an epoch, is not finite,
   instead of returning a net whose weights are NaN.
+- :class:`TimeBudget`: stops a ``fit`` or ``partial_fit`` call after the first batch that
+  ends past the net's ``max_time`` (seconds of ``clock``: the process's CPU time or the
+  wall clock), at the end of that batch's epoch, the way skorch's ``EarlyStopping``
+  stops; :class:`WarmupCosineLR` then runs its schedule over the time budget.
 """
 
+import functools
 import math
+import time
 
 import numpy as np
 import torch
@@ -62,11 +68,14 @@ class EpochProgressBar(ProgressBar):
                                    disable=None if net.verbose else True)
 
 
-def warmup_cosine_factor(step, total_steps, warmup_fraction=0.05):
+def warmup_cosine_factor(step, total_steps, warmup_fraction=0.05, time_fraction=0.0):
     """Learning-rate factor at a step: linear warm-up times a cosine decay.
 
     ``min(1, (step + 1) / warmup) * (1 + cos(pi * step / total_steps)) / 2`` with
-    ``warmup = max(1, int(warmup_fraction * total_steps))``.
+    ``warmup = max(1, int(warmup_fraction * total_steps))``. Under a time budget the
+    progress is the larger of ``step / total_steps`` and ``time_fraction``, the share
+    of the budget spent (the warm-up ends at ``warmup_fraction`` of either), so the
+    schedule ends with whichever budget ends first.
 
     Parameters
     ----------
@@ -75,14 +84,20 @@ def warmup_cosine_factor(step, total_steps, warmup_fraction=0.05):
     total_steps : int
         Steps of the whole fit.
     warmup_fraction : float, default=0.05
+    time_fraction : float in [0, 1], default=0.0
+        Share of the fit's time budget spent (0 without one).
 
     Returns
     -------
     factor : float in [0, 1]
     """
     warmup = max(1, int(warmup_fraction * total_steps))
-    ramp = min(1.0, (step + 1) / warmup)
-    return ramp * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+    ramp = min(1.0, max((step + 1) / warmup, time_fraction / warmup_fraction))
+    if time_fraction > step / total_steps:
+        angle = math.pi * min(1.0, time_fraction)
+    else:
+        angle = math.pi * step / total_steps  # (the step formula's own rounding)
+    return ramp * 0.5 * (1.0 + math.cos(angle))
 
 
 class WarmupCosine:
@@ -92,14 +107,19 @@ class WarmupCosine:
     ----------
     total_steps : int
     warmup_fraction : float, default=0.05
+    time_fraction : callable or None, default=None
+        Returns the share of a time budget spent (:meth:`TimeBudget.fraction`); None:
+        steps alone.
     """
 
-    def __init__(self, total_steps, warmup_fraction=0.05):
+    def __init__(self, total_steps, warmup_fraction=0.05, time_fraction=None):
         self.total_steps = total_steps
         self.warmup_fraction = warmup_fraction
+        self.time_fraction = time_fraction
 
     def __call__(self, step):
-        return warmup_cosine_factor(step, self.total_steps, self.warmup_fraction)
+        spent = 0.0 if self.time_fraction is None else self.time_fraction()
+        return warmup_cosine_factor(step, self.total_steps, self.warmup_fraction, spent)
 
 
 def _n_train_batches(net, dataset):
@@ -125,7 +145,9 @@ class WarmupCosineLR(LRScheduler):
     :class:`~torch.optim.lr_scheduler.LambdaLR` is built when the first epoch of a
     ``fit``/``partial_fit`` begins, once the number of training batches is known: the
     net's ``train_plan_['steps']`` (N2SNet's budget), else ``max_epochs * batches per
-    epoch`` steps in all. The learning rate of each batch
+    epoch`` steps in all. With a time budget (the net's ``max_time``, a
+    :class:`TimeBudget` callback named ``'time_budget'``) the schedule follows the
+    share of it spent as well, whichever is further. The learning rate of each batch
     is recorded in the history under ``event_name``.
 
     Parameters
@@ -202,8 +224,10 @@ class WarmupCosineLR(LRScheduler):
         self.base_lrs_ = [group["lr"] for group in groups]
         for group in groups:
             group["initial_lr"] = group["lr"]
-        self.lr_scheduler_ = LambdaLR(
-            net.optimizer_, WarmupCosine(total_steps, self.warmup_fraction))
+        budget = _time_budget(net)
+        self.lr_scheduler_ = LambdaLR(net.optimizer_, WarmupCosine(
+            total_steps, self.warmup_fraction,
+            None if budget is None else functools.partial(budget.fraction, net)))
 
     def on_batch_end(self, net, training, **kwargs):
         """Record this batch's learning rate and step the schedule (training only).
@@ -305,3 +329,135 @@ class NonFiniteGuard(Callback):
         raise FloatingPointError(
             f"{type(net).__name__}: the network's weights became non-finite during epoch "
             f"{len(net.history)}; training stopped. Likely causes: {_likely_causes(net)}.")
+
+
+#: ``clock`` values of :class:`TimeBudget` and N2SNet, and the functions they read.
+CLOCKS = {"process": time.process_time, "wall": time.perf_counter}
+
+
+def _time_budget(net):
+    """The net's :class:`TimeBudget` callback when it has a time budget, else None."""
+    if getattr(net, "max_time", None) is None:
+        return None
+    budget = dict(getattr(net, "callbacks_", ())).get("time_budget")
+    return budget if isinstance(budget, TimeBudget) else None
+
+
+class TimeBudget(Callback):
+    """Stop a ``fit`` or ``partial_fit`` call when the net's time budget is spent.
+
+    Reads the net's ``max_time`` (seconds; None: no budget, the callback does nothing)
+    and ``clock`` (``'process'``: :func:`time.process_time`, the CPU time of the
+    whole process, all its threads together, so other jobs on a shared machine do
+    not count and 2 threads spend it about twice as fast as 1; ``'wall'``:
+    :func:`time.perf_counter`). The clock starts when the call's training begins.
+    The batch that ends past the budget is the last: the net's training loop asks
+    :meth:`until_spent` between batches, the epoch closes normally (losses,
+    validation, other callbacks), and :meth:`on_epoch_end` then ends the call the way
+    :class:`skorch.callbacks.EarlyStopping` does (a ``KeyboardInterrupt`` that
+    skorch's ``partial_fit`` catches), so ``on_train_end`` callbacks still run.
+
+    Attributes
+    ----------
+    elapsed_ : float
+        Seconds of ``clock`` spent in the last call's training (at its last batch).
+    steps_ : int
+        Training batches of the last call.
+    spent_ : bool
+        Whether the last call stopped on its time budget.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_n2s.neural import N2SNet
+    >>> X = np.random.default_rng(0).normal(size=(8, 16, 16)).astype(np.float32)
+    >>> net = N2SNet(module__width=4, max_time=0.5, random_state=0).fit(X)
+    >>> budget = dict(net.callbacks_)["time_budget"]
+    >>> bool(budget.spent_), budget.elapsed_ >= 0.5
+    (True, True)
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        """Start the clock of this call.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        **kwargs
+            Ignored.
+        """
+        self.clock_ = CLOCKS[getattr(net, "clock", "process")]
+        self.start_ = self.clock_()
+        self.elapsed_ = 0.0
+        self.steps_ = 0
+        self.spent_ = False
+
+    def fraction(self, net):
+        """Share of the budget spent so far in this call, in [0, 1] (0 without one).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+
+        Returns
+        -------
+        fraction : float
+        """
+        max_time = getattr(net, "max_time", None)
+        if max_time is None or not hasattr(self, "start_"):
+            return 0.0
+        return min(1.0, (self.clock_() - self.start_) / max_time)
+
+    def until_spent(self, iterator):
+        """The batches of ``iterator`` until the budget is spent (checked between batches).
+
+        Parameters
+        ----------
+        iterator : iterable of batches
+
+        Yields
+        ------
+        batch : object
+        """
+        for batch in iterator:
+            if self.spent_:
+                return
+            yield batch
+
+    def on_batch_end(self, net, training=None, **kwargs):
+        """Count a training batch and mark the budget spent once it is.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        training : bool
+        **kwargs
+            Ignored.
+        """
+        max_time = getattr(net, "max_time", None)
+        if not training or max_time is None:
+            return
+        self.steps_ += 1
+        self.elapsed_ = self.clock_() - self.start_
+        self.spent_ = self.elapsed_ >= max_time
+
+    def on_epoch_end(self, net, **kwargs):
+        """End the call (as ``EarlyStopping`` does) once the budget is spent.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        **kwargs
+            Ignored.
+
+        Raises
+        ------
+        KeyboardInterrupt
+            Caught by skorch's ``partial_fit``, which then runs ``on_train_end``.
+        """
+        if self.spent_:
+            if net.verbose:
+                print(f"Stopping: the time budget of {net.max_time:g} s "
+                      f"({getattr(net, 'clock', 'process')} clock) is spent after "
+                      f"{self.steps_} steps.")
+            raise KeyboardInterrupt

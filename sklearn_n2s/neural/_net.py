@@ -129,7 +129,7 @@ from ..utils._noise import (
 )
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, intensity_scale
 from ._babyunet import DOWNSAMPLING, BabyUnet
-from ._callbacks import EpochProgressBar, NonFiniteGuard, WarmupCosineLR
+from ._callbacks import CLOCKS, EpochProgressBar, NonFiniteGuard, TimeBudget, WarmupCosineLR
 from ._data import (
     ImageBatchLoader,
     PatchBatchLoader,
@@ -176,6 +176,9 @@ AUTO_PATCH_PASSES = 512
 #: cores; 1024 batches gave 28.5 dB, 3148-3600 batches 29.0 with the posterior output,
 #: ``benchmarks/results/neural_single.md``). 3-D steps cost 8 times as much: 2**25.
 AUTO_PATCH_PIXELS_MAX = {1: 2**27, 2: 2**27, 3: 2**25}
+#: Step budget of ``max_steps='auto'`` with ``max_time``: no bound in practice, the time
+#: budget ends the training (and sets the learning-rate schedule).
+TIME_ONLY_STEPS = 2**40
 #: ``batch_size='auto'``: images per batch on whole images, and patches per batch on
 #: patches. On the one 512**2 camera image, about 2 minutes of one core (posterior
 #: output), batches of 4, 16 and 32 patches gave 28.36, 28.24 and 27.96 dB, and 8 gave
@@ -453,7 +456,23 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         (512) times the data's pixels in patches, within :data:`AUTO_PATCH_PIXELS`
         (2**25) and :data:`AUTO_PATCH_PIXELS_MAX` (2**27, 2**25 in 3-D) patch pixels:
         4096 steps of 8 patches of 64**2 for one 512**2 image, so that one image
-        trains enough.
+        trains enough. With ``max_time``, ``'auto'`` sets no step budget: the time
+        budget alone ends the training.
+    max_time : float > 0 or None, default=None
+        A training budget in seconds of ``clock`` for each ``fit`` and ``partial_fit``
+        call: training stops after the first batch that ends past it (at the end of
+        that epoch, see :class:`~sklearn_n2s.neural._callbacks.TimeBudget`), or when
+        the step budget (``max_steps``, ``max_epochs``) ends first; the cosine
+        learning-rate schedule runs over whichever ends first. Gives networks of
+        different step costs the same training time (``benchmarks/bench_neural_modules.py``
+        and ``bench_neural_single.py --case camera-modules`` use it with the process
+        clock). The number of steps then depends on the machine and its load, so a fit
+        repeats only approximately even with an int ``random_state``.
+    clock : {'process', 'wall'}, default='process'
+        What ``max_time`` counts: ``'process'``, the CPU time of this process
+        (:func:`time.process_time`, all threads together: fair on a machine shared
+        with other jobs, and 2 threads spend it about twice as fast as one);
+        ``'wall'``, the elapsed time (:func:`time.perf_counter`).
     batch_size : int >= 1, -1 or 'auto', default='auto'
         Images (or patches) per training batch (-1: all images). ``'auto'``: 32
         whole images, or 8 patches when training on patches (:data:`AUTO_BATCH_SIZE`:
@@ -678,6 +697,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "max_steps": [None, StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_time": [None, Interval(Real, 0, None, closed="neither")],
+        "clock": [StrOptions(set(CLOCKS))],
         "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1}),
                        StrOptions({"auto"})],
         "patch_size": [None, StrOptions({"auto"}),
@@ -708,7 +729,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
     def __init__(self, module=BabyUnet, *, criterion=torch.nn.MSELoss,
                  optimizer=torch.optim.Adam, lr=3e-3, max_epochs=10, max_steps="auto",
-                 batch_size="auto", patch_size="auto", augment=True,
+                 max_time=None, clock="process", batch_size="auto", patch_size="auto", augment=True,
                  masking="grid", stride=4, density=1 / 16, fill="interpolate",
                  blind_spot="pixel", lr_schedule="cosine", output="auto",
                  noise_variance=None,
@@ -724,6 +745,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             device=device, **kwargs,
         )
         self.max_steps = max_steps
+        self.max_time = max_time
+        self.clock = clock
         self.patch_size = patch_size
         self.augment = augment
         self.output = output
@@ -774,14 +797,17 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
                 f"or 'cuda'. Got {self.device!r} instead.") from None
 
     def get_default_callbacks(self):
-        """skorch's default callbacks plus the progress bar, the lr schedule and the guard.
+        """skorch's default callbacks plus the progress bar, the lr schedule, the guard
+        and the time budget (last: it ends a call at the end of an epoch, after the
+        others have seen it).
 
         Returns
         -------
         callbacks : list of (str, skorch.callbacks.Callback)
         """
         return [*super().get_default_callbacks(), ("progress_bar", EpochProgressBar()),
-                ("lr_scheduler", WarmupCosineLR()), ("non_finite_guard", NonFiniteGuard())]
+                ("lr_scheduler", WarmupCosineLR()), ("non_finite_guard", NonFiniteGuard()),
+                ("time_budget", TimeBudget())]
 
     def _rng(self):
         if getattr(self, "rng_", None) is None:
@@ -1144,7 +1170,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         plan : dict
             ``patch_size`` (None: whole images), ``batch_size`` (images or patches
             per batch, ``'auto'`` and -1 resolved), ``steps_per_epoch``, ``steps`` (the
-            optimiser steps of the fit), ``epochs`` (``steps`` over
+            optimiser steps of the fit; :data:`TIME_ONLY_STEPS` when ``max_time`` alone
+            bounds it), ``epochs`` (``steps`` over
             ``steps_per_epoch``, rounded up: the last epoch may be shorter) and
             ``augment`` (flips and rotations of the patches: ``augment``, unless the
             blind spot is not symmetric under them).
@@ -1159,6 +1186,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
                                           batch_size)
         if isinstance(self.max_steps, Integral):
             steps = int(self.max_steps)
+        elif self.max_steps == "auto" and self.max_time is not None:
+            steps = TIME_ONLY_STEPS  # the time budget alone
         else:
             steps = self.max_epochs * per_epoch
             if self.max_steps == "auto" and patch is not None:
@@ -1202,6 +1231,24 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         else:
             self.train_plan_ = None
         return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch, whose training batches stop once ``max_time`` is spent.
+
+        Parameters
+        ----------
+        iterator : iterable of batches or None
+        training : bool
+        prefix : str
+        step_fn : callable
+        **fit_params : dict
+            Passed to skorch.
+        """
+        budget = dict(self.callbacks_).get("time_budget") if training else None
+        if iterator is not None and isinstance(budget, TimeBudget) \
+                and self.max_time is not None:
+            iterator = budget.until_spent(iterator)
+        return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
     def get_iterator(self, dataset, training=False):
         """The batch loader of a dataset, seeded from ``rng_``.
