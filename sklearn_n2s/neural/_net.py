@@ -129,7 +129,14 @@ from ..utils._noise import (
 )
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, intensity_scale
 from ._babyunet import DOWNSAMPLING, BabyUnet
-from ._callbacks import CLOCKS, EpochProgressBar, NonFiniteGuard, TimeBudget, WarmupCosineLR
+from ._callbacks import (
+    CLOCKS,
+    EpochProgressBar,
+    NonFiniteGuard,
+    TimeBudget,
+    WarmupCosineLR,
+    _time_budget,
+)
 from ._data import (
     ImageBatchLoader,
     PatchBatchLoader,
@@ -1244,9 +1251,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         **fit_params : dict
             Passed to skorch.
         """
-        budget = dict(self.callbacks_).get("time_budget") if training else None
-        if iterator is not None and isinstance(budget, TimeBudget) \
-                and self.max_time is not None:
+        budget = _time_budget(self) if training else None
+        if iterator is not None and budget is not None:
             iterator = budget.until_spent(iterator)
         return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
