@@ -144,11 +144,11 @@ def _validated_counts(stored, layer):
     if not direct:
         counts = check_table_array(stored, name=name)
     else:
-        counts = stored if dtype in (np.float32, np.float64) else stored.astype(np.float64)
+        counts = stored
         values = counts.data if sp.issparse(counts) else counts
         if dtype.kind == "f" and not np.isfinite(values).all():
             raise ValueError(f"{name} contains NaN or infinity: raw counts are finite.")
-    if counts.dtype != np.float32 and counts.dtype != np.float64:
+    if counts.dtype not in (np.float32, np.float64):  # integers, float16
         counts = counts.astype(np.float64)
     return check_counts(counts, name=f"the counts ({layer})")
 
@@ -403,10 +403,10 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
         grids["knn"] = _check_grid("n_neighbors", n_neighbors, n_cells - 1, "n_cells - 1")
 
     # fit and transform of LibrarySizeNormalizer, on the counts validated above
+    sizes = row_sums(counts)
     normalizer = LibrarySizeNormalizer(target_sum, log=transform == "log1p")
     normalizer._validate_params()
-    normalizer.n_features_in_, normalizer.target_sum_ = n_genes, float(target_sum)
-    sizes = row_sums(counts)
+    normalizer._fit_sizes(sizes, n_genes)
     Z = as_output_dtype(normalizer._normalize(counts, sizes), counts.dtype)
     if transform == "sqrt":
         # in place: Z is a fresh array without duplicated entries (scale_rows sums
@@ -436,10 +436,9 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
         scored = int(np.clip(_DIFFUSION_SCORED_ENTRIES // n_cells,
                              *_DIFFUSION_SCORED_COLUMNS))
         # one covariance matrix for the calibration's graphs and transform's
-        checked = Z
-        pca = ComplementPCA(checked, smoother.n_components)
+        pca = ComplementPCA(Z, smoother.n_components)
         grid, fractions, mixed = _path_losses(
-            smoother, checked, ts, diffusion_ks, scored, pca,
+            smoother, Z, ts, diffusion_ks, scored, pca,
             stop_after_rises=_STOP_AFTER_RISES, significant_rise=_SIGNIFICANT_RISE,
             mixtures=True)
         k_index, t_index = np.unravel_index(int(np.nanargmin(grid)), grid.shape)
@@ -482,7 +481,7 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
                  key=lambda name: candidates[name][0])
     _, model, params = candidates[chosen]
     if chosen == "diffusion":
-        denoised = model._diffuse(checked, pca)
+        denoised = model._diffuse(Z, pca)
     else:
         denoised = np.asarray(model.transform(Z))
     if output == "counts":

@@ -161,7 +161,11 @@ class LibrarySizeNormalizer(TransformerMixin, BaseEstimator):
         """
         X = check_table(self, X, reset=True)
         check_non_negative(X, "LibrarySizeNormalizer (input X)")
-        sizes = self._library_sizes(X)
+        return self._fit_sizes(self._library_sizes(X), X.shape[1])
+
+    def _fit_sizes(self, sizes, n_features):
+        """``fit`` from the rows' totals of a table already validated (``denoise``'s)."""
+        self.n_features_in_ = n_features
         median = float(np.median(sizes[sizes > 0])) if np.any(sizes > 0) else 1.0
         self.target_sum_ = median if self.target_sum is None else float(self.target_sum)
         return self
