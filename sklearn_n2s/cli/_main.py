@@ -627,8 +627,9 @@ def _print_auto(search, report, loss_scale=1.0, loss_unit=None):
                                                               "estimated error")
     header = what + (f" ({loss_unit})" if loss_unit else "")
     report.table(format_table(["family", "parameters", header], table, search.best_index_))
-    report.table(f"chosen: {search.best_family_} {_params_text(search.best_params_)}  "
-                 f"(* marks the lowest {what}, comparable across families)")
+    report.table(f"chosen: {search.best_family_} {_params_text(search.best_params_)}"
+                 f"{_blend_text(search)}  (* marks the lowest {what}, comparable across "
+                 "families)")
 
 
 def _auto_score_name(search):
@@ -696,6 +697,7 @@ def cmd_calibrate(args, report):
         }
         if hasattr(search, "best_family_"):  # --method auto: which family, per row too
             summary["best_family"] = search.best_family_
+            summary["blend_weights"] = search.blend_weights_
             for row, family in zip(summary["results"], search.cv_results_["family"]):
                 row["family"] = family
         report.table(json.dumps(_jsonable(summary), indent=2))
@@ -723,8 +725,28 @@ def _fitted_estimator(args, X, channel_axis, report, grid, params, dtype=None):
         _print_search(search, report, *loss_units(args, X.dtype if dtype is None else dtype))
     family = f"{search.best_family_} " if hasattr(search, "best_family_") else ""
     report.note("chosen: " + family + (", ".join(f"{k}={_fmt(v)}" for k, v in
-                                                  search.best_params_.items()) or "defaults"))
+                                                  search.best_params_.items()) or "defaults")
+                + _blend_text(search))
+    if len(getattr(search, "blend_weights_", ())) > 1:  # AutoDenoiser mixes two families
+        return search, dict(search.best_params_)
     return search.best_estimator_, dict(search.best_params_)
+
+
+def _blend_text(search):
+    """How AutoDenoiser mixes two families' outputs: '' when it keeps one."""
+    weights = getattr(search, "blend_weights_", {})
+    if len(weights) < 2:
+        return ""
+    (_, w_first), (second, w_second) = weights.items()
+    params = _params_text(search.searches_[second].best_params_)
+    return f", mixed {w_first:.2f} / {w_second:.2f} with {second}({params})"
+
+
+def _model_text(args, estimator, used):
+    """The model and its parameters, as the last line of a denoising names them."""
+    if hasattr(estimator, "blend_weights_"):
+        return f"{estimator.best_family_}({_params_text(used)}){_blend_text(estimator)}"
+    return f"{model_name(args, estimator)}({_params_text(used)})"
 
 
 def _denoise_stack(estimator, X, report):
@@ -910,7 +932,7 @@ def cmd_denoise(args, report):
     write_image(args.output_file, result, channel_axis=loaded.channel_axis,
                 metadata=loaded.metadata)
     report.note(f"wrote {args.output_file}: {result.shape} {result.dtype}, "
-                f"{model_name(args, estimator)}({_params_text(used)})")
+                f"{_model_text(args, estimator, used)}")
     return 0
 
 

@@ -2,7 +2,7 @@
 molecular cross-validation, the calibration helpers the demo and the CLI share, and
 AutoDenoiser, which chooses the denoising family by the self-supervised loss."""
 
-from ._auto import DEFAULT_GRIDS, AutoDenoiser, NoiseMultiples
+from ._auto import DEFAULT_GRIDS, AutoDenoiser, NoiseMultiples, mixture_risk, mixture_weight
 from ._calibration import (
     RankPathSearch,
     calibrate,
@@ -26,6 +26,8 @@ __all__ = [
     "calibrate",
     "calibrate_rank_path",
     "format_table",
+    "mixture_risk",
+    "mixture_weight",
     "results_rows",
     "self_supervised_loss",
 ]

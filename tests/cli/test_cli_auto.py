@@ -64,6 +64,7 @@ def test_calibrate_auto_json_names_the_family_of_every_row(noisy_png, expected, 
     report = json.loads(out)
     assert report["best_family"] == expected.best_family_
     assert report["best_params"] == expected.best_params_
+    assert report["blend_weights"] == {expected.best_family_: 1.0}  # 9 % clipped: no mix
     rows = report["results"]
     assert [r["family"] for r in rows] == list(expected.cv_results_["family"])
     # losses in the file's units: uint8 levels squared
@@ -98,6 +99,28 @@ def test_denoise_default_is_the_chosen_family_output(noisy_png, expected, capsys
     out = iio.imread(tmp_path / "out.png")
     want = restore_dtype(expected.transform(image[np.newaxis])[0], np.uint8)
     np.testing.assert_array_equal(out, want)
+
+
+def test_denoise_auto_writes_the_mix_of_two_families_and_says_so(capsys, tmp_path):
+    """Unclipped data: AutoDenoiser mixes its two best families, and the command line
+    writes that mix, not the best family alone."""
+    rng = np.random.default_rng(3)
+    camera = data.camera()[128:384:3, 128:384:3] / 255.0
+    image = np.round(255 * (0.2 + 0.6 * camera + rng.normal(0, 0.05, camera.shape)))
+    image = image.astype(np.uint8)
+    iio.imwrite(tmp_path / "in.png", image)
+    expected = AutoDenoiser().fit(image[np.newaxis])
+    assert len(expected.blend_weights_) == 2
+    code, out, err = _run(capsys, "calibrate", tmp_path / "in.png", "--json", "--no-plot")
+    assert code == 0, err
+    assert json.loads(out)["blend_weights"] == pytest.approx(expected.blend_weights_)
+    code, _, err = _run(capsys, "denoise", tmp_path / "in.png", tmp_path / "out.png")
+    assert code == 0, err
+    want = restore_dtype(expected.transform(image[np.newaxis])[0], np.uint8)
+    np.testing.assert_array_equal(iio.imread(tmp_path / "out.png"), want)
+    first, second = expected.blend_weights_
+    assert f"mixed {expected.blend_weights_[first]:.2f}" in err
+    assert second in err.splitlines()[-1]
 
 
 def test_output_auto_writes_the_lowest_risk_output_for_the_classics_and_the_net(

@@ -64,7 +64,12 @@ def test_risk_keeps_the_family_whose_output_has_the_lowest_estimated_error(fitte
     risks = {name: est.estimated_risk(X) for name, est in auto.candidates_.items()}
     assert auto.best_family_ == min(risks, key=risks.get)
     assert auto.best_score_ == pytest.approx(-risks[auto.best_family_])
-    assert auto.score(X) == pytest.approx(auto.best_score_)
+    # the mix of the two best families can only lower the estimated risk (w = 1 is the
+    # best family alone); without it the score is the best family's
+    assert auto.score(X) >= auto.best_score_ - 1e-12
+    alone = AutoDenoiser(CANDIDATES, blend=False).fit(X)
+    assert alone.blend_weights_ == {alone.best_family_: 1.0}
+    assert alone.score(X) == pytest.approx(auto.best_score_)
     res = auto.cv_results_
     np.testing.assert_allclose(res["estimated_risk"], -res["mean_test_score"])
     assert "self_supervised_loss" not in res
@@ -79,6 +84,91 @@ def test_risk_picks_within_a_small_margin_of_the_best_output_on_clean(fitted_by_
     error = {name: float(np.mean((est.transform(X) - clean) ** 2))
              for name, est in fitted_by_risk.candidates_.items()}
     assert error[fitted_by_risk.best_family_] <= 1.1 * min(error.values())
+
+
+def _mix(auto, X):
+    """What transform should return: the families' outputs weighted by blend_weights_."""
+    return sum(w * auto.candidates_[f].transform(X) for f, w in auto.blend_weights_.items())
+
+
+def _two_close_denoisers():
+    """An image and two unlike filters of nearly equal error: a tie Stein's estimate
+    cannot break, which the mix of the two serves better than either."""
+    rng = np.random.default_rng(4)
+    clean = data.camera()[200:328, 200:328] / 255.0
+    noisy = (clean + rng.normal(0, 0.1, clean.shape))[np.newaxis]
+    candidates = [(DonutMedian(), {"radius": [1, 2]}),
+                  (JInvariantGaussian(output="ordinary"), {"sigma": [0.75, 1.0]})]
+    return clean, noisy, candidates
+
+
+def test_blend_mixes_the_two_best_families_by_their_estimated_risk():
+    clean, X, candidates = _two_close_denoisers()
+    auto = AutoDenoiser(candidates).fit(X)
+    (first, w), (second, w2) = auto.blend_weights_.items()
+    assert first == auto.best_family_ and second != first
+    assert 0 < w < 1 and w + w2 == pytest.approx(1.0)
+    outputs = [auto.candidates_[f].transform(X) for f in (first, second)]
+    np.testing.assert_allclose(auto.transform(X), w * outputs[0] + w2 * outputs[1])
+    # the weight minimises the mix's estimated risk, whose minimum is what score gives
+    risks = [auto.candidates_[f].estimated_risk(X) for f in (first, second)]
+    grid = np.linspace(0, 1, 201)
+    on_grid = [_auto.mixture_risk(v, *outputs, X, risks) for v in grid]
+    assert -auto.score(X) <= min(on_grid) + 1e-12
+    assert abs(grid[int(np.argmin(on_grid))] - w) <= 0.005
+    # ... and against the clean image the mix beats both families
+    error = [float(np.mean((o - clean) ** 2)) for o in [auto.transform(X)] + outputs]
+    assert error[0] < min(error[1:])
+    # the invariant prediction stays the best family's own (a J-invariant output)
+    np.testing.assert_array_equal(auto.invariant_transform(X),
+                                  auto.candidates_[first].invariant_transform(X))
+
+
+def test_mixture_risk_is_steins_estimate_of_the_mix():
+    """For linear filters the divergence is known exactly: the mix's estimate from the
+    two outputs' own equals Stein's estimate computed on the mix directly."""
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 0.2, (96, 96)) + 0.5
+    s2, n = 0.04, x.size
+    outputs, risks = [], []
+    for size in (3, 5):
+        f = uniform_filter(x, size, mode="wrap")
+        outputs.append(f)
+        risks.append(np.mean((f - x) ** 2) - s2 + 2 * s2 / size ** 2)
+    for w in (0.0, 0.3, 1.0):
+        mix = w * outputs[0] + (1 - w) * outputs[1]
+        divergence = w / 9 + (1 - w) / 25
+        stein = np.mean((mix - x) ** 2) - s2 + 2 * s2 * divergence
+        assert _auto.mixture_risk(w, *outputs, x, risks) == pytest.approx(stein, rel=1e-10)
+    assert n == 96 * 96
+
+
+def test_blend_leaves_loss_ranking_uint8_and_identical_outputs_alone(noisy):
+    clean, X, candidates = _two_close_denoisers()
+    by_loss = AutoDenoiser(candidates, criterion="loss").fit(X)
+    assert by_loss.blend_weights_ == {by_loss.best_family_: 1.0}
+    np.testing.assert_array_equal(by_loss.transform(X),
+                                  by_loss.best_estimator_.transform(X))
+    # uint8 in: the mix is in the families' float units, as each family's output is
+    X8 = np.round(np.clip(X, 0, 1) * 255).astype(np.uint8)
+    auto8 = AutoDenoiser(candidates).fit(X8)
+    out = auto8.transform(X8)
+    assert out.dtype == np.float64 and 0 <= out.min() and out.max() <= 1
+    assert np.mean((out - clean) ** 2) < np.mean((X8 / 255.0 - clean) ** 2)
+    # over 2 % of X at its minimum or maximum: clipping biases Stein's estimate, on which
+    # the weight rests, so the best family is kept alone
+    low, high = np.quantile(X, [0.02, 0.99])
+    clipped = AutoDenoiser(candidates).fit(np.clip(X, low, high))
+    assert clipped.criterion_ == "risk"
+    assert clipped.blend_weights_ == {clipped.best_family_: 1.0}
+    # two copies of one family: their outputs are equal, nothing to mix
+    same = AutoDenoiser([(JInvariantGaussian(), {"sigma": [1.0]}),
+                         (JInvariantGaussian(), {"sigma": [1.0]})]).fit(noisy[1])
+    assert same.blend_weights_ == {"JInvariantGaussian": 1.0}
+    first, second, x = np.ones(4), np.ones(4), np.zeros(4)
+    assert _auto.mixture_weight(first, second, x, [0.5, 0.5])[0] == 1.0
 
 
 def test_default_families_return_their_lowest_risk_output(noisy):
@@ -162,7 +252,7 @@ def test_uint16_grids_follow_the_noise_in_counts():
     assert min(expected) < auto.candidates_["JInvariantWavelet"].sigma < max(expected)
     out = auto.transform(X)
     assert out.shape == X.shape
-    np.testing.assert_array_equal(out, auto.best_estimator_.transform(X))
+    np.testing.assert_allclose(out, _mix(auto, X))
 
 
 def test_volume_and_channels():
@@ -185,7 +275,10 @@ def test_single_image_with_spatial_ndim(noisy):
     _, X = noisy
     auto = AutoDenoiser(CANDIDATES[:2], spatial_ndim=2, output="invariant").fit(X[0])
     assert auto.transform(X[0]).shape == X[0].shape
-    np.testing.assert_allclose(auto.transform(X[0]), auto.invariant_transform(X[0]))
+    np.testing.assert_allclose(auto.transform(X[0]), _mix(auto, X[0]))
+    alone = AutoDenoiser(CANDIDATES[:2], spatial_ndim=2, output="invariant",
+                         blend=False).fit(X[0])
+    np.testing.assert_allclose(alone.transform(X[0]), alone.invariant_transform(X[0]))
     assert all(est.output == "invariant" for est in auto.candidates_.values())
 
 
