@@ -487,6 +487,15 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         self : AutoDenoiser
             Fitted.
         """
+        for _ in self._fit_families(X):
+            pass
+        return self
+
+    def _fit_families(self, X):
+        """``fit``, one family at a time: yields ``(name, search or None)`` after each
+        family's search (None: the family was left out), for progress displays such as
+        the napari plugin's; the fitted attributes are set when it is exhausted. The
+        parameters must have been validated (``fit`` does it)."""
         given = self._given_candidates() if self.candidates is not None else None
         stack = check_stack(X, channel_axis=self.channel_axis, spatial_ndim=self.spatial_ndim,
                             return_single=True)
@@ -519,7 +528,8 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
                     raise  # a family the user asked for: its failure is theirs to see
                 # A default family that cannot serve this data (its dimensionality,
                 # say) is left out: the others still compete.
-                warnings.warn(f"{name} left out: {exc}", UserWarning, stacklevel=2)
+                warnings.warn(f"{name} left out: {exc}", UserWarning, stacklevel=3)
+            yield name, self.searches_.get(name)
         if not self.searches_:
             raise ValueError("no default family could be calibrated on X: give candidates.")
         self.candidates_ = {name: s.best_estimator_ for name, s in self.searches_.items()}
@@ -532,7 +542,6 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         self.best_estimator_ = self.candidates_[self.best_family_]
         self.blend_weights_ = self._blend_weights(X, cv)
         self.n_features_in_ = int(np.prod(X.shape[1:]))
-        return self
 
     def _blend_weights(self, X, cv):
         """``{family: weight}`` of what ``transform`` returns (see ``blend``)."""

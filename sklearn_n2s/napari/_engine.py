@@ -299,20 +299,20 @@ def _search(estimator, grid, X, cv):
 
 
 def _auto(estimator, X):
-    """AutoDenoiser one family at a time (a step each); returns (fitted, search).
+    """AutoDenoiser, a step per family; returns (fitted, the chosen family's search).
 
-    The choice is AutoDenoiser's: each family calibrated on its default grid, the
-    lowest self-supervised loss wins (the losses of J-invariant predictions are
-    comparable across families). The search returned is the winner's, for the curve.
+    The choice is AutoDenoiser's own, as ``n2s --method auto`` makes it: each family
+    calibrated on its default grid, ranked by the estimated error of its output (or by
+    the self-supervised loss on clipped data), and ``transform`` the best family's output
+    or the mix of the two best. The search returned is the best family's, for the curve.
     """
     names = list(families().values())
-    best = None
-    for i, name in enumerate(names):
-        single = clone(estimator).set_params(families=[name]).fit(X)
-        if best is None or single.best_score_ > best.best_score_:
-            best = single
-        yield Step(i + 1, len(names) + 1, f"{name}: loss {-single.best_score_:.4g}")
-    return best, best.searches_[best.best_family_]
+    auto = clone(estimator).set_params(families=names)
+    auto._validate_params()
+    for i, (name, search) in enumerate(auto._fit_families(X)):
+        done = "left out" if search is None else f"score {search.best_score_:.4g}"
+        yield Step(i + 1, len(names) + 1, f"{name}: {done}")
+    return auto, auto.searches_[auto.best_family_]
 
 
 def calibration_steps(method, data, *, rgb=False, volume=False, output=None, grid=None,

@@ -24,6 +24,7 @@ from sklearn.model_selection import GridSearchCV
 
 import sklearn_n2s
 from sklearn_n2s import FullSplit, JInvariantGaussian, SelfSupervisedScorer
+from sklearn_n2s.io import restore_dtype
 from sklearn_n2s.napari import _engine
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -111,6 +112,11 @@ def test_auto_makes_the_choice_autodenoiser_makes(monkeypatch):
     assert type(result.estimator.best_estimator_).__name__ == reference.best_family_
     assert result.search.best_params_ == reference.best_params_
     assert result.denoised.dtype == np.uint16 and result.denoised.shape == noisy.shape
+    # and the layer is what AutoDenoiser's transform gives (the mix of two families
+    # where it mixes), not the best family alone
+    assert result.estimator.blend_weights_ == pytest.approx(reference.blend_weights_)
+    np.testing.assert_array_equal(result.denoised,
+                                  restore_dtype(reference.transform(noisy), np.uint16))
 
 
 @pytest.mark.skipif("net" not in _engine.available_methods(), reason="needs torch")
