@@ -551,28 +551,19 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
                 or self.best_family_ not in mixable
                 or clipped_fraction(X) > BLEND_CLIPPED_FRACTION):
             return alone
-        risks = self._family_risks(X, cv, mixable)
-        others = [f for f in mixable if f != self.best_family_ and np.isfinite(risks[f])]
-        if not others:
+        scores = {f: self.searches_[f].best_score_ for f in mixable
+                  if f != self.best_family_ and np.isfinite(self.searches_[f].best_score_)}
+        if not scores:
             return alone
-        pair = (self.best_family_, min(others, key=risks.get))
+        pair = (self.best_family_, max(scores, key=scores.get))
+        # the scores are the risks on X itself unless the search held samples out
+        risks = ([-self.searches_[f].best_score_ for f in pair] if isinstance(cv, FullSplit)
+                 else [self.candidates_[f].estimated_risk(X) for f in pair])
         first, second = (self.candidates_[f].transform(X) for f in pair)
-        weight = mixture_weight(first, second, to_float(X), [risks[f] for f in pair])[0]
+        weight = mixture_weight(first, second, to_float(X), risks)[0]
         if weight >= 1.0:
             return alone
         return {pair[0]: weight, pair[1]: 1.0 - weight}
-
-    def _family_risks(self, X, cv, families):
-        """Each family's estimated risk on X at its best parameters: its best score when
-        the search scored on all of X (``FullSplit``), computed again otherwise."""
-        if isinstance(cv, FullSplit):
-            scores = {}
-            for family, score in zip(self.cv_results_["family"],
-                                     self.cv_results_["mean_test_score"]):
-                if np.isfinite(score):
-                    scores[family] = max(scores.get(family, -np.inf), score)
-            return {f: -scores.get(f, -np.inf) for f in families}
-        return {f: self.candidates_[f].estimated_risk(X) for f in families}
 
     # ------------------------------------------------------------------- outputs
     def transform(self, X):

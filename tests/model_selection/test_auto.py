@@ -407,3 +407,9 @@ def test_duplicate_classes_get_distinct_names_and_cv_is_used(noisy):
                         cv=KFold(2)).fit(X4)
     assert list(auto.candidates_) == ["JInvariantGaussian", "JInvariantGaussian#2"]
     assert "split1_test_score" in auto.searches_["JInvariantGaussian"].cv_results_
+    # held-out scores are not risks on X: the mix's weight uses the risks on X itself
+    (first, weight), (second, _) = auto.blend_weights_.items()
+    estimators = [auto.candidates_[f] for f in (first, second)]
+    expected = _auto.mixture_weight(*(e.transform(X4) for e in estimators), X4,
+                                    [e.estimated_risk(X4) for e in estimators])[0]
+    assert weight == pytest.approx(expected)
