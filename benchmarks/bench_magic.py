@@ -33,7 +33,8 @@ peak RSS of the process and the RSS it added over the loaded data):
 - ``n2s auto``: ``sklearn_n2s.table.denoise(adata, method='auto', output='counts')`` at
   its defaults — square-root normalisation, the low-rank and the diffusion curves by the
   column-partition loss, the lower one kept (``--n2s-method``, ``--n2s-transform`` pick
-  another family or ``log1p``). The layer holds expected counts: with the square root,
+  another family or ``log1p``; ``--n2s-kwargs`` passes more of ``denoise``'s keyword
+  arguments as JSON). The layer holds expected counts: with the square root,
   the Poisson means whose expected roots are the denoised roots
   (``mean_from_expected_sqrt``, since 2026-11-29 20:00; before, the squared roots);
   square-root output: ``E[sqrt(Poisson(counts))]`` of the layer (the denoised roots
@@ -145,7 +146,7 @@ def run_n2s(A, args):
 
     adata = anndata.AnnData(A)
     denoise(adata, method=args.n2s_method, layer="X", output="counts",
-            transform=args.n2s_transform, random_state=0)
+            transform=args.n2s_transform, random_state=0, **json.loads(args.n2s_kwargs))
     counts = np.asarray(adata.layers["denoised"])
     record = adata.uns["n2s"]
     info = {"method_chosen": record["method"],
@@ -303,7 +304,8 @@ def run_worker(kind, path, folder, args):
     folder.mkdir(parents=True, exist_ok=True)
     command = [python, str(Path(__file__).resolve()), "--worker", kind, "--input", str(path),
                "--out", str(folder), "--n2s-method", args.n2s_method,
-               "--n2s-transform", args.n2s_transform, "--threads", str(args.threads)]
+               "--n2s-transform", args.n2s_transform, "--threads", str(args.threads),
+               "--n2s-kwargs", args.n2s_kwargs]
     if args.scvi_max_epochs is not None:
         command += ["--scvi-max-epochs", str(args.scvi_max_epochs)]
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
@@ -387,6 +389,9 @@ def main(argv=None):
     parser.add_argument("--methods", default="n2s,magic")
     parser.add_argument("--n2s-method", default="auto")
     parser.add_argument("--n2s-transform", default="sqrt", choices=["log1p", "sqrt"])
+    parser.add_argument("--n2s-kwargs", default="{}",
+                        help="more keyword arguments of denoise, as JSON, e.g. "
+                             "'{\"n_groups\": 4, \"diffusion_neighbors\": [5, 10, 20]}'")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS/OpenMP threads of both workers (0: the environment's; "
                              "on a shared 2-core machine, 2 threads made both methods "

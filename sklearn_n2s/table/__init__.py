@@ -6,7 +6,7 @@ of columns is computed from the other columns only. Dense arrays and CSR/CSC mat
 """
 
 from ._column_masking import ColumnInvariantMixin, ColumnMaskingDenoiser
-from ._denoise import denoise
+from ._denoise import LARGE_TABLE_CELLS, denoise
 from ._diffusion import DiffusionSmoother, diffusion_path_losses
 from ._knn import KNNSmoother, knn_path_losses
 from ._lowrank import LowRankDenoiser, LowRankDenoiserCV
@@ -21,6 +21,7 @@ from ._mcv import (
 from ._normalize import LibrarySizeNormalizer, NormalizedDenoiser
 
 __all__ = [
+    "LARGE_TABLE_CELLS",
     "ColumnInvariantMixin",
     "ColumnMaskingDenoiser",
     "DiffusionSmoother",

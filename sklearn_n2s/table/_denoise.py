@@ -51,7 +51,7 @@ from ._diffusion import (
 )
 from ._knn import KNNSmoother, knn_path_losses
 from ._lowrank import LowRankDenoiserCV
-from ._mcv import mean_from_expected_sqrt
+from ._mcv import _means_into
 from ._normalize import LibrarySizeNormalizer
 
 METHODS = ("auto", "lowrank", "knn", "diffusion")
@@ -62,6 +62,20 @@ AUTO_FAMILIES = ("lowrank", "diffusion")
 OUTPUTS = ("normalized", "counts")
 TRANSFORMS = ("log1p", "sqrt")
 # Cells above which the kNN search is approximate (pynndescent) when it is installed.
+#: From this many cells ``n_groups='auto'`` takes four gene groups and
+#: ``diffusion_neighbors='auto'`` adds k = 20. Each group's graph is built from the other
+#: groups' genes and the output's from all of them: with two groups the calibration
+#: scores a noisier graph than the output uses, and can favour less smoothing than the
+#: output bears. Four groups (graphs from three quarters of the genes) are the more
+#: faithful calibration everywhere but cost two more neighbour searches; below this size
+#: they changed no pick (pbmc68k, 20,000 synthetic cells) and would cost the lead on
+#: MAGIC's time (1.7x MAGIC on pbmc68k), at 100,000 cells they picked k = 20, t = 1.93
+#: for (10, 2), 6.5 % nearer the true square roots, at 0.61 of MAGIC's time
+#: (``benchmarks/results/magic.md``, sixth pass).
+LARGE_TABLE_CELLS = 50_000
+_LARGE_TABLE_N_GROUPS, _SMALL_TABLE_N_GROUPS = 4, 2
+_LARGE_TABLE_KS, _SMALL_TABLE_KS = (5, 10, 20), (5, 10)
+
 _APPROXIMATE_FROM = 20_000
 # Cells from which the diffusion's searches are the clustered (inverted-file) search of
 # ``_clustered_search``: at 20,000 cells x 100 components 0.6 s against 2.6 s for
@@ -233,6 +247,21 @@ def _algorithm(Z, algorithm, start=_APPROXIMATE_FROM, approximate=None):
     return "exact"
 
 
+def _resolved_size_defaults(n_groups, diffusion_neighbors, n_cells, n_genes):
+    """``n_groups`` and ``diffusion_neighbors``, their ``'auto'`` resolved for the table's
+    size (see :data:`LARGE_TABLE_CELLS`); any other string refused."""
+    for name, value, kind in (("n_groups", n_groups, "an int"),
+                              ("diffusion_neighbors", diffusion_neighbors, "a sequence of int")):
+        if isinstance(value, str) and value != "auto":
+            raise ValueError(f"{name} must be 'auto' or {kind}; got {value!r}.")
+    large = n_cells >= LARGE_TABLE_CELLS
+    if isinstance(n_groups, str):
+        n_groups = min(_LARGE_TABLE_N_GROUPS, n_genes) if large else _SMALL_TABLE_N_GROUPS
+    if isinstance(diffusion_neighbors, str):
+        diffusion_neighbors = _LARGE_TABLE_KS if large else _SMALL_TABLE_KS
+    return n_groups, diffusion_neighbors
+
+
 def _knn_smoother(Z, k, n_groups, algorithm, random_state):
     algorithm = _algorithm(Z, algorithm)
     per_group = Z.shape[1] / n_groups
@@ -242,8 +271,8 @@ def _knn_smoother(Z, k, n_groups, algorithm, random_state):
 
 
 def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 32, 64),
-            n_neighbors=(5, 10, 20, 40, 80), t=(1, 2, 3, 4, 6, 8), diffusion_neighbors=(5, 10),
-            target_sum=1e4, transform="sqrt", output="normalized", n_groups=2,
+            n_neighbors=(5, 10, 20, 40, 80), t=(1, 2, 3, 4, 6, 8), diffusion_neighbors="auto",
+            target_sum=1e4, transform="sqrt", output="normalized", n_groups="auto",
             cv=3, knn_algorithm="auto", key_added="denoised", uns_key="n2s", copy=False,
             random_state=0):
     """Normalise, calibrate (self-supervised) and denoise the counts of ``adata``.
@@ -279,10 +308,11 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
         ``(1 - f) P^t + f P^(t+1)`` with the lowest loss is a candidate too (its loss
         is quadratic in f, read off the sweep): the chosen t may be a fraction,
         ``DiffusionSmoother``'s interpolation between two steps.
-    diffusion_neighbors : sequence of int, default=(5, 10)
+    diffusion_neighbors : sequence of int or 'auto', default='auto'
         Candidate bandwidth neighbours of the diffusion kernel (MAGIC's ``knn``, 5 at
         its default); every (k, t) pair is scored, from one neighbour search per gene
-        group. Those not below ``n_cells`` are dropped.
+        group. Those not below ``n_cells`` are dropped. ``'auto'``: (5, 10), and
+        (5, 10, 20) from :data:`LARGE_TABLE_CELLS` cells.
     target_sum : float, default=1e4
         Every cell is scaled to this total before ``transform``.
     transform : {'sqrt', 'log1p'}, default='sqrt'
@@ -302,12 +332,17 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
         counts of ``benchmarks/results/magic.md`` this cut the held-out Poisson
         loss by 20 % and the error on the true rates by 70 %; the square-root
         losses do not change. With ``'log1p'``: ``expm1`` of the output.
-    n_groups : int, default=2
+    n_groups : int or 'auto', default='auto'
         Gene groups of the column partition (the same for every candidate; the
         diffusion curve builds one graph per group, from the other groups' genes).
-        Two: three neighbour searches in all instead of five with four groups, the
-        same picks on pbmc68k and the synthetic counts of
-        ``benchmarks/results/magic.md`` at three quarters of the time.
+        The calibration's graphs see ``1 - 1 / n_groups`` of the genes, the output's all
+        of them, so with few groups the curve can favour less smoothing than the output
+        would bear; each group costs a neighbour search. ``'auto'``: two groups (three
+        searches in all, the same picks as four on pbmc68k and 20,000 synthetic cells
+        at three quarters of the time), four from :data:`LARGE_TABLE_CELLS` cells (on
+        100,000 synthetic cells four groups with k up to 20 picked k=20, t=1.93 where
+        two picked k=10, t=2, and cut the error against the true square roots by
+        6.5 %, at twice the time; ``benchmarks/results/magic.md``).
     cv : int, default=3
         Shuffled row folds of the low-rank calibration.
     knn_algorithm : {'auto', 'exact', 'nndescent', 'clustered'}, default='auto'
@@ -382,6 +417,8 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
         counts = counts.astype(dtype)
     n_cells, n_genes = counts.shape
     check_dense_size(n_cells, n_genes, "the denoised layer")
+    n_groups, diffusion_neighbors = _resolved_size_defaults(n_groups, diffusion_neighbors,
+                                                            n_cells, n_genes)
     if not isinstance(cv, (int, np.integer)) or isinstance(cv, bool) or cv < 2:
         raise ValueError(f"cv must be an int >= 2; got {cv!r}.")
 
@@ -481,7 +518,8 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
                  key=lambda name: candidates[name][0])
     _, model, params = candidates[chosen]
     if chosen == "diffusion":
-        denoised = model._diffuse(Z, pca)
+        # Z is this call's own table, read for the last time: the walk's first buffer
+        denoised = model._diffuse(Z, pca, overwrite=True)
     else:
         denoised = np.asarray(model.transform(Z))
     if output == "counts":
@@ -491,7 +529,7 @@ def denoise(adata, method="auto", *, layer="counts", n_components=(2, 4, 8, 16, 
             # count (its square is biased low: 0.1 -> 0.01 where the mean is ~0.1).
             denoised = np.asarray(denoised, dtype=dtype)
             denoised *= np.sqrt(sizes / target_sum).astype(dtype)[:, np.newaxis]
-            denoised = mean_from_expected_sqrt(denoised)
+            denoised = _means_into(denoised, denoised)  # in place
         else:
             denoised = normalizer.inverse_transform(denoised,
                                                     library_size=sizes)

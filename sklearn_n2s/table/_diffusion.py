@@ -156,7 +156,8 @@ class ComplementPCA:
         """``(covariance, mean, n)`` of the rows *not* in ``rows`` (a training fold),
         from the stored Gram matrix minus that of ``rows``: one pass over ``rows``
         instead of a randomized SVD's passes over the fold (``denoise``'s low-rank
-        curve)."""
+        curve). Dense float32 rows give a float32 covariance (what the subspace
+        iteration reads), each entry the float64 expression rounded once."""
         held = self.X[rows]
         n = self.X.shape[0] - len(rows)
         mean = (self.mean * self.X.shape[0]
@@ -164,19 +165,27 @@ class ComplementPCA:
         # in place: a few n_features^2 arrays fewer (each a fresh allocation)
         if sp.issparse(held):
             covariance = np.subtract(self.gram, _gram(held))
+            covariance /= n
             shift = mean
         else:  # the covariance is of the centred rows
             held = held - self.mean.astype(held.dtype)
-            covariance = np.multiply(self.covariance, self.X.shape[0])
-            covariance -= held.T @ held
+            covariance = held.T @ held  # in the rows' dtype: float32 kept
             shift = mean - self.mean
-        covariance /= n
-        # less the outer product of the shift, a few rows at a time (no n_features^2
-        # temporary)
-        step = max(1, (1 << 13) // max(len(shift), 1))
+        # (N covariance - held's) / n less the outer product of the shift, a few rows
+        # at a time: no n_features^2 float64 temporary (4.7 MB of fresh pages at 765
+        # genes, a third of the fold's time in a process's first call)
+        total = self.X.shape[0]
+        step = max(1, (1 << 16) // max(len(shift), 1))
         for start in range(0, len(shift), step):
-            covariance[start:start + step] -= np.multiply.outer(shift[start:start + step],
-                                                                shift)
+            block = slice(start, start + step)
+            if sp.issparse(held):
+                covariance[block] -= np.multiply.outer(shift[block], shift)
+            else:
+                update = self.covariance[block] * total
+                update -= covariance[block]
+                update /= n
+                update -= np.multiply.outer(shift[block], shift)
+                covariance[block] = update
         return covariance, mean, n
 
     def all_loadings(self):
@@ -238,9 +247,14 @@ def top_eigenvectors(matrix, n_vectors, *, return_values=False, start=None,
         reduced *= np.float32(1 / scale)
     basis = _start(size, n_vectors + _OVERSAMPLES) if start is None else \
         np.asarray(start, dtype=np.float32)
-    for _ in range(iterations):
-        basis = scipy.linalg.lu(reduced @ basis, permute_l=True, overwrite_a=True,
-                                check_finite=False)[0]
+    for i in range(iterations):
+        basis = reduced @ basis
+        if i < iterations - 1:  # the last product goes to the QR below as it is: an
+            # LU first would change its columns, not their span (0.4 ms an iteration)
+            basis = scipy.linalg.lu(basis, permute_l=True, overwrite_a=True,
+                                    check_finite=False)[0]
+    if iterations == 0:
+        basis = basis.copy()  # the QR below overwrites it
     # The QR in float32, made orthonormal to float64's precision by one Cholesky step
     # (B R^-1, R^T R = B^T B: a small product and a triangular solve), and the
     # Rayleigh-Ritz product in float32: the rotation within the basis is then
@@ -607,9 +621,11 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         """
         return self._diffuse(self._check_input(X))
 
-    def _diffuse(self, X, pca=None):
+    def _diffuse(self, X, pca=None, overwrite=False):
         """``transform`` of a validated X; ``pca``: X's ComplementPCA when already built
-        (``denoise`` shares the one of the calibration)."""
+        (``denoise`` shares the one of the calibration); ``overwrite``: X (dense, in
+        the diffusion's dtype) may be used as one of the two buffers of the walk
+        (``denoise``'s own normalised table: one dense copy fewer)."""
         check_dense_size(*X.shape)
         self._check_n_neighbors(X.shape[0])
         pca = ComplementPCA(X, self.n_components) if pca is None else pca
@@ -620,8 +636,12 @@ class DiffusionSmoother(ColumnInvariantMixin, TransformerMixin, BaseEstimator):
         operator = diffusion_operator(features, self.n_neighbors, self.decay,
                                       algorithm=self.algorithm,
                                       random_state=self.random_state, dtype=dtype)
-        out = X.toarray().astype(dtype, copy=False) if sp.issparse(X) else \
-            np.array(X, dtype=dtype)
+        if sp.issparse(X):
+            out = X.toarray().astype(dtype, copy=False)
+        elif overwrite and X.dtype == dtype and X.flags.c_contiguous:
+            out = X
+        else:
+            out = np.array(X, dtype=dtype)
         steps, fraction = _split_time(self.t)
         spare = np.empty_like(out)
         for _ in range(steps):

