@@ -50,7 +50,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import image
 from ..base import IMAGE_OUTPUTS
 from ..utils._noise import estimate_noise_variance
-from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, to_float
+from ..utils._validation import MAX_SPATIAL_DIMS, check_stack
 from ._calibration import calibrate
 from ._scorer import EstimatedRiskScorer
 from ._split import FullSplit
@@ -497,10 +497,10 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         the napari plugin's; the fitted attributes are set when it is exhausted. The
         parameters must have been validated (``fit`` does it)."""
         given = self._given_candidates() if self.candidates is not None else None
-        stack = check_stack(X, channel_axis=self.channel_axis, spatial_ndim=self.spatial_ndim,
-                            return_single=True)
+        X_float, single = check_stack(X, channel_axis=self.channel_axis,
+                                      spatial_ndim=self.spatial_ndim, return_single=True)
         X = np.asarray(X)
-        if stack[1]:  # one image: the search splits samples, so give it a stack of one
+        if single:  # one image: the search splits samples, so give it a stack of one
             X = X[np.newaxis]
         self.criterion_ = self._resolved_criterion(X, given)
         if self.criterion == "risk":
@@ -540,11 +540,12 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         self.best_params_ = dict(self.cv_results_["params"][self.best_index_])
         self.best_score_ = float(scores[self.best_index_])
         self.best_estimator_ = self.candidates_[self.best_family_]
-        self.blend_weights_ = self._blend_weights(X, cv)
+        self.blend_weights_ = self._blend_weights(X, X_float, cv)
         self.n_features_in_ = int(np.prod(X.shape[1:]))
 
-    def _blend_weights(self, X, cv):
-        """``{family: weight}`` of what ``transform`` returns (see ``blend``)."""
+    def _blend_weights(self, X, X_float, cv):
+        """``{family: weight}`` of what ``transform`` returns (see ``blend``); X_float is
+        X in the families' float units."""
         alone = {self.best_family_: 1.0}
         mixable = [f for f, e in self.candidates_.items() if not isinstance(e, Pipeline)]
         if (not self.blend or self.criterion_ != "risk" or len(mixable) < 2
@@ -560,7 +561,7 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         risks = ([-self.searches_[f].best_score_ for f in pair] if isinstance(cv, FullSplit)
                  else [self.candidates_[f].estimated_risk(X) for f in pair])
         first, second = (self.candidates_[f].transform(X) for f in pair)
-        weight = mixture_weight(first, second, to_float(X), risks)[0]
+        weight = mixture_weight(first, second, X_float, risks)[0]
         if weight >= 1.0:
             return alone
         return {pair[0]: weight, pair[1]: 1.0 - weight}
@@ -635,7 +636,9 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         (first, weight), (second, _) = self.blend_weights_.items()
         estimators = self.candidates_[first], self.candidates_[second]
         outputs = [e.transform(X) for e in estimators]
-        return mixture_risk(weight, *outputs, to_float(np.asarray(X)),
+        X_float = check_stack(X, channel_axis=self.channel_axis,
+                              spatial_ndim=self.spatial_ndim).reshape(outputs[0].shape)
+        return mixture_risk(weight, *outputs, X_float,
                             [e.estimated_risk(X) for e in estimators])
 
     def score(self, X, y=None):
