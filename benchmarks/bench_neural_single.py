@@ -67,7 +67,7 @@ def psnr(estimate, clean, data_range):
 
 #: ``--module`` names and the classes of sklearn_n2s.neural they stand for (a name
 #: with a width suffix: that ``module__width``).
-MODULES = {"babyunet": "BabyUnet", "blindspot": "BlindSpotUnet",
+MODULES = {"auto": "auto", "babyunet": "BabyUnet", "blindspot": "BlindSpotUnet",
            "dbsn": "DilatedBlindSpotNet", "shuffled": "ShuffledBlindSpotUnet",
            "shuffled-w8": "ShuffledBlindSpotUnet"}
 _WIDTHS = {"shuffled-w8": 8}
@@ -78,6 +78,8 @@ def module_params(name):
 
     name, extra = _module_spec(name)
     attribute = MODULES[name]
+    if attribute == "auto":  # N2SNet's default: module, batch_size and lr 'auto'
+        return dict(extra)
     if not hasattr(neural, attribute):
         raise SystemExit(f"--module {name}: sklearn_n2s.neural has no {attribute} yet")
     params = {"module": getattr(neural, attribute)}
@@ -217,8 +219,10 @@ def case_camera(args, lines):
                 for name, r in risks.items() if float(np.mean(r)) > 0))
         except ValueError as error:
             lines.append(f"output_risks: {error}")
-    lines.append(f"\nN2SNet: {plan['steps']} steps of {plan['batch_size']} patches "
-                 f"{plan['patch_size']}; fit {fit_s:.1f} s, fit + transform {total_s:.1f} s "
+    lines.append(f"\nN2SNet: {net.module_choice_.__name__}, {plan['steps']} steps of "
+                 f"{plan['batch_size']} patches {plan['patch_size']}, lr "
+                 f"{net.optimizer_.param_groups[0]['lr']:g}; fit {fit_s:.1f} s, "
+                 f"fit + transform {total_s:.1f} s "
                  f"(target >= 29.0 dB within 600 s on 2 cores); output dtype {out.dtype}.\n")
 
 
@@ -373,7 +377,8 @@ def main():
                         default="all")
     parser.add_argument("--minutes", type=float, default=None,
                         help="camera: training budget in minutes (default: N2SNet's)")
-    parser.add_argument("--module", choices=list(MODULES), default="babyunet")
+    parser.add_argument("--module", choices=list(MODULES), default="auto",
+                        help="N2SNet's module (default: auto, N2SNet's defaults)")
     parser.add_argument("--modules", nargs="+", type=_module_arg,
                         default=["babyunet", "shuffled"],
                         help="camera-modules: the modules compared at equal time")

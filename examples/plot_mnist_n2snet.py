@@ -2,7 +2,10 @@
 Denoise MNIST digits with N2SNet, tuned by GridSearchCV without clean data
 ==========================================================================
 
-N2SNet trains a small U-Net from noisy images alone (Noise2Self masking). Its ``score``
+N2SNet trains a network from noisy images alone. By default (``module='auto'``) it is the
+one-pass blind-spot D-BSN on noise of one variance, as here (Gaussian noise), and the
+small U-Net trained with Noise2Self masking on photon counts; ``module_choice_`` says
+which. Its ``score``
 is minus the self-supervised loss of its J-invariant output, so
 :class:`~sklearn.model_selection.GridSearchCV` with
 :class:`~sklearn_n2s.SelfSupervisedScorer` picks the width, learning rate and number of
@@ -60,8 +63,8 @@ def main():
     search = GridSearchCV(N2SNet(batch_size=32, random_state=0), grid,
                           scoring=SelfSupervisedScorer(), cv=3)
     search.fit(train)
-    print("best parameters:", search.best_params_)
     net = search.best_estimator_
+    print("best parameters:", search.best_params_, "module:", net.module_choice_.__name__)
     denoised = net.transform(test)
     invariant = net.invariant_transform(test)
     print(f"PSNR noisy {psnr(test, clean_test):.1f} dB, N2SNet {psnr(denoised, clean_test):.1f} "

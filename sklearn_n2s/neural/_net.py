@@ -7,6 +7,16 @@ number). A *blind-spot* module (class attribute ``blind_spot = True``, such as
 ``BlindSpotUnet``) never sees the centre pixel by construction: it is trained with the
 loss on every pixel and no masking, and its one pass is J-invariant.
 
+The default ``module='auto'`` chooses at ``fit`` from the data (``module_choice_``): the
+one-pass :class:`~sklearn_n2s.neural.DilatedBlindSpotNet` (D-BSN) for a pixel blind spot
+on noise of one variance (:func:`noise_signal_dependence` at most
+:data:`SIGNAL_DEPENDENCE_LIMIT`), where at equal CPU time it beat BabyUnet on MNIST and
+on the camera image with a J-invariant output 16x cheaper; masked-trained
+:class:`~sklearn_n2s.neural.BabyUnet` for noise that follows the signal (photon counts:
+there the blind-spot net, which never sees the pixel, lost 0.6 dB), structured blind
+spots, and the ``'ordinary'`` and ``'shrink'`` outputs. ``batch_size`` and ``lr``
+``'auto'`` are the measured ones of the module built.
+
 Correlated noise (``blind_spot``): with noise correlated between neighbouring pixels a
 single hidden pixel is seen through its neighbours' noise. ``blind_spot`` hides a whole
 footprint around each masked pixel instead (half-extents per axis, a boolean footprint,
@@ -97,6 +107,7 @@ import contextlib
 import copy
 import inspect
 import math
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -129,6 +140,7 @@ from ..utils._noise import (
 )
 from ..utils._validation import MAX_SPATIAL_DIMS, check_stack, intensity_scale
 from ._babyunet import DOWNSAMPLING, BabyUnet
+from ._blindspot import DilatedBlindSpotNet
 from ._callbacks import (
     CLOCKS,
     EpochProgressBar,
@@ -192,6 +204,32 @@ TIME_ONLY_STEPS = 2**40
 #: 28.53 dB in 1.5 times the time: more, smaller steps train one image better. The
 #: whole-image default is the one measured on MNIST (``benchmarks/results/neural.md``).
 AUTO_BATCH_SIZE = {"images": 32, "patches": 8}
+#: ``module='auto'``: the modules it chooses from, in the order of the index saved in the
+#: weights (the ``n2s_module_choice`` buffer, read back by ``load_params``).
+AUTO_MODULES = (BabyUnet, DilatedBlindSpotNet)
+#: Outputs for which ``module='auto'`` may choose the one-pass blind-spot D-BSN: those that
+#: read the J-invariant output or the posterior. The plain one pass (``'ordinary'``) and
+#: ``'shrink'`` keep BabyUnet, whose one pass sees the pixel itself.
+AUTO_BLIND_SPOT_OUTPUTS = ("auto", "posterior", "invariant")
+#: ``batch_size='auto'`` and ``lr='auto'`` per module class, where measured otherwise than
+#: BabyUnet's (:data:`AUTO_BATCH_SIZE`, :data:`DEFAULT_LR`). D-BSN at exactly equal CPU
+#: time (``max_time``), posterior head: batches of 8 digits and lr 6e-3 gave 21.53 and
+#: 21.48 dB on MNIST (batch 32, lr 3e-3: 21.21), 4 patches and 6e-3 on the camera 28.79
+#: and 28.99 (8 patches, 3e-3: 28.55), against BabyUnet's best 21.43/21.08 and
+#: 28.61/28.69 (``benchmarks/results/neural_modules.md``, ``neural_single.md``, fifth pass).
+AUTO_MODULE_BATCH_SIZE = {DilatedBlindSpotNet: {"images": 8, "patches": 4}}
+#: ``max_steps='auto'`` on patches: the share of the patch-pixel budget
+#: (:data:`AUTO_PATCH_PIXELS` ... :data:`AUTO_PATCH_PIXELS_MAX`) a module class trains on.
+#: D-BSN: half, the same number of steps as BabyUnet (its batches are half as large),
+#: in about 0.7x BabyUnet's time: on the camera image, one thread, 71 against 105 ms of
+#: CPU per step (4 patches against 8), so 4096 steps take 290 s against 430 s. The
+#: whole budget (8192 steps) took 1.35x BabyUnet's time.
+AUTO_MODULE_PATCH_SHARE = {DilatedBlindSpotNet: 0.5}
+#: ``lr='auto'``: the base learning rate per module class (:data:`DEFAULT_LR` otherwise).
+AUTO_LR = {DilatedBlindSpotNet: 6e-3}
+#: ``lr='auto'`` for BabyUnet and any other module (measured on MNIST,
+#: ``benchmarks/results/neural.md``).
+DEFAULT_LR = 3e-3
 #: Smallest prior variance of the posterior head (normalised units).
 _MIN_PRIOR_VARIANCE = 1e-6
 #: Smallest height and width accepted: the U-Net pools twice by 2.
@@ -211,6 +249,8 @@ _STATS_SAMPLE = 2**22
 _OFFSET_BUFFER, _SCALE_BUFFER = "n2s_input_offset", "n2s_input_scale"
 #: Buffers of the posterior head's noise statistics (NaN until fit), saved with the weights.
 _NOISE_BUFFER, _DEPENDENCE_BUFFER = "n2s_noise_variance", "n2s_noise_dependence"
+#: Buffer of ``module='auto'``: the index in :data:`AUTO_MODULES` of the module chosen.
+_CHOICE_BUFFER = "n2s_module_choice"
 #: Constraint of ``blind_spot`` (the image families' ``BLIND_SPOT_CONSTRAINT``; the forms
 #: are checked by :func:`sklearn_n2s.utils._correlation.check_blind_spot` in ``fit``).
 _BLIND_SPOT_CONSTRAINT = [
@@ -431,8 +471,16 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
     Parameters
     ----------
-    module : torch.nn.Module class or instance, default=BabyUnet
-        Maps (N, C, *spatial) to (N, C_out, *spatial). A class gets, unless given as
+    module : 'auto', torch.nn.Module class or instance, default='auto'
+        ``'auto'``: :class:`~sklearn_n2s.neural.DilatedBlindSpotNet` or
+        :class:`~sklearn_n2s.neural.BabyUnet`, chosen by ``fit`` from the data (module
+        notes; ``module_choice_``): D-BSN when ``blind_spot='pixel'``, ``output`` is
+        one of :data:`AUTO_BLIND_SPOT_OUTPUTS` (``'auto'``, ``'posterior'``,
+        ``'invariant'``), the noise has one variance (``noise_dependence_`` at most
+        :data:`SIGNAL_DEPENDENCE_LIMIT`) and every ``module__*`` parameter is one of
+        D-BSN's; else BabyUnet. Before any ``fit``, BabyUnet; ``load_params`` builds
+        the one the saved weights belong to. Otherwise the module: it maps
+        (N, C, *spatial) to (N, C_out, *spatial). A class gets, unless given as
         ``module__*``: the data's channel count as ``n_channels_in`` or ``in_channels``,
         the output channels (``C``, or ``2 C`` for ``output='posterior'``) as
         ``n_channels_out`` or ``out_channels``, and the number of spatial axes as
@@ -447,10 +495,11 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     optimizer : torch optimizer class, default=torch.optim.Adam
         Adam and AdamW are created with ``fused=True`` unless ``optimizer__fused`` or
         ``optimizer__foreach`` is given.
-    lr : float > 0, default=3e-3
-        Peak learning rate (with the cosine schedule, 3e-3 beat the reference's
-        constant 1e-3 by about 0.7 dB after 3 epochs on MNIST, see
-        ``benchmarks/results/neural.md``).
+    lr : float > 0 or 'auto', default='auto'
+        Peak learning rate. ``'auto'``: the module's measured one (:data:`AUTO_LR`):
+        6e-3 for :class:`~sklearn_n2s.neural.DilatedBlindSpotNet`, else 3e-3 (with the
+        cosine schedule, 3e-3 beat the reference's constant 1e-3 by about 0.7 dB
+        after 3 epochs on MNIST, see ``benchmarks/results/neural.md``).
     max_epochs : int >= 1, default=10
         Epochs of each ``fit`` and ``partial_fit`` call when ``max_steps`` is None (or
         ``'auto'`` on whole images). An epoch is a pass over the training images, or
@@ -463,7 +512,9 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         (512) times the data's pixels in patches, within :data:`AUTO_PATCH_PIXELS`
         (2**25) and :data:`AUTO_PATCH_PIXELS_MAX` (2**27, 2**25 in 3-D) patch pixels:
         4096 steps of 8 patches of 64**2 for one 512**2 image, so that one image
-        trains enough. With ``max_time``, ``'auto'`` sets no step budget: the time
+        trains enough; a module class in :data:`AUTO_MODULE_PATCH_SHARE` (D-BSN:
+        half) trains on that share of these pixels (D-BSN: the same 4096 steps, of
+        4 patches). With ``max_time``, ``'auto'`` sets no step budget: the time
         budget alone ends the training.
     max_time : float > 0 or None, default=None
         A training budget in seconds of ``clock`` for each ``fit`` and ``partial_fit``
@@ -483,7 +534,9 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     batch_size : int >= 1, -1 or 'auto', default='auto'
         Images (or patches) per training batch (-1: all images). ``'auto'``: 32
         whole images, or 8 patches when training on patches (:data:`AUTO_BATCH_SIZE`:
-        on one image, more and smaller steps trained better in the same time). A last
+        on one image, more and smaller steps trained better in the same time); 8 and
+        4 for :class:`~sklearn_n2s.neural.DilatedBlindSpotNet`
+        (:data:`AUTO_MODULE_BATCH_SIZE`, measured at equal CPU time). A last
         batch of a single image joins the previous batch: batch norm cannot train on
         one small image.
     patch_size : int >= 4, 'auto' or None, default='auto'
@@ -610,6 +663,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     module_ : torch.nn.Module
         The trained network (in the mode training left it; inference uses an
         eval-mode copy or switches it for the call only).
+    module_choice_ : type
+        The class of ``module_``: for ``module='auto'``, the one ``fit`` chose
+        (:class:`~sklearn_n2s.neural.DilatedBlindSpotNet` or
+        :class:`~sklearn_n2s.neural.BabyUnet`).
     criterion_ : torch.nn.Module
         The loss, applied to the masked pixels.
     optimizer_ : torch.optim.Optimizer
@@ -669,7 +726,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
 
     See Also
     --------
-    sklearn_n2s.neural.BabyUnet : The default module.
+    sklearn_n2s.neural.BabyUnet : The masked-trained module (``module='auto'`` on
+        photon counts and structured blind spots).
+    sklearn_n2s.neural.DilatedBlindSpotNet : The one-pass module (``module='auto'`` on
+        noise of one variance).
     sklearn_n2s.SelfSupervisedScorer : Scorer for hyperparameter searches.
 
     References
@@ -687,6 +747,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     >>> net = N2SNet(module__width=4, max_epochs=1, random_state=0).fit(X)
     >>> net.transform(X).shape, net.transform(X).dtype
     ((8, 16, 16), dtype('float32'))
+    >>> net.module_choice_.__name__  # module='auto' on noise of one variance
+    'DilatedBlindSpotNet'
     >>> net.invariant_transform(X[:2]).shape
     (2, 16, 16)
 
@@ -701,7 +763,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     # N2SNet's own parameters, and the skorch ones it relies on (skorch checks none of
     # these numbers); the others ('module', 'criterion', prefixed...) skorch checks.
     _n2s_parameter_constraints = {
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "module": [StrOptions({"auto"}), callable, torch.nn.Module],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "max_steps": [None, StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_time": [None, Interval(Real, 0, None, closed="neither")],
@@ -734,8 +797,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, module=BabyUnet, *, criterion=torch.nn.MSELoss,
-                 optimizer=torch.optim.Adam, lr=3e-3, max_epochs=10, max_steps="auto",
+    def __init__(self, module="auto", *, criterion=torch.nn.MSELoss,
+                 optimizer=torch.optim.Adam, lr="auto", max_epochs=10, max_steps="auto",
                  max_time=None, clock="process", batch_size="auto", patch_size="auto", augment=True,
                  masking="grid", stride=4, density=1 / 16, fill="interpolate",
                  blind_spot="pixel", lr_schedule="cosine", output="auto",
@@ -883,14 +946,16 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         """Robust standard deviation of the data of ``fit``, which inputs are divided by."""
         return float(self.module_.get_buffer(_SCALE_BUFFER))
 
-    def _initialize_for(self, Xf):
-        """Check X's range, build the net and store X's normalisation in its module."""
+    def _initialize_for(self, Xf, dependence=None):
+        """Check X's range, build the net and store X's normalisation in its module
+        (``dependence``: X's :func:`noise_signal_dependence` when already measured)."""
         offset, scale = _robust_scaling(Xf)
         _check_range(Xf, offset, scale)
-        noise_variance = dependence = None
+        noise_variance = None
         if self._wants_head():
             noise_variance = float(np.mean(self._noise_variance(Xf, self._input_dtype_)))
-            dependence = noise_signal_dependence(Xf, channel_axis=self.channel_axis)
+            if dependence is None:
+                dependence = noise_signal_dependence(Xf, channel_axis=self.channel_axis)
         self.initialize()
         self.module_.get_buffer(_OFFSET_BUFFER).fill_(offset)
         self.module_.get_buffer(_SCALE_BUFFER).fill_(scale)
@@ -971,27 +1036,30 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         n_channels = getattr(self, "n_channels_in_", 1)
         ndim = getattr(self, "n_spatial_dims_", 2)
         head = self._wants_head()
-        if not isinstance(self.module, torch.nn.Module):
+        spec = self._module_spec()
+        if not isinstance(spec, torch.nn.Module):
             for names, value in ((("n_channels_in", "in_channels"), n_channels),
                                  (("n_channels_out", "out_channels"),
                                   2 * n_channels if head else n_channels),
                                  (("ndim",), ndim)):
-                name = next((n for n in names if _accepts(self.module, n)), None)
+                name = next((n for n in names if _accepts(spec, n)), None)
                 if name is not None and not any(n in kwargs for n in names):
                     kwargs[name] = value
-            if head and not any(_accepts(self.module, n)
+            if head and not any(_accepts(spec, n)
                                 for n in ("n_channels_out", "out_channels")):
                 raise ValueError(
                     f"output='posterior' needs a module with 2 x {n_channels} output "
                     "channels (a mean and a variance per channel); "
-                    f"{getattr(self.module, '__name__', self.module)!r} takes no "
+                    f"{getattr(spec, '__name__', spec)!r} takes no "
                     "n_channels_out or out_channels.")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._seed())
-            module = self.initialized_instance(self.module, kwargs)
+            module = self.initialized_instance(spec, kwargs)
         # The input normalisation (identity until fit sets it), saved with the weights.
         module.register_buffer(_OFFSET_BUFFER, torch.zeros((), dtype=torch.float64))
         module.register_buffer(_SCALE_BUFFER, torch.ones((), dtype=torch.float64))
+        if isinstance(self.module, str):  # module='auto': which module, for load_params
+            module.register_buffer(_CHOICE_BUFFER, torch.tensor(AUTO_MODULES.index(spec)))
         if head:  # the head's noise statistics, set by fit
             for name in (_NOISE_BUFFER, _DEPENDENCE_BUFFER):
                 module.register_buffer(name, torch.full((), math.nan, dtype=torch.float64))
@@ -1001,16 +1069,88 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             self.n_channels_in_ = getattr(module, "n_channels_in", 1)
         self.blind_spot_module_ = bool(getattr(module, "blind_spot", False))
         self.posterior_head_ = head
+        self.module_choice_ = type(module)
         self.module_ = module
         return self
+
+    def _module_spec(self):
+        """The module class (or instance) to build: ``module``, or for ``'auto'`` the
+        class chosen by the last ``fit`` (BabyUnet before any)."""
+        if isinstance(self.module, str):
+            choice = getattr(self, "module_choice_", BabyUnet)
+            return choice if choice in AUTO_MODULES else BabyUnet
+        return self.module
+
+    def _module_class(self):
+        spec = self._module_spec()
+        return spec if isinstance(spec, type) else type(spec)
+
+    def _choose_module(self, Xf):
+        """``module='auto'``: set ``module_choice_`` for the data of a new fit, before
+        any training. D-BSN (one pass, loss on every pixel) for a pixel blind spot, an
+        output that reads the J-invariant output or the posterior, and noise of one
+        variance (:func:`noise_signal_dependence` at most
+        :data:`SIGNAL_DEPENDENCE_LIMIT`); BabyUnet (masked training) otherwise, or when
+        a ``module__*`` parameter is not one of D-BSN's.
+
+        Returns
+        -------
+        dependence : float or None
+            The noise dependence measured (None when not needed), for the head.
+        """
+        if not isinstance(self.module, str):
+            return None
+        dependence = None
+        choice = BabyUnet
+        n_spatial = Xf.ndim - 1 - (self.channel_axis is not None)
+        spot = self.blind_spot
+        pixel = not _is_auto(spot) and check_blind_spot(
+            spot, n_spatial, tuple(int(n) for n in Xf.shape[1:1 + n_spatial])) is None
+        kwargs = self.get_params_for("module")
+        if (pixel and self.output in AUTO_BLIND_SPOT_OUTPUTS
+                and all(_accepts(DilatedBlindSpotNet, name) for name in kwargs)):
+            dependence = noise_signal_dependence(Xf, channel_axis=self.channel_axis)
+            if dependence <= SIGNAL_DEPENDENCE_LIMIT:
+                choice = DilatedBlindSpotNet
+        if choice is BabyUnet and not all(_accepts(BabyUnet, name) for name in kwargs):
+            choice = DilatedBlindSpotNet if pixel else BabyUnet  # its parameters name it
+        self.module_choice_ = choice
+        return dependence
+
+    def load_params(self, f_params=None, *args, **kwargs):
+        """skorch's ``load_params``; for ``module='auto'``, the module the saved weights
+        belong to is built first (their ``n2s_module_choice`` buffer), so a fresh
+        ``N2SNet().initialize()`` loads the weights of any default net.
+
+        Parameters
+        ----------
+        f_params : file-like object, str or None, default=None
+        *args, **kwargs
+            skorch's other arguments (``f_optimizer``, ``f_history``...).
+
+        Returns
+        -------
+        None
+        """
+        if (isinstance(self.module, str) and isinstance(f_params, (str, os.PathLike))
+                and not kwargs.get("use_safetensors", False)):
+            load_kwargs = self.torch_load_kwargs or {"weights_only": True}
+            state = torch.load(f_params, map_location="cpu", **load_kwargs)
+            if _CHOICE_BUFFER in state:
+                chosen = AUTO_MODULES[int(state[_CHOICE_BUFFER])]
+                if chosen is not getattr(self, "module_choice_", None):
+                    self.module_choice_ = chosen
+                    self.initialize()
+        return super().load_params(f_params, *args, **kwargs)
 
     def _wants_head(self):
         """Whether the module gets the posterior head: ``output='posterior'``, or
         ``'auto'`` with a module class that takes its output channel count."""
         if self.output == "posterior":
             return True
-        return self.output == "auto" and not isinstance(self.module, torch.nn.Module) and any(
-            _accepts(self.module, n) for n in ("n_channels_out", "out_channels"))
+        spec = self._module_spec()
+        return self.output == "auto" and not isinstance(spec, torch.nn.Module) and any(
+            _accepts(spec, n) for n in ("n_channels_out", "out_channels"))
 
     def get_params_for_optimizer(self, prefix, named_parameters):
         """skorch's optimizer arguments, with Adam/AdamW fused by default.
@@ -1032,6 +1172,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             Keyword arguments of the optimizer.
         """
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        auto_lr = AUTO_LR.get(self._module_class(), DEFAULT_LR)
+        for group in (kwargs, *(g for a in args for g in a if isinstance(g, dict))):
+            if isinstance(group.get("lr"), str):  # lr='auto': the module's measured one
+                group["lr"] = auto_lr
         optimizer = getattr(self, prefix)
         fusable = optimizer in (torch.optim.Adam, torch.optim.AdamW)
         if fusable and "fused" not in kwargs and "foreach" not in kwargs:
@@ -1070,11 +1214,13 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         self._validate_n2s_params()
         Xf = self._check_images(X, reset=True)
         self._input_dtype_ = _input_dtype(X)
+        fresh = not self.warm_start or not getattr(self, "initialized_", False)
+        dependence = self._choose_module(Xf) if fresh else None
         self._fit_blind_spot(Xf)
-        if not self.warm_start or not getattr(self, "initialized_", False):
+        if fresh:
             # skorch's fit: initialize, then partial_fit; plus the normalisation of X.
             self.rng_ = check_random_state(self.random_state)
-            self._initialize_for(Xf)
+            self._initialize_for(Xf, dependence)
         x = self._scaled_tensor(Xf)
         with self._threads():
             return self.partial_fit(x, None, _routing_method="fit", **fit_params)
@@ -1101,11 +1247,12 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
             self._validate_n2s_params()
             reset = not getattr(self, "initialized_", False)
             Xf = self._check_images(X, reset=reset)
+            dependence = self._choose_module(Xf) if reset else None
             if reset or not hasattr(self, "blind_spot_"):
                 self._fit_blind_spot(Xf)
             if reset:
                 self._input_dtype_ = _input_dtype(X)
-                self._initialize_for(Xf)
+                self._initialize_for(Xf, dependence)
             X = self._scaled_tensor(Xf)
         with self._threads():
             return super().partial_fit(X, None, classes=classes, **fit_params)
@@ -1119,9 +1266,10 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         spot = self.blind_spot
         footprint = None if _is_auto(spot) else check_blind_spot(spot, n_spatial,
                                                                  spatial_shape)
-        if bool(getattr(self.module, "blind_spot", False)) and (
+        module = self._module_spec()
+        if bool(getattr(module, "blind_spot", False)) and (
                 _is_auto(spot) or footprint is not None):
-            name = getattr(self.module, "__name__", type(self.module).__name__)
+            name = getattr(module, "__name__", type(module).__name__)
             raise ValueError(
                 f"blind_spot={spot!r} needs masked training, but the module {name} is a "
                 "blind-spot network whose field excludes the centre pixel only. For "
@@ -1201,6 +1349,7 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
                 seen = AUTO_PATCH_PASSES * n_images * math.prod(spatial_shape)
                 seen = min(max(seen, AUTO_PATCH_PIXELS),
                            AUTO_PATCH_PIXELS_MAX[len(spatial_shape)])
+                seen *= AUTO_MODULE_PATCH_SHARE.get(self._module_class(), 1.0)
                 steps = max(steps, math.ceil(seen / (pixels * batch_size)))
         shape = spatial_shape if patch is None else patch_shape(spatial_shape, patch)
         footprint = self._blind_spot_footprint(tuple(shape))
@@ -1212,7 +1361,8 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
     def _train_batch_size(self, n_images, *, patches):
         """Images (or patches) per training batch: ``batch_size`` resolved."""
         if self.batch_size == "auto":
-            return AUTO_BATCH_SIZE["patches" if patches else "images"]
+            sizes = AUTO_MODULE_BATCH_SIZE.get(self._module_class(), AUTO_BATCH_SIZE)
+            return sizes["patches" if patches else "images"]
         return n_images if self.batch_size == -1 else int(self.batch_size)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
@@ -1634,7 +1784,12 @@ class N2SNet(SelfSupervisedScoreMixin, TransformerMixin, NeuralNet):
         gain = prior / (prior + per_image)  # d posterior_j / d x_j, exactly
         posterior = (gain * Xf + (1 - gain) * mean).astype(Xf.dtype)
         axes = tuple(range(1, Xf.ndim))
-        ordinary, divergence = self._ordinary_divergence(Xf)
+        if getattr(self, "blind_spot_module_", False):
+            # the one pass is the J-invariant mean itself, whose divergence is exactly
+            # 0 (d f_j / d x_j = 0): no second and third pass
+            ordinary, divergence = mean, np.zeros(Xf.shape[0])
+        else:
+            ordinary, divergence = self._ordinary_divergence(Xf)
         risks = {}
         for name, out, div in (("ordinary", ordinary, divergence),
                                ("posterior", posterior, np.mean(gain, axis=axes))):

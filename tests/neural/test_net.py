@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_n2s import SelfSupervisedScorer, masking
-from sklearn_n2s.neural import ImageBatchLoader, N2SNet, warmup_cosine_factor
+from sklearn_n2s.neural import BabyUnet, ImageBatchLoader, N2SNet, warmup_cosine_factor
 from sklearn_n2s.neural._data import batch_bounds
 from sklearn_n2s.neural._masking import (
     fill_masked_torch,
@@ -266,7 +266,8 @@ def test_scorer_uses_the_invariant_loss(fitted):
 # ------------------------------------------------------------------- training
 def test_masked_loss_falls():
     X = noisy_blobs(n=32)
-    net = N2SNet(module__width=8, max_epochs=6, batch_size=8, lr=3e-3, random_state=0).fit(X)
+    net = N2SNet(BabyUnet, module__width=8, max_epochs=6, batch_size=8, lr=3e-3,
+                 random_state=0).fit(X)
     losses = net.history[:, "train_loss"]
     assert losses[-1] < 0.8 * losses[0]
 
@@ -277,7 +278,8 @@ def test_training_beats_the_noisy_input():
     clean = ndi.gaussian_filter(rng.normal(size=(32, 16, 16)), 2.0, axes=(1, 2))
     clean = (clean / clean.std()).astype(np.float32)
     X = clean + rng.normal(0, 0.5, clean.shape).astype(np.float32)
-    net = N2SNet(module__width=8, max_epochs=12, batch_size=8, lr=1e-2, random_state=0).fit(X)
+    net = N2SNet(BabyUnet, module__width=8, max_epochs=12, batch_size=8, lr=1e-2,
+                 random_state=0).fit(X)
     noise_mse = np.mean((X - clean) ** 2)
     assert np.mean((net.transform(X) - clean) ** 2) < 0.6 * noise_mse
     assert np.mean((net.invariant_transform(X) - clean) ** 2) < 0.6 * noise_mse

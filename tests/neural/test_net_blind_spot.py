@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_n2s.masking import fill_from_outside
-from sklearn_n2s.neural import BlindSpotUnet, DilatedBlindSpotNet, N2SNet, _net
+from sklearn_n2s.neural import BabyUnet, BlindSpotUnet, DilatedBlindSpotNet, N2SNet, _net
 from sklearn_n2s.neural._inference import invariant_forward
 from sklearn_n2s.neural._masking import dilate_mask, fill_from_outside_torch, mask_batch
 from sklearn_n2s.utils._correlation import extent_footprint
@@ -181,7 +181,8 @@ def test_bad_blind_spots_are_refused_before_training(spot, error, match):
 # ----------------------------------------------------------------------- 'pixel'
 def test_pixel_is_the_default_and_unchanged(monkeypatch):
     X = stack((3, 16, 16))
-    outputs = [tiny(max_steps=2, **params).fit(X) for params in
+    # the masked-trained BabyUnet (module='auto' builds D-BSN on these data)
+    outputs = [tiny(module=BabyUnet, max_steps=2, **params).fit(X) for params in
                ({}, {"blind_spot": "pixel"}, {"blind_spot": (0, 0)}, {"blind_spot": 0})]
     base = outputs[0]
     assert base.blind_spot == "pixel" and base.blind_spot_ == "pixel"

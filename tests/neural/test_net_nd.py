@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 from skorch.dataset import Dataset
 
 from sklearn_n2s.base import shrink_weights
-from sklearn_n2s.neural import BabyUnet, N2SNet
+from sklearn_n2s.neural import BabyUnet, DilatedBlindSpotNet, N2SNet
 from sklearn_n2s.neural._data import PatchBatchLoader, augment
 from sklearn_n2s.neural._inference import forward_tiled, tile_geometry
 from sklearn_n2s.utils.estimator_checks import check_j_invariance
@@ -213,13 +213,18 @@ def test_auto_budget_trains_enough_on_one_large_image():
     assert N2SNet(batch_size=32).training_plan(1, (512, 512))["steps"] * 4 == plan["steps"]
 
 
-def test_auto_batch_size_is_8_patches_or_32_images():
-    net = N2SNet(module__width=2, max_steps=2, random_state=0, patch_size=16)
+@pytest.mark.parametrize("module, patches, images", [(BabyUnet, 8, 32),
+                                                     ("auto", 4, 8)])
+def test_auto_batch_size_per_module(module, patches, images):
+    # BabyUnet: 8 patches or 32 images; module='auto' builds D-BSN here: 4 or 8
+    net = N2SNet(module, module__width=2, max_steps=2, random_state=0, patch_size=16)
     net.fit(smooth_stack(2, n=2, side=32)[1])
-    assert net.history[-1, "batches", 0, "train_batch_size"] == 8
-    whole = N2SNet(module__width=2, max_epochs=1, max_steps=None, random_state=0)
-    whole.fit(smooth_stack(2, n=40, side=8)[1])
-    assert [b["train_batch_size"] for b in whole.history[-1, "batches"]] == [32, 8]
+    assert net.history[-1, "batches", 0, "train_batch_size"] == patches
+    whole = N2SNet(module, module__width=2, max_epochs=1, max_steps=None, random_state=0)
+    whole.fit(smooth_stack(2, n=40, side=16)[1])
+    assert whole.module_choice_ is (BabyUnet if module is BabyUnet else DilatedBlindSpotNet)
+    sizes = [b["train_batch_size"] for b in whole.history[-1, "batches"]]
+    assert sizes == [images] * (40 // images) + ([40 % images] if 40 % images else [])
 
 
 # ---------------------------------------------------------------------- outputs
@@ -262,7 +267,7 @@ def test_posterior_needs_the_head(trained):
 
 def test_posterior_mean_between_data_and_prior_mean():
     clean, X = smooth_stack(2, n=6, side=32, sigma=0.5)
-    net = N2SNet(module__width=4, max_steps=40, batch_size=6, random_state=0,
+    net = N2SNet(BabyUnet, module__width=4, max_steps=40, batch_size=6, random_state=0,
                  output="posterior").fit(X)
     assert net.posterior_head_ and net.module_.conv6.out_channels == 2
     assert 0.1 < net.noise_variance_ < 0.5  # the estimate of 0.25
