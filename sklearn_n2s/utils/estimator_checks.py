@@ -38,6 +38,10 @@ The checks
   ``preserves_dtype``), float64 stays float64 and integers give float64, for every
   ``output`` the estimator offers.
 - :func:`check_denoiser` runs all three.
+- :func:`check_blind_spot_field`, for a blind-spot torch module (a network whose field
+  excludes the centre pixel by construction) before it goes into ``N2SNet``: from its
+  exact Jacobian, ``d out[p] / d x[p]`` is zero at every pixel, each pixel sees its
+  neighbours, and nothing beyond ``receptive_radius`` reaches it.
 
 Each raises an :class:`AssertionError` that names the estimator, the coordinate or
 attribute, and the change. The checks import nothing from the rest of sklearn_n2s: the
@@ -55,6 +59,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
+    "check_blind_spot_field",
     "check_denoiser",
     "check_dtype_preserved",
     "check_j_invariance",
@@ -658,3 +663,67 @@ def check_denoiser(estimator, X, *, outputs=None, **j_invariance_params):
     check_no_mutation(estimator, X)
     check_dtype_preserved(estimator, X, outputs=outputs)
     check_j_invariance(estimator, X, **j_invariance_params)
+
+
+def _field_jacobian(module, x):
+    """``|d out[p] / d x[q]|`` of the first image of x, summed over the output and input
+    channels: a (pixels, pixels) array (rows: output pixels, in C order)."""
+    import torch
+
+    first = x[:1]
+    jac = torch.autograd.functional.jacobian(module, first, vectorize=True)
+    n_pix = int(np.prod(first.shape[2:]))
+    c_out, c_in = jac.shape[1], first.shape[1]
+    return jac.reshape(c_out, n_pix, c_in, n_pix).abs().sum(dim=(0, 2)).numpy()
+
+
+def check_blind_spot_field(module, x):
+    """Check a blind-spot module's receptive field exactly, from its Jacobian.
+
+    Three properties of the first image of x, every pixel included (borders too):
+
+    - ``d out[p] / d x[p]`` is exactly 0 (all channels): the blind spot;
+    - ``out[p]`` depends on each existing neighbour ``p +- e_a``: the field is not
+      trivially empty;
+    - nothing farther than ``module.receptive_radius`` (Chebyshev distance) reaches
+      ``out[p]``, when the module has that attribute (the margin tiled inference uses).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Maps ``(N, C_in, *spatial)`` to ``(N, C_out, *spatial)``; best in float64, where
+        a broken blind spot cannot hide below rounding.
+    x : torch.Tensor of shape (N, C_in, *spatial)
+        The input (its first image is probed), of the module's dtype.
+
+    Raises
+    ------
+    AssertionError
+        Naming the module, the pixel and the property broken.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_n2s.neural import DilatedBlindSpotNet
+    >>> net = DilatedBlindSpotNet(in_channels=1, ndim=2, width=2, depth=1).double()
+    >>> check_blind_spot_field(net, torch.randn(1, 1, 9, 9, dtype=torch.float64))
+    """
+    name = type(module).__name__
+    sides = tuple(x.shape[2:])
+    jac = _field_jacobian(module, x)
+    assert np.all(np.diag(jac) == 0.0), \
+        f"{name}: d out[p] / d x[p] is not exactly zero at some pixel of {sides}"
+    index = {p: i for i, p in enumerate(itertools.product(*(range(n) for n in sides)))}
+    for p, i in index.items():
+        for axis, step in itertools.product(range(len(sides)), (-1, 1)):
+            q = list(p)
+            q[axis] += step
+            if tuple(q) in index:
+                assert jac[i, index[tuple(q)]] > 0, \
+                    f"{name}: pixel {p} does not see its neighbour {tuple(q)}"
+    radius = getattr(module, "receptive_radius", None)
+    if radius is not None:
+        coords = np.array(list(index))
+        dist = np.abs(coords[:, None, :] - coords[None, :, :]).max(axis=-1)
+        assert np.all(jac[dist > radius] == 0.0), \
+            f"{name}: pixels farther than receptive_radius={radius} reach the output"

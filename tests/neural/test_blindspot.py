@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 
 from sklearn_n2s.neural import BlindSpotUnet, DilatedBlindSpotNet, ShuffledBlindSpotUnet
+from sklearn_n2s.utils.estimator_checks import check_blind_spot_field
 
 MODULES = [BlindSpotUnet, DilatedBlindSpotNet]
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
@@ -72,33 +73,10 @@ def test_output_at_a_pixel_ignores_that_pixel(config):
         assert change <= tol, f"{type(net).__name__}: pixel {p} of {tuple(sides)} moved {change}"
 
 
-def _jacobian(net, x):
-    """|d out[p] / d x[q]| summed over channels, as a (pixels, pixels) array."""
-    jac = torch.autograd.functional.jacobian(net, x[:1], vectorize=True)
-    n_pix = int(np.prod(x.shape[2:]))
-    c_out, c_in = net.out_channels, net.in_channels
-    jac = jac.reshape(c_out, n_pix, c_in, n_pix).abs().sum(dim=(0, 2))
-    return jac.numpy()
-
-
 @SETTINGS
 @given(configs(max_side=(10, 6, 4)))
 def test_field_excludes_the_centre_and_reaches_every_neighbour(config):
-    net, x = config
-    sides = tuple(x.shape[2:])
-    jac = _jacobian(net, x)
-    index = {p: i for i, p in enumerate(_pixels(sides))}
-    assert np.all(np.diag(jac) == 0.0), "d out[p] / d x[p] is not exactly zero"
-    for p, i in index.items():
-        for axis, step in itertools.product(range(len(sides)), (-1, 1)):
-            q = list(p)
-            q[axis] += step
-            if tuple(q) in index:
-                assert jac[i, index[tuple(q)]] > 0, f"{p} does not see its neighbour {q}"
-    # Nothing beyond the receptive radius (Chebyshev distance) has a gradient either.
-    coords = np.array(list(index))
-    dist = np.abs(coords[:, None, :] - coords[None, :, :]).max(axis=-1)
-    assert np.all(jac[dist > net.receptive_radius] == 0.0)
+    check_blind_spot_field(*config)
 
 
 @settings(max_examples=10, deadline=None, derandomize=True)
@@ -229,3 +207,20 @@ def test_wrong_input_raises(cls):
         net(torch.randn(1, 2, 8))
     with pytest.raises(ValueError, match="in_channels=2"):
         net(torch.randn(1, 3, 8, 8))
+
+
+def test_check_blind_spot_field_names_each_broken_property():
+    """The shared field check fails on a module that sees its centre, on one that sees
+    nothing, and on a radius that understates the field."""
+    x = torch.randn(1, 1, 7, 7, dtype=torch.float64)
+    seeing = torch.nn.Conv2d(1, 1, 3, padding=1).double()
+    with pytest.raises(AssertionError, match="Conv2d: d out"):
+        check_blind_spot_field(seeing, x)
+    with pytest.raises(AssertionError, match="does not see its neighbour"):
+        check_blind_spot_field(lambda t: 0.0 * t, x)
+    net = _make(DilatedBlindSpotNet, 0, in_channels=1, ndim=2, width=2, depth=1)
+    check_blind_spot_field(net, x)
+    understated = copy.copy(net)
+    understated.receptive_radius = 1
+    with pytest.raises(AssertionError, match="farther than receptive_radius=1"):
+        check_blind_spot_field(understated, x)

@@ -25,7 +25,11 @@ pytest.importorskip("skorch")
 
 from sklearn_n2s.neural import N2SNet, ShuffledBlindSpotUnet
 from sklearn_n2s.neural._shuffled import PhaseUnet, phase_merge, phase_split
-from sklearn_n2s.utils.estimator_checks import check_j_invariance
+from sklearn_n2s.utils.estimator_checks import (
+    _field_jacobian,
+    check_blind_spot_field,
+    check_j_invariance,
+)
 
 SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -34,18 +38,6 @@ SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
 def _make(seed, **kwargs):
     torch.manual_seed(seed)
     return ShuffledBlindSpotUnet(**kwargs).double()
-
-
-def _jacobian(net, x):
-    """|d out[p] / d x[q]| summed over channels, as a (pixels, pixels) array."""
-    jac = torch.autograd.functional.jacobian(net, x[:1], vectorize=True)
-    n_pix = int(np.prod(x.shape[2:]))
-    jac = jac.reshape(net.out_channels, n_pix, net.in_channels, n_pix).abs().sum(dim=(0, 2))
-    return jac.numpy()
-
-
-def _pixels(sides):
-    return list(itertools.product(*(range(n) for n in sides)))
 
 
 @settings(max_examples=20, deadline=None, derandomize=True)
@@ -81,20 +73,7 @@ def configs(draw, max_side=(40, 11, 6)):
 @SETTINGS
 @given(configs())
 def test_field_excludes_the_centre_reaches_the_neighbours_and_ends_at_the_radius(config):
-    net, x = config
-    sides = tuple(x.shape[2:])
-    jac = _jacobian(net, x)
-    assert np.all(np.diag(jac) == 0.0), "d out[p] / d x[p] is not exactly zero"
-    index = {p: i for i, p in enumerate(_pixels(sides))}
-    for p, i in index.items():
-        for axis, step in itertools.product(range(len(sides)), (-1, 1)):
-            q = list(p)
-            q[axis] += step
-            if tuple(q) in index:
-                assert jac[i, index[tuple(q)]] > 0, f"{p} does not see its neighbour {q}"
-    coords = np.array(list(index))
-    dist = np.abs(coords[:, None, :] - coords[None, :, :]).max(axis=-1)
-    assert np.all(jac[dist > net.receptive_radius] == 0.0)
+    check_blind_spot_field(*config)
 
 
 @pytest.mark.parametrize("depth", [0, 1, 2])
@@ -103,7 +82,7 @@ def test_receptive_radius_is_reached_in_1d(depth):
     # an input exactly receptive_radius away, and none farther.
     net = _make(depth, ndim=1, width=2, depth=depth)
     side = 2 * net.receptive_radius + 2 * net.size_multiple
-    jac = _jacobian(net, torch.randn(1, 1, side, dtype=torch.float64))
+    jac = _field_jacobian(net, torch.randn(1, 1, side, dtype=torch.float64))
     dist = np.abs(np.arange(side)[:, None] - np.arange(side)[None, :])
     assert dist[jac > 0].max() == net.receptive_radius
     assert net.receptive_radius == max(k // 2 + s * PhaseUnet.reach(depth)
