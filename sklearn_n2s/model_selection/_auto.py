@@ -409,15 +409,16 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
             out.append((name, estimator, grid))
         return out
 
-    def _resolved_criterion(self, X, given):
-        """``criterion``, or what ``'auto'`` takes for X: the loss where X is clipped or a
-        given candidate has no ``estimated_risk``, the risk otherwise."""
+    def _resolved_criterion(self, clipped, given):
+        """``criterion``, or what ``'auto'`` takes for X (``clipped``: its
+        :func:`clipped_fraction`): the loss where X is clipped or a given candidate has
+        no ``estimated_risk``, the risk otherwise."""
         if self.criterion != "auto":
             return self.criterion
         if given is not None and not all(hasattr(_final_step(estimator), "estimated_risk")
                                          for _, estimator, _ in given):
             return "loss"
-        return "loss" if clipped_fraction(X) > CLIPPED_FRACTION else "risk"
+        return "loss" if clipped > CLIPPED_FRACTION else "risk"
 
     def _default_candidates(self, X, criterion):
         """``[(name, estimator, grid)]`` of the default families, grids in X's units,
@@ -502,9 +503,10 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         X = np.asarray(X)
         if single:  # one image: the search splits samples, so give it a stack of one
             X = X[np.newaxis]
-        self.criterion_ = self._resolved_criterion(X, given)
+        clipped = clipped_fraction(X)  # one pass over X serves every rule below
+        self.criterion_ = self._resolved_criterion(clipped, given)
         if self.criterion == "risk":
-            _warn_if_clipped(X)
+            _warn_if_clipped(clipped)
         if given is not None:
             self.noise_level_ = None
             candidates = []
@@ -540,17 +542,17 @@ class AutoDenoiser(TransformerMixin, BaseEstimator):
         self.best_params_ = dict(self.cv_results_["params"][self.best_index_])
         self.best_score_ = float(scores[self.best_index_])
         self.best_estimator_ = self.candidates_[self.best_family_]
-        self.blend_weights_ = self._blend_weights(X, X_float, cv)
+        self.blend_weights_ = self._blend_weights(X, X_float, clipped, cv)
         self.n_features_in_ = int(np.prod(X.shape[1:]))
 
-    def _blend_weights(self, X, X_float, cv):
+    def _blend_weights(self, X, X_float, clipped, cv):
         """``{family: weight}`` of what ``transform`` returns (see ``blend``); X_float is
-        X in the families' float units."""
+        X in the families' float units, ``clipped`` its :func:`clipped_fraction`."""
         alone = {self.best_family_: 1.0}
         mixable = [f for f, e in self.candidates_.items() if not isinstance(e, Pipeline)]
         if (not self.blend or self.criterion_ != "risk" or len(mixable) < 2
                 or self.best_family_ not in mixable
-                or clipped_fraction(X) > BLEND_CLIPPED_FRACTION):
+                or clipped > BLEND_CLIPPED_FRACTION):
             return alone
         scores = {f: self.searches_[f].best_score_ for f in mixable
                   if f != self.best_family_ and np.isfinite(self.searches_[f].best_score_)}
@@ -699,14 +701,13 @@ def clipped_fraction(X):
     return float(np.count_nonzero((X == low) | (X == high)) / X.size)
 
 
-def _warn_if_clipped(X):
-    fraction = clipped_fraction(X)
+def _warn_if_clipped(fraction):
     if fraction > CLIPPED_FRACTION:
         warnings.warn(f"{fraction:.0%} of X's values sit at its minimum or maximum: clipped "
                       "noise is not Gaussian and criterion='risk' (Stein's estimate) can "
                       "misrank families on it; criterion='loss' (which 'auto', the "
                       "default, takes here) needs only noise independent between "
-                      "pixels.", UserWarning, stacklevel=3)
+                      "pixels.", UserWarning, stacklevel=4)
 
 
 def _mixture_terms(first, second, x, risks):
